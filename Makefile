@@ -1,0 +1,156 @@
+# YOLO -> Triton model repository. The file graph, top to bottom:
+#
+#   $(WEIGHTS_DIR)/<m>.pt                      <- export/download_pytorch_models.sh (yolo11n/s/m), or yours
+#   $(MODELS_DIR)/<name>/1/model.onnx          <- export/export_onnx.py   (Track A: ONNX, client NMS)
+#   $(MODELS_DIR)/<name>_end2end/1/model.onnx  <- export/add_nms.py       (ONNX + NMS stage, by graph surgery)
+#   $(MODELS_DIR)/<name>_trt/1/model.plan      <- export/build_engine.py  (Track B: TensorRT)
+#   $(MODELS_DIR)/<name>_trt_end2end/1/model.plan <- export/build_engine.py (Track C: TensorRT + NMS)
+#   $(MODELS_DIR)/<dir>/config.pbtxt           <- export/write_config.py  (from the artefact itself)
+#
+# <name> is yolov11_<size> for the seed's sizes (weights $(WEIGHTS_<size>).pt), or the stem of any
+# other checkpoint in $(WEIGHTS_DIR). Every setting is a variable: make TOPK=50 IMGSZ=960 onnx.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+.SUFFIXES:
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-builtin-rules --no-builtin-variables
+.SECONDEXPANSION:
+
+include export/defaults.mk
+
+MODELS_DIR ?= models
+WEIGHTS_DIR ?= pytorch_models
+CACHE_DIR ?= trt_cache
+BUILD_DIR ?= .build
+CALIB_DIR ?=
+TRTEXEC ?=
+MAX_BATCH ?=
+PYTHON ?= $(if $(wildcard .venv/bin/python),.venv/bin/python,python3)
+NAMES ?= $(SIZES:%=yolov11_%)
+
+# ---- name -> checkpoint, max batch ------------------------------------------------------------------
+size_of = $(patsubst yolov11_%,%,$(filter yolov11_%,$(1)))
+weights_for = $(WEIGHTS_DIR)/$(or $(WEIGHTS_$(call size_of,$(1))),$(1)).pt
+max_batch_for = $(or $(MAX_BATCH),$(MAX_BATCH_$(call size_of,$(1))),$(MAX_BATCH_custom))
+base_of = $(patsubst %_trt,%,$(patsubst %_end2end,%,$(patsubst %_trt_end2end,%,$(1))))
+
+# ---- parameter stamps: one small file per model and setting group; artefacts depend on them. Make
+# reads each stamp while parsing (no shell, no Python); a stamp whose content differs from the current
+# settings gets a rule that rewrites it, which makes exactly the artefacts that use it out of date.
+ONNX_PARAMS = imgsz=$(IMGSZ) precision=$(PRECISION) calib=$(CALIB_DIR)
+END2END_PARAMS = nms=$(NMS) conf=$(CONF) iou=$(IOU) topk=$(TOPK) agnostic=$(AGNOSTIC)
+CONFIG_PARAMS = max_batch=$(call max_batch_for,$(1)) queue_delay_us=$(QUEUE_DELAY_US)
+PLAN_PARAMS = max_batch=$(call max_batch_for,$(1)) imgsz=$(IMGSZ) workspace=$(WORKSPACE) opt_level=$(OPT_LEVEL)
+STAMPS := $(BUILD_DIR)/params
+same = $(if $(subst @$(1),,@$(2))$(subst @$(2),,@$(1)),,same)
+define STAMP_RULE
+$(1): FORCE
+	@mkdir -p $$(@D) && printf '%s\n' '$(2)' > $$@
+endef
+stamp = $(if $(call same,$(file <$(1)),$(2)),,$(eval $(call STAMP_RULE,$(1),$(2))))
+goal_names = $(foreach g,$(filter $(MODELS_DIR)/%,$(MAKECMDGOALS)),$(call base_of,$(firstword $(subst /, ,$(patsubst $(MODELS_DIR)/%,%,$(g))))))
+STAMPED_NAMES := $(sort $(NAMES) $(basename $(notdir $(wildcard $(WEIGHTS_DIR)/*.pt))) $(goal_names))
+$(foreach n,$(STAMPED_NAMES),\
+  $(call stamp,$(STAMPS)/$(n).onnx,$(ONNX_PARAMS))\
+  $(call stamp,$(STAMPS)/$(n).end2end,$(END2END_PARAMS))\
+  $(call stamp,$(STAMPS)/$(n).config,$(call CONFIG_PARAMS,$(n)))\
+  $(call stamp,$(STAMPS)/$(n).plan,$(call PLAN_PARAMS,$(n))))
+.PHONY: FORCE
+FORCE:
+
+LIB := export/yolo_triton
+ONNX_STEP := export/export_onnx.py $(LIB)/onnx_export.py $(LIB)/checkpoint.py $(LIB)/onnx_io.py
+NMS_STEP := export/add_nms.py $(LIB)/nms_graph.py $(wildcard $(LIB)/nms_onnx.py)
+CONFIG_STEP := export/write_config.py $(LIB)/triton_config.py $(LIB)/onnx_io.py
+ENGINE_STEP := export/build_engine.py $(wildcard $(LIB)/engine*.py)
+
+# ---- help -------------------------------------------------------------------------------------------
+.PHONY: help
+help: ## Show the targets and the settings
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "Settings: IMGSZ=$(IMGSZ) CONF=$(CONF) IOU=$(IOU) TOPK=$(TOPK) PRECISION=$(PRECISION) NMS=$(NMS) SIZES='$(SIZES)'"
+	@echo "          MAX_BATCH_{nano,small,medium}=$(MAX_BATCH_nano),$(MAX_BATCH_small),$(MAX_BATCH_medium) MODELS_DIR=$(MODELS_DIR)"
+	@echo "Example:  make models/yolov11_small_trt_end2end/1/model.plan"
+
+# ---- set-up and tests -------------------------------------------------------------------------------
+.PHONY: setup test
+setup: .venv/.installed ## Create .venv with the pinned dependencies
+.venv/.installed: requirements.txt
+	python3 -m venv .venv
+	.venv/bin/pip install --quiet --upgrade pip
+	.venv/bin/pip install --quiet -r requirements.txt
+	touch $@
+
+test: ## Run the test suite (CPU; TensorRT through honest doubles)
+	$(PYTHON) -m pytest -q tests
+
+# ---- checkpoints ------------------------------------------------------------------------------------
+SEED_WEIGHTS := $(foreach s,$(SIZES),$(WEIGHTS_DIR)/$(WEIGHTS_$(s)).pt)
+.PHONY: download scratch
+download: ## Download yolo11n/s/m.pt for SIZES (checksums verified)
+	bash export/download_pytorch_models.sh --dir $(WEIGHTS_DIR) $(foreach s,$(SIZES),$(WEIGHTS_$(s)))
+
+$(foreach s,nano small medium,$(WEIGHTS_DIR)/$(WEIGHTS_$(s)).pt):
+	bash export/download_pytorch_models.sh --dir $(WEIGHTS_DIR) $(basename $(notdir $@))
+
+$(WEIGHTS_DIR)/%.pt:
+	@echo "error: checkpoint $@ not found: copy your .pt there, or 'make scratch MODEL=yolo11n' for an untrained test checkpoint" >&2; exit 1
+
+MODEL ?=
+NC ?=
+scratch: ## Write an UNTRAINED test checkpoint: make scratch MODEL=yolo11n [NC=3]
+	@test -n "$(MODEL)" || { echo "usage: make scratch MODEL=yolo11n (or yolov8n, yolo12n, yolo26n, yolov10n) [NC=3]" >&2; exit 2; }
+	$(PYTHON) export/make_scratch_checkpoint.py --arch $(MODEL) --out $(WEIGHTS_DIR)/$(MODEL)_untrained.pt $(if $(NC),--nc $(NC))
+
+# ---- Track A: ONNX ----------------------------------------------------------------------------------
+$(MODELS_DIR)/%/1/model.onnx: $$(call weights_for,$$*) $(ONNX_STEP) $(STAMPS)/$$*.onnx
+	$(PYTHON) export/export_onnx.py --weights $< --out $@ --imgsz $(IMGSZ) --precision $(PRECISION) \
+	  $(if $(CALIB_DIR),--calib-dir $(CALIB_DIR))
+
+# ---- end2end: ONNX + NMS ----------------------------------------------------------------------------
+$(MODELS_DIR)/%_end2end/1/model.onnx: $(MODELS_DIR)/%/1/model.onnx $(NMS_STEP) $(STAMPS)/$$*.end2end
+	$(PYTHON) export/add_nms.py --onnx $< --out $@ --nms $(NMS) --conf $(CONF) --iou $(IOU) \
+	  --topk $(TOPK) --agnostic $(AGNOSTIC)
+
+# ---- Tracks B and C: TensorRT plans (timing cache in CACHE_DIR) --------------------------------------
+ENGINE_ARGS = --max-batch $(call max_batch_for,$*) --imgsz $(IMGSZ) --workspace $(WORKSPACE) \
+  --opt-level $(OPT_LEVEL) --cache-dir $(CACHE_DIR) --builder $(ENGINE_BUILDER) $(if $(TRTEXEC),--trtexec $(TRTEXEC))
+$(MODELS_DIR)/%_trt/1/model.plan: $(MODELS_DIR)/%/1/model.onnx $(ENGINE_STEP) $(STAMPS)/$$*.plan | $(CACHE_DIR)
+	$(PYTHON) export/build_engine.py --onnx $< --plan $@ $(ENGINE_ARGS)
+
+$(MODELS_DIR)/%_trt_end2end/1/model.plan: $(MODELS_DIR)/%_end2end/1/model.onnx $(ENGINE_STEP) $(STAMPS)/$$*.plan | $(CACHE_DIR)
+	$(PYTHON) export/build_engine.py --onnx $< --plan $@ $(ENGINE_ARGS)
+
+$(CACHE_DIR):
+	mkdir -p $@
+
+# ---- Triton configs ---------------------------------------------------------------------------------
+CONFIG_ARGS = --max-batch $(call max_batch_for,$*) --queue-delay-us $(QUEUE_DELAY_US)
+$(MODELS_DIR)/%_trt_end2end/config.pbtxt: $(MODELS_DIR)/%_trt_end2end/1/model.plan $(CONFIG_STEP) $(STAMPS)/$$*.config
+	$(PYTHON) export/write_config.py --artefact $< --source-onnx $(MODELS_DIR)/$*_end2end/1/model.onnx $(CONFIG_ARGS)
+
+$(MODELS_DIR)/%_trt/config.pbtxt: $(MODELS_DIR)/%_trt/1/model.plan $(CONFIG_STEP) $(STAMPS)/$$*.config
+	$(PYTHON) export/write_config.py --artefact $< --source-onnx $(MODELS_DIR)/$*/1/model.onnx $(CONFIG_ARGS)
+
+$(MODELS_DIR)/%_end2end/config.pbtxt: $(MODELS_DIR)/%_end2end/1/model.onnx $(CONFIG_STEP) $(STAMPS)/$$*.config
+	$(PYTHON) export/write_config.py --artefact $< $(CONFIG_ARGS)
+
+$(MODELS_DIR)/%/config.pbtxt: $(MODELS_DIR)/%/1/model.onnx $(CONFIG_STEP) $(STAMPS)/$$*.config
+	$(PYTHON) export/write_config.py --artefact $< $(CONFIG_ARGS)
+
+# Every artefact of a known name is named here, so make never treats one as an intermediate to delete.
+ARTEFACTS := $(foreach n,$(STAMPED_NAMES),$(MODELS_DIR)/$(n)/1/model.onnx $(MODELS_DIR)/$(n)_end2end/1/model.onnx \
+  $(MODELS_DIR)/$(n)_trt/1/model.plan $(MODELS_DIR)/$(n)_trt_end2end/1/model.plan)
+$(ARTEFACTS):
+
+# ---- groups -----------------------------------------------------------------------------------------
+ONNX_CONFIGS := $(foreach n,$(NAMES),$(MODELS_DIR)/$(n)/config.pbtxt $(MODELS_DIR)/$(n)_end2end/config.pbtxt)
+TRT_CONFIGS := $(foreach n,$(NAMES),$(MODELS_DIR)/$(n)_trt/config.pbtxt $(MODELS_DIR)/$(n)_trt_end2end/config.pbtxt)
+.PHONY: onnx trt all clean-reexport
+onnx: $(ONNX_CONFIGS) ## ONNX artefacts + configs (Track A and end2end) for SIZES (or NAMES)
+trt: $(TRT_CONFIGS) ## TensorRT plans + configs (Tracks B and C) for SIZES (or NAMES)
+all: onnx trt ## Everything for SIZES
+
+clean-reexport: ## Back up configs, remove .onnx/.plan artefacts and timing caches (DRY_RUN=1 to preview)
+	bash export/cleanup_for_reexport.sh --models-dir $(MODELS_DIR) --cache-dir $(CACHE_DIR) $(if $(filter 1,$(DRY_RUN)),--dry-run)

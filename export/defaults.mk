@@ -1,0 +1,23 @@
+# The one place where the pipeline's default settings live.
+# The Makefile includes this file; export/yolo_triton/settings.py parses it for Python tools
+# (validation, the Triton client), so a default changed here changes everywhere.
+# Every value can be overridden on the make command line: make TOPK=50 onnx
+IMGSZ ?= 640
+CONF ?= 0.25
+IOU ?= 0.45
+TOPK ?= 100
+AGNOSTIC ?= 0
+PRECISION ?= fp16
+NMS ?= efficient
+SIZES ?= nano small medium
+MAX_BATCH_nano ?= 128
+MAX_BATCH_small ?= 64
+MAX_BATCH_medium ?= 32
+MAX_BATCH_custom ?= 32
+WEIGHTS_nano ?= yolo11n
+WEIGHTS_small ?= yolo11s
+WEIGHTS_medium ?= yolo11m
+QUEUE_DELAY_US ?= 100
+WORKSPACE ?= 4G
+OPT_LEVEL ?= 3
+ENGINE_BUILDER ?= auto

@@ -1,0 +1,36 @@
+#!/usr/bin/env python3
+"""Track A step: ``pytorch_models/<m>.pt`` -> ``models/<name>/1/model.onnx``.
+
+Ultralytics' own ONNX export with a dynamic batch and a fixed image size, simplified, at the
+requested precision (fp16 = ModelOpt AutoCast mixed precision with FP32 I/O; fp32; int8 = Q/DQ).
+"""
+from __future__ import annotations
+
+import argparse
+
+from yolo_triton.cli import run_step
+from yolo_triton.onnx_export import PRECISIONS, export_onnx
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", required=True, help="ultralytics .pt checkpoint")
+    parser.add_argument("--out", required=True, help="model.onnx to write")
+    parser.add_argument("--imgsz", type=int, required=True)
+    parser.add_argument("--precision", choices=PRECISIONS, required=True)
+    parser.add_argument("--calib-dir", default="", help="calibration images (PRECISION=int8)")
+    parser.add_argument("--one2one", action="store_true", help="export the NMS-free one-to-one head")
+    parser.add_argument("--topk", type=int, help="max detections of the one-to-one head")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    return run_step("export_onnx", lambda: export_onnx(args.weights, args.out, args.imgsz, args.precision,
+                                                       args.calib_dir or None, args.one2one, args.topk),
+                    args.verbose)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Config step: ``models/<dir>/1/model.{onnx,plan}`` -> ``models/<dir>/config.pbtxt`` + ``labels.txt``.
+
+Everything comes from the artefact: tensor names, dtypes and dims from the ONNX file (or, for a plan,
+from the engine itself when TensorRT is importable, else from the ONNX it was built from), class
+names from the ONNX metadata that the export step copied from the checkpoint. Written through
+Triton's ModelConfig protobuf.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from yolo_triton import triton_config as tc
+from yolo_triton.cli import run_step
+from yolo_triton.errors import StepError
+from yolo_triton.onnx_io import TensorSpec, class_names, onnx_io, onnx_metadata
+
+LOG = logging.getLogger("write_config")
+
+
+def plan_io(plan: Path, source_onnx: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """I/O of a plan: engine inspection when TensorRT is present, else the source ONNX's."""
+    try:
+        from yolo_triton.engine import engine_io
+    except ImportError:
+        engine_io = None
+    io = engine_io(plan) if engine_io else None
+    if io is not None:
+        LOG.info("I/O read from the engine %s", plan)
+        return io
+    LOG.info("TensorRT not importable here: I/O read from %s (the plan's source)", source_onnx)
+    return onnx_io(source_onnx)
+
+
+def build_config(artefact: Path, max_batch: int, queue_delay_us: int, source_onnx: Path | None):
+    if not artefact.is_file():
+        raise StepError(f"artefact not found: {artefact}")
+    if artefact.suffix == ".onnx":
+        platform, onnx_path = tc.ONNX_PLATFORM, artefact
+        inputs, outputs = onnx_io(artefact)
+    elif artefact.suffix == ".plan":
+        if source_onnx is None:
+            raise StepError(f"{artefact}: a plan's config needs --source-onnx (the ONNX it was built from)")
+        platform, onnx_path = tc.TENSORRT_PLATFORM, source_onnx
+        inputs, outputs = plan_io(artefact, source_onnx)
+    else:
+        raise StepError(f"{artefact}: expected model.onnx or model.plan")
+    names = class_names(onnx_metadata(onnx_path))
+    model_dir = artefact.parent.parent
+    label_output = "det_classes" if any(o.name == "det_classes" for o in outputs) else None
+    config = tc.model_config(model_dir.name, platform, inputs, outputs, max_batch, queue_delay_us, label_output)
+    return model_dir, config, names
+
+
+def write_config(artefact: str, max_batch: int, queue_delay_us: int, source_onnx: str | None = None) -> Path:
+    model_dir, config, names = build_config(Path(artefact), max_batch, queue_delay_us,
+                                            Path(source_onnx) if source_onnx else None)
+    path = tc.write_model_config(model_dir, config, names)
+    LOG.info("wrote %s (%s, max_batch_size %d, %d classes)", path, config.platform, max_batch, len(names))
+    return path
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--artefact", required=True, help="models/<dir>/1/model.onnx or model.plan")
+    parser.add_argument("--max-batch", type=int, required=True)
+    parser.add_argument("--queue-delay-us", type=int, required=True)
+    parser.add_argument("--source-onnx", help="for a plan: the ONNX it was built from")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    return run_step("write_config", lambda: write_config(args.artefact, args.max_batch, args.queue_delay_us,
+                                                         args.source_onnx), args.verbose)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

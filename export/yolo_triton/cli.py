@@ -1,0 +1,25 @@
+"""The shared ``main`` wrapper of every step script: logging set-up and one-line failures."""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Callable
+
+from yolo_triton.errors import StepError
+
+
+def run_step(name: str, body: Callable[[], None], verbose: bool) -> int:
+    """Run ``body``; a StepError or a refused value becomes one line on stderr and exit 1."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=f"[{name}] %(message)s",
+                        stream=sys.stderr, force=True)
+    for noisy in ("modelopt", "onnx_graphsurgeon", "ultralytics", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    try:
+        body()
+    except (StepError, ValueError) as err:
+        print(f"[{name}] error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"[{name}] interrupted; nothing was written in place", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,403 @@
+"""TensorRT engine step: what both builders share (profile, precision, GPU, timing cache, sidecar).
+
+The two builders live beside this module: :mod:`yolo_triton.engine_trtexec` (the ``trtexec``
+command line) and :mod:`yolo_triton.engine_python` (the TensorRT Python API). Both take the same
+:class:`BuildRequest`, so the profile, the precision (read from the ONNX graph, strongly typed) and
+the timing cache are the same whichever one runs.
+
+Everything here is a pure function of paths and parameters; nothing imports ``tensorrt`` at module
+level, so this runs (and is tested) on machines without TensorRT.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import onnx
+
+from yolo_triton.errors import StepError
+from yolo_triton.onnx_io import TensorSpec, model_io
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_TRT_MAJORS = (10, 11)
+DEFAULT_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"  # where Triton images keep it (spec §6.3)
+RUN_INSIDE_HINT = "run it inside the yolo-api compose service: docker compose exec yolo-api make ..."
+OOM_HINT = "lower MAX_BATCH (e.g. make MAX_BATCH_nano=64 ...) or WORKSPACE (e.g. make WORKSPACE=2G ...)"
+_OOM_PATTERNS = re.compile(
+    r"out of memory|OutOfMemory|cudaErrorMemoryAllocation|Requested amount of GPU memory|"
+    r"insufficient memory|failed to allocate", re.IGNORECASE)
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)([BKMG]?)$", re.IGNORECASE)
+_UNITS = {"": 1 << 20, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}  # trtexec: no suffix = MiB
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One optimization profile on the single image input (full NCHW shapes)."""
+
+    input_name: str
+    min: tuple[int, ...]
+    opt: tuple[int, ...]
+    max: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    name: str  # e.g. "NVIDIA H100 80GB HBM3"
+    compute_capability: str  # e.g. "9.0"
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """Everything that shapes an engine; both builders consume exactly this."""
+
+    onnx: Path
+    plan: Path
+    profile: Profile
+    workspace: str  # as the user wrote it, e.g. "4G" (trtexec syntax)
+    workspace_bytes: int
+    opt_level: int
+    timing_cache: Path
+    verbose: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    builder: str  # "trtexec" | "python"
+    trt_version: str  # "10.13.3"
+    seconds: float
+
+
+# ---------------------------------------------------------------- parameters
+
+
+def parse_workspace(text: str) -> int:
+    """``"4G"`` -> bytes, with trtexec's rules (suffix B/K/M/G base 2; no suffix means MiB)."""
+    match = _SIZE.match(str(text).strip())
+    if not match:
+        raise ValueError(f"WORKSPACE={text!r} is not a size; use e.g. 4G, 512M or 4096 (MiB)")
+    number, unit = float(match.group(1)), match.group(2).upper()
+    size = int(number * _UNITS[unit])
+    if size <= 0:
+        raise ValueError(f"WORKSPACE={text!r} must be positive")
+    return size
+
+
+def opt_batch(max_batch: int) -> int:
+    """The batch size TensorRT tunes kernels for: half the maximum, at least 1."""
+    return max(1, max_batch // 2)
+
+
+def image_input(inputs: list[TensorSpec]) -> TensorSpec:
+    """The one NCHW image input of a detector graph (raises when the graph is not that)."""
+    if len(inputs) != 1:
+        names = ", ".join(i.name for i in inputs)
+        raise StepError(f"expected one image input, the ONNX has {len(inputs)} ({names}); "
+                        "export it with this pipeline (make onnx)")
+    spec = inputs[0]
+    if len(spec.shape) != 4:
+        raise StepError(f"input {spec.name!r} has shape {spec.shape}, expected NCHW; "
+                        "export it with this pipeline (make onnx)")
+    return spec
+
+
+def make_profile(spec: TensorSpec, max_batch: int, imgsz: int) -> Profile:
+    """min 1 / opt max(1, MAX_BATCH//2) / max MAX_BATCH at IMGSZ, checked against the ONNX."""
+    if max_batch < 1:
+        raise StepError(f"MAX_BATCH={max_batch} must be >= 1")
+    batch, channels, height, width = spec.shape
+    if batch != -1 and max_batch != batch:
+        raise StepError(f"input {spec.name!r} has a fixed batch of {batch} but MAX_BATCH={max_batch}; "
+                        "re-export the ONNX with a dynamic batch (make onnx)")
+    for dim_name, dim in (("height", height), ("width", width)):
+        if dim != -1 and dim != imgsz:
+            raise StepError(f"input {spec.name!r} has {dim_name} {dim} but IMGSZ={imgsz}; "
+                            f"re-export the ONNX at IMGSZ={imgsz} or build with make IMGSZ={dim}")
+    if channels == -1:
+        raise StepError(f"input {spec.name!r} has a dynamic channel dimension; export it with this pipeline")
+    low = 1 if batch == -1 else batch
+    return Profile(spec.name, (low, channels, imgsz, imgsz),
+                   (opt_batch(max_batch) if batch == -1 else batch, channels, imgsz, imgsz),
+                   (max_batch, channels, imgsz, imgsz))
+
+
+def onnx_precision(model: onnx.ModelProto) -> str:
+    """What the graph itself asks for: int8 (Q/DQ), fp16 (float16 tensors or Casts), else fp32."""
+    graph = model.graph
+    ops = {node.op_type for node in graph.node}
+    if "QuantizeLinear" in ops or "DequantizeLinear" in ops:
+        return "int8"
+    fp16 = onnx.TensorProto.FLOAT16
+    if any(init.data_type == fp16 for init in graph.initializer):
+        return "fp16"
+    for value in list(graph.value_info) + list(graph.input) + list(graph.output):
+        if value.type.tensor_type.elem_type == fp16:
+            return "fp16"
+    for node in graph.node:
+        if node.op_type == "Cast" and any(a.name == "to" and a.i == fp16 for a in node.attribute):
+            return "fp16"
+        if node.op_type == "Constant" and any(a.name == "value" and a.t.data_type == fp16
+                                              for a in node.attribute):
+            return "fp16"
+    return "fp32"
+
+
+def has_efficient_nms(model: onnx.ModelProto) -> bool:
+    return any(node.op_type == "EfficientNMS_TRT" for node in model.graph.node)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- versions and GPU
+
+
+def short_version(version: str) -> str:
+    """``"10.13.3.9"`` -> ``"10.13.3"`` (trtexec's banner only has three parts)."""
+    parts = re.findall(r"\d+", str(version))
+    if len(parts) < 2:
+        raise ValueError(f"not a TensorRT version: {version!r}")
+    return ".".join((parts + ["0"])[:3])
+
+
+def trt_major(version: str) -> int:
+    return int(short_version(version).split(".")[0])
+
+
+def check_supported(version: str) -> int:
+    major = trt_major(version)
+    if major not in SUPPORTED_TRT_MAJORS:
+        raise StepError(f"TensorRT {version} is not supported (10.x and 11.x are); "
+                        f"{RUN_INSIDE_HINT}")
+    return major
+
+
+def parse_trtexec_version(text: str) -> str | None:
+    """TensorRT version from trtexec output: ``TensorRT version: 10.13.3`` or the ``[TensorRT v101303]`` banner."""
+    match = re.search(r"TensorRT version:\s*(\d+)\.(\d+)\.(\d+)", text)
+    if match:
+        return ".".join(match.groups())
+    match = re.search(r"\[TensorRT v(\d+)\]", text)
+    if match:
+        number = int(match.group(1))
+        if number >= 100000:  # TRT 10+: major*10000 + minor*100 + patch (v101303 = 10.13.3)
+            return f"{number // 10000}.{number // 100 % 100}.{number % 100}"
+        return f"{number // 1000}.{number // 100 % 10}.{number % 100}"  # 8.x: v8601 = 8.6.1
+    return None
+
+
+def query_gpu(run=subprocess.run) -> GpuInfo | None:
+    """Name and compute capability of GPU 0 from nvidia-smi, else torch; None when neither knows."""
+    try:
+        out = run(["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+                  capture_output=True, text=True, timeout=30, check=True).stdout
+        first = out.strip().splitlines()[0]
+        name, cap = (part.strip() for part in first.rsplit(",", 1))
+        return GpuInfo(name, cap)
+    except (OSError, subprocess.SubprocessError, IndexError, ValueError):
+        pass
+    try:
+        import torch  # noqa: PLC0415 - optional, heavy
+        if torch.cuda.is_available():
+            major, minor = torch.cuda.get_device_capability(0)
+            return GpuInfo(torch.cuda.get_device_name(0), f"{major}.{minor}")
+    except Exception:  # noqa: BLE001 - any torch/CUDA failure just means "unknown"
+        pass
+    return None
+
+
+def timing_cache_path(cache_dir: Path, gpu: GpuInfo, trt_version: str) -> Path:
+    """One cache per GPU model + compute capability + TensorRT version.
+
+    ``trt_cache/timing_NVIDIA-H100-80GB-HBM3_sm90_trt10.13.3.cache``
+    """
+    name = re.sub(r"[^A-Za-z0-9.]+", "-", gpu.name).strip("-") or "unknown-gpu"
+    cap = "sm" + re.sub(r"[^0-9A-Za-z]", "", gpu.compute_capability)
+    return Path(cache_dir) / f"timing_{name}_{cap}_trt{short_version(trt_version)}.cache"
+
+
+def find_trtexec(explicit: str | None, which=shutil.which) -> str | None:
+    """``--trtexec`` value, else ``trtexec`` on PATH, else /usr/src/tensorrt/bin/trtexec, else None."""
+    if explicit:
+        found = which(explicit)
+        if not found:
+            raise StepError(f"--trtexec {explicit} is not an executable; fix TRTEXEC= or leave it empty "
+                            "to search PATH")
+        return found
+    return which("trtexec") or which(DEFAULT_TRTEXEC)
+
+
+def looks_like_oom(text: str) -> bool:
+    return bool(_OOM_PATTERNS.search(text))
+
+
+# ---------------------------------------------------------------- atomic files and sidecar
+
+
+def tmp_path(path: Path) -> Path:
+    return Path(str(path) + ".tmp")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    tmp = Path(f"{path}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def sidecar_path(plan_path: Path) -> Path:
+    """``model.plan`` -> ``model.plan.json``."""
+    return Path(str(plan_path) + ".json")
+
+
+def sidecar_record(request: BuildRequest, result: BuildResult, gpu: GpuInfo, precision: str,
+                   onnx_sha256: str, plan_bytes: int) -> dict:
+    return {
+        "tensorrt_version": short_version(result.trt_version),
+        "gpu_name": gpu.name,
+        "compute_capability": gpu.compute_capability,
+        "onnx": str(request.onnx),
+        "onnx_sha256": onnx_sha256,
+        "profile": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(request.profile).items()},
+        "precision": precision,
+        "strongly_typed": True,
+        "builder": result.builder,
+        "build_seconds": round(result.seconds, 2),
+        "plan_bytes": plan_bytes,
+        "workspace": request.workspace,
+        "builder_optimization_level": request.opt_level,
+        "timing_cache": str(request.timing_cache),
+    }
+
+
+def write_sidecar(plan_path: Path, record: dict) -> Path:
+    path = sidecar_path(plan_path)
+    atomic_write_bytes(path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+    return path
+
+
+def read_sidecar(plan_path: Path) -> dict | None:
+    """The sidecar of ``plan_path`` as a dict, or None when it is missing or not JSON."""
+    try:
+        return json.loads(sidecar_path(plan_path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def plan_is_stale(plan_path: Path, gpu_name: str, trt_version: str) -> str | None:
+    """Why ``plan_path`` cannot be used with this GPU model and TensorRT version, or None if it can."""
+    plan_path = Path(plan_path)
+    if not plan_path.is_file():
+        return f"{plan_path} does not exist"
+    record = read_sidecar(plan_path)
+    if record is None:
+        return f"{sidecar_path(plan_path)} is missing or unreadable (unknown GPU and TensorRT version)"
+    if record.get("plan_bytes") not in (None, plan_path.stat().st_size):
+        return f"{plan_path} is {plan_path.stat().st_size} bytes, its sidecar says {record['plan_bytes']}"
+    if record.get("gpu_name") != gpu_name:
+        return f"built on {record.get('gpu_name')!r}, this GPU is {gpu_name!r}"
+    built = record.get("tensorrt_version", "")
+    try:
+        same = short_version(built) == short_version(trt_version)
+    except ValueError:
+        same = False
+    if not same:
+        return f"built with TensorRT {built or '?'}, this is TensorRT {short_version(trt_version)}"
+    return None
+
+
+def engine_io(plan_path: Path) -> tuple[list[TensorSpec], list[TensorSpec]] | None:
+    """Inputs and outputs of a built plan via TensorRT's engine inspection API; None without tensorrt."""
+    from yolo_triton import engine_python  # noqa: PLC0415 - keeps this module TensorRT-free
+
+    trt = engine_python.import_tensorrt()
+    if trt is None:
+        return None
+    return engine_python.engine_io(trt, Path(plan_path))
+
+
+def onnx_summary(path: Path) -> tuple[onnx.ModelProto, list[TensorSpec], list[TensorSpec]]:
+    model = onnx.load(str(path), load_external_data=False)
+    inputs, outputs = model_io(model)
+    return model, inputs, outputs
+
+
+# ---------------------------------------------------------------- choosing and running a builder
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """The builder that will run and the TensorRT version it carries."""
+
+    builder: str  # "trtexec" | "python"
+    trt_version: str  # "10.13.3"
+    trtexec: str | None = None  # path, for builder == "trtexec"
+    trt: object = None  # the tensorrt module, for builder == "python"
+
+
+def select_toolchain(choice: str, trtexec_arg: str | None) -> Toolchain:
+    """``auto``: trtexec when found, else the Python API; ``trtexec``/``python`` force one.
+
+    Raises a one-line StepError naming the way forward when TensorRT is not there at all.
+    """
+    from yolo_triton import engine_python, engine_trtexec  # noqa: PLC0415 - avoid an import cycle
+
+    if choice not in ("auto", "trtexec", "python"):
+        raise StepError(f"ENGINE_BUILDER={choice!r} must be auto, trtexec or python")
+    if choice in ("auto", "trtexec"):
+        trtexec = find_trtexec(trtexec_arg)
+        if trtexec:
+            version = engine_trtexec.trtexec_version(trtexec)
+            check_supported(version)
+            return Toolchain("trtexec", version, trtexec=trtexec)
+        if choice == "trtexec":
+            raise StepError(f"ENGINE_BUILDER=trtexec but no trtexec on PATH or at {DEFAULT_TRTEXEC}; "
+                            f"set TRTEXEC=/path/to/trtexec or {RUN_INSIDE_HINT}")
+    trt = engine_python.import_tensorrt()
+    if trt is None:
+        where = "no trtexec and no Python module 'tensorrt'" if choice == "auto" else \
+            "ENGINE_BUILDER=python but 'import tensorrt' fails"
+        raise StepError(f"TensorRT is missing here ({where}); {RUN_INSIDE_HINT}")
+    version = short_version(trt.__version__)
+    check_supported(version)
+    return Toolchain("python", version, trt=trt)
+
+
+def build_plan(request: BuildRequest, toolchain: Toolchain) -> BuildResult:
+    """Build into ``<plan>.tmp`` and rename it over ``<plan>``; on any failure no plan file is left."""
+    from yolo_triton import engine_python, engine_trtexec  # noqa: PLC0415 - avoid an import cycle
+
+    plan = Path(request.plan)
+    plan.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_path(plan)
+    tmp.unlink(missing_ok=True)
+    try:
+        if toolchain.builder == "trtexec":
+            result = engine_trtexec.build_with_trtexec(request, toolchain.trtexec, toolchain.trt_version, tmp)
+        else:
+            result = engine_python.build_with_python(toolchain.trt, request, tmp)
+        if not tmp.is_file() or tmp.stat().st_size == 0:
+            raise StepError(f"the {toolchain.builder} builder wrote no engine; rerun with -v")
+        os.replace(tmp, plan)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return result

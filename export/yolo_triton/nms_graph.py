@@ -1,0 +1,149 @@
+"""End2end graphs by surgery on the Track A ONNX (never a second export from PyTorch).
+
+The head output ``output0 [B, 4+nc, A]`` (centre x, centre y, width, height in input pixels, then
+sigmoid class scores) is transposed and split into ``boxes [B, A, 4]`` and ``scores [B, A, nc]``,
+then one NMS stage produces exactly four outputs, whatever the mode:
+
+    num_dets [B, 1] INT32, det_boxes [B, TOPK, 4] FP32 (x1, y1, x2, y2 in input pixels),
+    det_scores [B, TOPK] FP32, det_classes [B, TOPK] INT32; rows past num_dets are zeros (class 0).
+
+Modes: ``efficient`` (the EfficientNMS_TRT plugin) and ``onnx`` (standard ``NonMaxSuppression``,
+``yolo_triton.nms_onnx``).
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from yolo_triton.errors import StepError
+from yolo_triton.onnx_io import class_names, metadata, set_metadata
+
+LOG = logging.getLogger(__name__)
+
+NMS_MODES = ("efficient", "onnx")
+BOXES, SCORES = "boxes", "scores"
+END2END_OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes")
+PLUGIN_DOMAIN = "TRT"
+
+
+def check_nms_params(conf: float, iou: float, topk: int, agnostic: int) -> None:
+    """Refuse settings EfficientNMS would reject or silently misread."""
+    if not 0.0 < conf <= 1.0:
+        raise StepError(f"CONF={conf} is outside (0, 1]")
+    if not 0.0 < iou <= 1.0:
+        raise StepError(f"IOU={iou} is outside (0, 1]")
+    if topk <= 0:
+        raise StepError(f"TOPK={topk} must be a positive number of detections per image")
+    if agnostic not in (0, 1):
+        raise StepError(f"AGNOSTIC={agnostic} must be 0 or 1")
+
+
+def split_head(graph: gs.Graph, num_classes: int) -> tuple[gs.Variable, gs.Variable]:
+    """Turn the single head output into ``boxes`` (xywh) and ``scores`` variables."""
+    if len(graph.outputs) != 1:
+        raise StepError(f"expected one head output (output0), found {[o.name for o in graph.outputs]}")
+    head = graph.outputs[0]
+    shape = list(head.shape or [])
+    if len(shape) != 3 or shape[1] != 4 + num_classes:
+        raise StepError(
+            f"head output '{head.name}' has shape {shape}; expected [batch, 4+{num_classes}, anchors] "
+            "(an NMS-free [batch, max_det, 6] export cannot take an NMS stage)"
+        )
+    if head.dtype != np.float32:
+        raise StepError(f"head output '{head.name}' is {head.dtype}, expected float32 (FP32 I/O)")
+    anchors = shape[2]
+    transposed = gs.Variable("head_transposed", dtype=np.float32, shape=["batch", anchors, 4 + num_classes])
+    graph.nodes.append(gs.Node("Transpose", "head_to_anchor_major", attrs={"perm": [0, 2, 1]},
+                               inputs=[head], outputs=[transposed]))
+    boxes = gs.Variable(BOXES, dtype=np.float32, shape=["batch", anchors, 4])
+    scores = gs.Variable(SCORES, dtype=np.float32, shape=["batch", anchors, num_classes])
+    split_sizes = gs.Constant("split_box_class", np.array([4, num_classes], dtype=np.int64))
+    graph.nodes.append(gs.Node("Split", "split_boxes_scores", attrs={"axis": 2},
+                               inputs=[transposed, split_sizes], outputs=[boxes, scores]))
+    return boxes, scores
+
+
+def end2end_outputs(topk: int) -> list[gs.Variable]:
+    return [
+        gs.Variable("num_dets", dtype=np.int32, shape=["batch", 1]),
+        gs.Variable("det_boxes", dtype=np.float32, shape=["batch", topk, 4]),
+        gs.Variable("det_scores", dtype=np.float32, shape=["batch", topk]),
+        gs.Variable("det_classes", dtype=np.int32, shape=["batch", topk]),
+    ]
+
+
+def add_efficient_nms(graph: gs.Graph, boxes: gs.Variable, scores: gs.Variable, conf: float, iou: float,
+                      topk: int, agnostic: bool) -> list[gs.Variable]:
+    """One EfficientNMS_TRT node with every attribute stated (spec §1.2)."""
+    outputs = end2end_outputs(topk)
+    attrs = {
+        "plugin_version": "1",
+        "plugin_namespace": "",        # trtexec and Triton register the standard plugins under ""
+        "score_threshold": float(conf),  # keeps score >= CONF
+        "iou_threshold": float(iou),     # suppresses IoU >= IOU
+        "max_output_boxes": int(topk),   # global per image, not per class
+        "background_class": -1,          # YOLO has no background class
+        "score_activation": 0,           # head scores are already sigmoid probabilities
+        "class_agnostic": int(agnostic), # always explicit: the creator leaks it between instances
+        "box_coding": 1,                 # inputs are centre-size (x, y, w, h); outputs are always corners
+    }
+    graph.nodes.append(gs.Node("EfficientNMS_TRT", "efficient_nms", attrs=attrs, inputs=[boxes, scores],
+                               outputs=outputs, domain=PLUGIN_DOMAIN))
+    return outputs
+
+
+def add_nms(model: onnx.ModelProto, mode: str, conf: float, iou: float, topk: int,
+            agnostic: int) -> onnx.ModelProto:
+    """Return the end2end model built from a Track A model (``output0 [B, 4+nc, A]``)."""
+    if mode not in NMS_MODES:
+        raise StepError(f"NMS={mode} is not one of {', '.join(NMS_MODES)} for a Track A graph")
+    check_nms_params(conf, iou, topk, agnostic)
+    meta = metadata(model)
+    num_classes = len(class_names(meta))
+    graph = gs.import_onnx(model)
+    boxes, scores = split_head(graph, num_classes)
+    if mode == "efficient":
+        outputs = add_efficient_nms(graph, boxes, scores, conf, iou, topk, bool(agnostic))
+    else:
+        from yolo_triton.nms_onnx import add_onnx_nms
+
+        outputs = add_onnx_nms(graph, boxes, scores, conf, iou, topk, bool(agnostic))
+    graph.outputs = outputs
+    graph.cleanup().toposort()
+    result = gs.export_onnx(graph)
+    if mode == "efficient" and not any(op.domain == PLUGIN_DOMAIN for op in result.opset_import):
+        result.opset_import.append(onnx.helper.make_opsetid(PLUGIN_DOMAIN, 1))
+    meta.update(nms=mode, conf=str(conf), iou=str(iou), topk=str(topk), agnostic=str(int(agnostic)))
+    set_metadata(result, meta)
+    _log_io(result)
+    return result
+
+
+def pre_nms_model(end2end: onnx.ModelProto) -> onnx.ModelProto:
+    """The part of an end2end graph before NMS, with outputs ``boxes`` and ``scores`` (runs anywhere)."""
+    graph = gs.import_onnx(end2end)
+    tensors = graph.tensors()
+    if BOXES not in tensors or SCORES not in tensors:
+        raise StepError("this graph has no 'boxes'/'scores' tensors (not an end2end graph of this pipeline)")
+    graph.outputs = [tensors[BOXES], tensors[SCORES]]
+    graph.cleanup().toposort()
+    model = gs.export_onnx(graph)
+    model.opset_import[:] = [op for op in model.opset_import if op.domain != PLUGIN_DOMAIN]
+    set_metadata(model, metadata(end2end))
+    return model
+
+
+def _log_io(model: onnx.ModelProto) -> None:
+    from yolo_triton.onnx_io import model_io
+
+    inputs, outputs = model_io(model)
+    for kind, specs in (("input", inputs), ("output", outputs)):
+        for spec in specs:
+            LOG.info("%s %s %s %s", kind, spec.name, spec.dtype, list(spec.shape))
+    for node in model.graph.node:
+        if node.op_type == "EfficientNMS_TRT":
+            for attr in node.attribute:
+                LOG.info("EfficientNMS_TRT %s = %s", attr.name, onnx.helper.get_attribute_value(attr))

@@ -1,0 +1,134 @@
+"""Track A: ultralytics' own ONNX export, then a fixed image size, simplification and precision.
+
+The graph keeps a dynamic batch dimension and a fixed ``imgsz`` (so anchors fold to constants and
+TensorRT gets one clean profile axis). Precision:
+
+* ``fp32``: the exported graph as is.
+* ``fp16``: NVIDIA ModelOpt AutoCast mixed precision with FP32 inputs and outputs. TensorRT 11 has
+  no ``--fp16``/``BuilderFlag.FP16``; precision lives in the graph and strongly typed builds keep it.
+* ``int8``: explicit Q/DQ quantization with calibration images (``yolo_triton.int8``).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import onnx
+
+from yolo_triton import checkpoint as ckpt
+from yolo_triton.errors import StepError
+from yolo_triton.onnx_io import metadata, set_metadata
+
+LOG = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def fix_image_size(model: onnx.ModelProto, imgsz: int) -> None:
+    """Pin the input's height and width to ``imgsz``; the batch dim stays symbolic."""
+    (image_input,) = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    dims = image_input.type.tensor_type.shape.dim
+    if len(dims) != 4:
+        raise StepError(f"expected a 4-D image input, got rank {len(dims)} for '{image_input.name}'")
+    dims[0].Clear()
+    dims[0].dim_param = "batch"
+    for axis in (2, 3):
+        dims[axis].Clear()
+        dims[axis].dim_value = imgsz
+    for output in model.graph.output:
+        out_dims = output.type.tensor_type.shape.dim
+        for axis, dim in enumerate(out_dims):
+            if axis > 0 and dim.HasField("dim_param"):
+                dim.Clear()  # re-inferred as a number by simplification
+        if out_dims:
+            out_dims[0].Clear()
+            out_dims[0].dim_param = "batch"
+
+
+def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
+    import onnxslim
+
+    return onnxslim.slim(model)
+
+
+def to_fp16_mixed(model: onnx.ModelProto, workdir: Path) -> onnx.ModelProto:
+    """ModelOpt AutoCast FP16 with FP32 I/O; nodes whose values overflow FP16 stay FP32."""
+    from modelopt.onnx.autocast import convert_to_mixed_precision
+
+    if not LOG.isEnabledFor(logging.DEBUG):
+        logging.getLogger("modelopt").setLevel(logging.WARNING)
+
+    src = workdir / "fp32_for_autocast.onnx"
+    onnx.save(model, str(src))
+    return convert_to_mixed_precision(onnx_path=str(src), low_precision_type="fp16", keep_io_types=True)
+
+
+def ultralytics_onnx(yolo, imgsz: int, one2one: bool, topk: int | None) -> onnx.ModelProto:
+    """Run ultralytics' exporter on ``yolo`` (loaded from a link inside a temporary directory, so the
+    exported file lands there and nothing is written beside the user's .pt).
+
+    ``one2one`` selects the NMS-free one-to-one head (ultralytics ``nms=False``) with ``max_det=topk``;
+    otherwise ``nms=None`` keeps the one-to-many head with output ``[B, 4+nc, anchors]``.
+    """
+    extra = {"max_det": topk} if one2one else {}
+    exported = yolo.export(
+        format="onnx", imgsz=imgsz, dynamic=True, simplify=True, batch=1, half=False,
+        nms=False if one2one else None, verbose=False, **extra,
+    )
+    return onnx.load(str(exported))
+
+
+def export_onnx(
+    pt_path: str | Path,
+    out_path: str | Path,
+    imgsz: int,
+    precision: str,
+    calib_dir: str | Path | None = None,
+    one2one: bool = False,
+    topk: int | None = None,
+) -> dict[str, str]:
+    """Export ``pt_path`` to ``out_path`` atomically; returns the ONNX metadata written."""
+    if precision not in PRECISIONS:
+        raise StepError(f"PRECISION={precision} is not one of {', '.join(PRECISIONS)}")
+    if precision == "int8" and not calib_dir:
+        raise StepError("PRECISION=int8 needs calibration images: set CALIB_DIR to a folder of representative images")
+    pt_path, out_path = Path(pt_path), Path(out_path)
+    if not pt_path.is_file():
+        ckpt.load_yolo(pt_path)  # raises the one-line 'checkpoint not found'
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".export-") as tmp:
+        workdir = Path(tmp)
+        link = workdir / "model.pt"
+        link.symlink_to(pt_path.resolve())
+        yolo = ckpt.load_yolo(link)
+        info = ckpt.inspect(yolo, pt_path)
+        ckpt.check_imgsz(imgsz, info.stride)
+        if one2one and not info.has_one2one_head:
+            raise StepError(
+                f"{pt_path}: NMS=free needs a one-to-one (NMS-free) head; this {info.head} head has none "
+                "(use NMS=efficient or NMS=onnx)"
+            )
+        model = ultralytics_onnx(yolo, imgsz, one2one, topk)
+        meta = metadata(model)
+        fix_image_size(model, imgsz)
+        model = simplify(model)
+        if precision == "fp16":
+            model = to_fp16_mixed(model, workdir)
+        elif precision == "int8":
+            from yolo_triton import int8
+
+            fp32_path = workdir / "fp32.onnx"
+            onnx.save(model, str(fp32_path))
+            model = int8.quantize_onnx(fp32_path, calib_dir, imgsz)
+        meta.update(
+            imgsz=str([imgsz, imgsz]), precision=precision, head=info.head, source=pt_path.name,
+            one2one=str(one2one),
+        )
+        set_metadata(model, meta)
+        tmp_out = out_path.with_name(out_path.name + ".tmp")
+        onnx.save(model, str(tmp_out))
+        os.replace(tmp_out, out_path)
+    LOG.info("wrote %s (%.1f MB, %s, imgsz %d)", out_path, out_path.stat().st_size / 1e6, precision, imgsz)
+    return meta

@@ -1,0 +1,114 @@
+"""Triton ``config.pbtxt`` files, built through Triton's own ModelConfig protobuf schema.
+
+Configs are generated from the artefact (tensor names, dtypes and dims read from the file), never
+from a string template; :func:`parse_config` reads one back through the same schema.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from yolo_triton.onnx_io import TensorSpec
+
+ONNX_PLATFORM = "onnxruntime_onnx"
+TENSORRT_PLATFORM = "tensorrt_plan"
+ENSEMBLE_PLATFORM = "ensemble"
+LABELS_FILENAME = "labels.txt"
+
+_NUMPY_TO_TRITON = {
+    "bool": mc.TYPE_BOOL,
+    "uint8": mc.TYPE_UINT8,
+    "int8": mc.TYPE_INT8,
+    "int32": mc.TYPE_INT32,
+    "int64": mc.TYPE_INT64,
+    "float16": mc.TYPE_FP16,
+    "float32": mc.TYPE_FP32,
+    "float64": mc.TYPE_FP64,
+}
+_TRITON_TO_NUMPY = {value: key for key, value in _NUMPY_TO_TRITON.items()}
+
+
+def triton_dtype(numpy_dtype: str) -> int:
+    """Triton ``DataType`` enum value for a numpy dtype name."""
+    try:
+        return _NUMPY_TO_TRITON[numpy_dtype]
+    except KeyError:
+        raise ValueError(f"no Triton data type for numpy dtype {numpy_dtype!r}") from None
+
+
+def numpy_dtype(triton_data_type: int) -> str:
+    return _TRITON_TO_NUMPY[triton_data_type]
+
+
+def preferred_batch_sizes(max_batch: int) -> list[int]:
+    """Half the maximum and the maximum: the profile's opt and max shapes of the engines."""
+    return sorted({max(1, max_batch // 2), max_batch})
+
+
+def _tensor(spec: TensorSpec, batched: bool, message):
+    """Fill a ModelInput/ModelOutput from ``spec``; the batch dim is implicit when ``batched``."""
+    dims = spec.shape[1:] if batched else spec.shape
+    if batched and spec.shape and spec.shape[0] not in (-1,):
+        # A fixed leading dim cannot carry Triton's implicit batch dimension.
+        raise ValueError(f"tensor {spec.name!r} has a fixed first dim {spec.shape[0]}, expected a dynamic batch")
+    message.name = spec.name
+    message.data_type = triton_dtype(spec.dtype)
+    message.dims.extend(dims)
+    return message
+
+
+def model_config(
+    name: str,
+    platform: str,
+    inputs: list[TensorSpec],
+    outputs: list[TensorSpec],
+    max_batch: int,
+    queue_delay_us: int,
+    label_output: str | None = None,
+) -> mc.ModelConfig:
+    """A ModelConfig for an ONNX or TensorRT model with dynamic batching on one GPU instance."""
+    if max_batch <= 0:
+        raise ValueError(f"max batch must be > 0, got {max_batch}")
+    config = mc.ModelConfig(name=name, platform=platform, max_batch_size=max_batch)
+    for spec in inputs:
+        _tensor(spec, True, config.input.add())
+    for spec in outputs:
+        output = _tensor(spec, True, config.output.add())
+        if spec.name == label_output:
+            output.label_filename = LABELS_FILENAME
+    config.instance_group.add(count=1, kind=mc.ModelInstanceGroup.KIND_GPU)
+    config.dynamic_batching.preferred_batch_size.extend(preferred_batch_sizes(max_batch))
+    config.dynamic_batching.max_queue_delay_microseconds = queue_delay_us
+    config.version_policy.latest.num_versions = 1
+    return config
+
+
+def to_text(config: mc.ModelConfig) -> str:
+    return text_format.MessageToString(config)
+
+
+def parse_config(path: str | Path) -> mc.ModelConfig:
+    """Parse a config.pbtxt through Triton's schema (unknown fields raise)."""
+    return text_format.Parse(Path(path).read_text(), mc.ModelConfig())
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_model_config(model_dir: str | Path, config: mc.ModelConfig, labels: list[str] | None = None) -> Path:
+    """Write ``labels.txt`` (if given) then ``config.pbtxt`` into ``model_dir``, each atomically."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    if labels is not None:
+        write_atomic(model_dir / LABELS_FILENAME, "".join(f"{label}\n" for label in labels))
+    config_path = model_dir / "config.pbtxt"
+    write_atomic(config_path, to_text(config))
+    return config_path

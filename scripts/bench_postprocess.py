@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Benchmark the NumPy client post-processing against ultralytics' ``non_max_suppression``.
+
+Input: the real ``output0 [1, 4+nc, A]`` of a yolo11 detector on ``bus.jpg``. No weights are downloaded:
+the model is built from ultralytics' architecture file and made output-varied by
+``yolo_triton.scratch.vary_outputs`` (BatchNorm recalibrated on the sample images, class convolutions
+rescaled), so a realistic number of (anchor, class) pairs pass CONF; an untrained model would score every
+anchor alike and make any timing meaningless. One CPU thread (torch and OpenMP) for every contender.
+
+Prints a table and writes JSON: median milliseconds per image, the speed-up of each NumPy path over
+ultralytics, and whether the targets hold (>= 5x faster, < 1 ms per image). Not a unit test.
+
+    python scripts/bench_postprocess.py [--arch yolo11s] [--imgsz 640] [--repeats 200] [--json OUT]
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy/torch load their thread pools
+
+import argparse
+import json
+import logging
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
+
+import numpy as np  # noqa: E402
+
+from yolo_triton import postprocess as pp  # noqa: E402
+from yolo_triton.errors import StepError  # noqa: E402
+from yolo_triton.settings import defaults  # noqa: E402
+
+LOG = logging.getLogger("bench_postprocess")
+TARGET_SPEEDUP = 5.0
+TARGET_MS = 1.0
+
+
+def sample_image(name: str = "bus.jpg") -> np.ndarray:
+    import cv2
+    from ultralytics.utils import ASSETS
+
+    image = cv2.imread(str(Path(ASSETS) / name))
+    if image is None:
+        raise StepError(f"cannot read ultralytics sample image {name} under {ASSETS}")
+    return image
+
+
+def varied_model(arch: str, imgsz: int):
+    """An untrained ``arch`` DetectionModel with varied outputs (eval mode, CPU)."""
+    import torch
+    from ultralytics.nn.tasks import DetectionModel
+
+    from yolo_triton.scratch import vary_outputs
+
+    torch.manual_seed(0)
+    model = DetectionModel(cfg=f"{arch}.yaml", verbose=False)
+    vary_outputs(model, imgsz)
+    return model.eval()
+
+
+def model_output(model, images_bgr: list[np.ndarray], imgsz: int) -> tuple[np.ndarray, list[pp.LetterboxInfo]]:
+    """``output0 [B, 4+nc, A]`` float32 of ``model`` on letterboxed images, and their LetterboxInfo."""
+    import torch
+
+    batch, infos = pp.letterbox_batch(images_bgr, imgsz)
+    with torch.no_grad():
+        out = model(torch.from_numpy(batch))
+    out = out[0] if isinstance(out, (list, tuple)) else out
+    return out.numpy().astype(np.float32), infos
+
+
+def varied_output(arch: str = "yolo11s", imgsz: int = 640, image: str = "bus.jpg") -> np.ndarray:
+    """The varied ``output0 [1, 4+nc, A]`` of ``arch`` on one sample image."""
+    output0, _ = model_output(varied_model(arch, imgsz), [sample_image(image)], imgsz)
+    return output0
+
+
+def median_ms(fn, repeats: int, warmup: int = 5) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1e3)
+
+
+def run_bench(output0: np.ndarray, imgsz: int, conf: float, iou: float, topk: int, repeats: int) -> dict:
+    """Time ultralytics' NMS and the NumPy paths on the same ``output0``; returns the report dict."""
+    import torch
+    import torchvision  # noqa: F401  (ultralytics uses torchvision.ops.nms when it is imported)
+    from ultralytics.utils.nms import non_max_suppression
+
+    torch.set_num_threads(1)
+    tensor = torch.from_numpy(output0)
+    scores = output0[:, 4:, :]
+    infos = [pp.letterbox_params(1080, 810, imgsz)[0]] * output0.shape[0]  # bus.jpg's size
+    boxes_xywh = np.ascontiguousarray(output0[:, :4, :].transpose(0, 2, 1))
+    scores_anchor_major = output0[:, 4:, :].transpose(0, 2, 1)
+    contenders = {
+        "ultralytics non_max_suppression (torch)": lambda: non_max_suppression(
+            tensor, conf, iou, max_det=topk),
+        "pp.ultralytics_nms (numpy, same semantics)": lambda: pp.ultralytics_nms(
+            *pp.decode_yolo_output(output0), conf, iou, topk),
+        "pp.efficient_nms (numpy EfficientNMS model)": lambda: pp.efficient_nms(
+            boxes_xywh, scores_anchor_major, conf, iou, topk),
+        "pp.postprocess_track_a mode=efficient (+map back)": lambda: pp.postprocess_track_a(
+            output0, infos, conf, iou, topk, mode="efficient"),
+        "pp.postprocess_track_a mode=ultralytics (+map back)": lambda: pp.postprocess_track_a(
+            output0, infos, conf, iou, topk, mode="ultralytics"),
+    }
+    batch = output0.shape[0]
+    results = {name: median_ms(fn, repeats) / batch for name, fn in contenders.items()}
+    reference = results["ultralytics non_max_suppression (torch)"]
+    rows = [
+        {"path": name, "ms_per_image": round(ms, 4), "speedup_vs_ultralytics": round(reference / ms, 2)}
+        for name, ms in results.items()
+    ]
+    numpy_rows = rows[1:]
+    counts = pp.efficient_nms(boxes_xywh, scores_anchor_major, conf, iou, topk)[0]
+    return {
+        "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPUs".strip(),
+        "threads": 1,
+        "shape": list(output0.shape),
+        "conf": conf, "iou": iou, "topk": topk, "repeats": repeats,
+        "pairs_above_conf": int((scores >= np.float32(conf)).sum()),
+        "score_std": float(scores.std()),
+        "detections_efficient": int(counts.sum()),
+        "rows": rows,
+        "targets": {
+            f"speedup >= {TARGET_SPEEDUP:g}x (every numpy path)": all(
+                r["speedup_vs_ultralytics"] >= TARGET_SPEEDUP for r in numpy_rows),
+            f"< {TARGET_MS:g} ms per image (every numpy path)": all(r["ms_per_image"] < TARGET_MS for r in numpy_rows),
+        },
+    }
+
+
+def format_table(report: dict) -> str:
+    width = max(len(r["path"]) for r in report["rows"])
+    lines = [
+        f"output0 {report['shape']}  conf={report['conf']} iou={report['iou']} topk={report['topk']}  "
+        f"pairs>=conf={report['pairs_above_conf']}  detections={report['detections_efficient']}  "
+        f"1 thread, {report['machine']}",
+        f"{'path':<{width}}  {'ms/image':>9}  {'speed-up':>8}",
+    ]
+    lines += [f"{r['path']:<{width}}  {r['ms_per_image']:>9.3f}  {r['speedup_vs_ultralytics']:>7.1f}x"
+              for r in report["rows"]]
+    lines += [f"target {name}: {'PASS' if ok else 'FAIL'}" for name, ok in report["targets"].items()]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    d = defaults()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="yolo11s", help="ultralytics architecture file stem (default yolo11s)")
+    parser.add_argument("--imgsz", type=int, default=int(d["IMGSZ"]))
+    parser.add_argument("--conf", type=float, default=float(d["CONF"]))
+    parser.add_argument("--iou", type=float, default=float(d["IOU"]))
+    parser.add_argument("--topk", type=int, default=int(d["TOPK"]))
+    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--json", type=Path, default=Path("results/bench_postprocess.json"))
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        LOG.info("building a varied %s at imgsz %d (untrained weights, BN recalibrated)", args.arch, args.imgsz)
+        output0 = varied_output(args.arch, args.imgsz)
+        report = run_bench(output0, args.imgsz, args.conf, args.iou, args.topk, args.repeats)
+    except StepError as err:
+        LOG.error("%s", err)
+        return 1
+    print(format_table(report))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    LOG.info("wrote %s", args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
