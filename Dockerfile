@@ -41,9 +41,9 @@ WORKDIR /app
 COPY requirements.txt /app/requirements.txt
 RUN torch_pins="$(grep -E '^(torch|torchvision)==' requirements.txt)" \
     && test -n "${torch_pins}" \
-    && printf '%s\n' "${torch_pins}" | xargs pip install --index-url https://download.pytorch.org/whl/cpu \
-    && pip install -r requirements.txt \
-    && python -c 'import torch, tensorrt, ultralytics; print("torch", torch.__version__, "tensorrt", tensorrt.__version__)'
+    && printf '%s\n' "${torch_pins}" | xargs python3 -m pip install --index-url https://download.pytorch.org/whl/cpu \
+    && python3 -m pip install -r requirements.txt \
+    && python3 -c 'import torch, tensorrt, ultralytics; print("torch", torch.__version__, "tensorrt", tensorrt.__version__)'
 
 RUN groupadd --non-unique --gid "${GID}" app \
     && useradd --non-unique --create-home --uid "${UID}" --gid "${GID}" --shell /bin/bash app \

@@ -147,9 +147,10 @@ def parser_errors(parser) -> list[str]:
     return [" ".join(str(parser.get_error(i)).split()) for i in range(parser.num_errors)]
 
 
-def build_with_python(trt, request: BuildRequest, plan_out: Path, out: TextIO = sys.stderr,
+def build_with_python(trt, request: BuildRequest, plan_out: Path, out: TextIO | None = None,
                       clock=time.monotonic) -> BuildResult:
     """Build ``request`` into ``plan_out`` (a temporary path; the caller renames it)."""
+    out = out or sys.stderr
     version = short_version(trt.__version__)
     start = clock()
     logger = make_logger(trt, request.verbose)

@@ -120,12 +120,13 @@ def stream_process(cmd: list[str], out: TextIO, clock=time.monotonic) -> tuple[i
 
 
 def build_with_trtexec(request: BuildRequest, trtexec: str, trt_version: str, plan_out: Path,
-                       out: TextIO = sys.stderr, clock=time.monotonic) -> BuildResult:
+                       out: TextIO | None = None, clock=time.monotonic) -> BuildResult:
     """Build ``request`` into ``plan_out`` (a temporary path; the caller renames it).
 
     The timing cache is copied to a temporary file that trtexec loads and updates, then renamed over
     the cache, so an interrupted build never leaves a half-written cache.
     """
+    out = out or sys.stderr
     cache = request.timing_cache
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache_tmp = Path(f"{cache}.{os.getpid()}.tmp")

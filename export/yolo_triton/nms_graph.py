@@ -131,7 +131,9 @@ def pre_nms_model(end2end: onnx.ModelProto) -> onnx.ModelProto:
     graph.outputs = [tensors[BOXES], tensors[SCORES]]
     graph.cleanup().toposort()
     model = gs.export_onnx(graph)
-    model.opset_import[:] = [op for op in model.opset_import if op.domain != PLUGIN_DOMAIN]
+    kept = [op for op in model.opset_import if op.domain != PLUGIN_DOMAIN]
+    del model.opset_import[:]
+    model.opset_import.extend(kept)
     set_metadata(model, metadata(end2end))
     return model
 

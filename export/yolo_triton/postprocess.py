@@ -147,7 +147,7 @@ def _reorder_corners(boxes: np.ndarray) -> np.ndarray:
 
 
 def greedy_nms(boxes: np.ndarray, classes: np.ndarray | None, iou: float, limit: int, strict: bool) -> np.ndarray:
-    """Greedy NMS over boxes already sorted by descending score.
+    """Greedy NMS over boxes already sorted by descending score (the reference implementation).
 
     Returns indices of kept boxes (at most ``limit``). A box is suppressed by a kept box of the same class
     (any class when ``classes`` is None) with IoU ``>= iou`` (``> iou`` when ``strict``). The loop runs once
@@ -166,6 +166,67 @@ def greedy_nms(boxes: np.ndarray, classes: np.ndarray | None, iou: float, limit:
             suppress &= classes[rest] == classes[i]
         alive = rest[~suppress]
     return np.asarray(keep, dtype=np.int64)
+
+
+MAX_PAIRS = 2_000_000  # above this many same-class pairs, fall back to the per-kept-box loop
+
+
+def _pairs_iou(columns: np.ndarray, area: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """IoU of boxes ``src`` and ``dst`` pairwise (``columns [4, n]`` = x1, y1, x2, y2 rows), float32, same
+    formula as :func:`_iou_one_to_many`."""
+    x1, y1, x2, y2 = columns
+    iw = np.minimum(x2[src], x2[dst])
+    iw -= np.maximum(x1[src], x1[dst])
+    ih = np.minimum(y2[src], y2[dst])
+    ih -= np.maximum(y1[src], y1[dst])
+    np.maximum(iw, 0, out=iw)  # max(0, w) * max(0, h) == (w > 0 and h > 0 ? w * h : 0)
+    np.maximum(ih, 0, out=ih)
+    inter = iw * ih
+    union = area[src] + area[dst] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, inter / union, np.float32(0))
+
+
+def fast_greedy_nms(boxes: np.ndarray, classes: np.ndarray | None, iou: float, limit: int, strict: bool) -> np.ndarray:
+    """Same result as :func:`greedy_nms`, without a Python loop per kept box.
+
+    Builds every pair (higher-ranked i, lower-ranked j) of the same class (all pairs when ``classes`` is
+    None), keeps the suppressing edges, then iterates ``keep[j] = not any(keep[i] for edges i -> j)`` to its
+    fixed point. Greedy NMS is that fixed point, and it is unique (each box's fate depends only on
+    higher-ranked boxes), so the iteration, which settles the boxes in rank order, ends exactly there; it
+    needs as many rounds as the longest suppression chain (a handful).
+    """
+    n = len(boxes)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    if classes is None:
+        group_order = np.arange(n)
+        sizes = np.array([n])
+    else:
+        group_order = np.argsort(classes, kind="stable")  # rank order is kept inside each class
+        sizes = np.bincount(classes)
+        sizes = sizes[sizes > 0]
+    ends = np.repeat(np.cumsum(sizes), sizes)
+    later = ends - np.arange(n) - 1  # same-class boxes ranked below each position
+    total = int(later.sum())
+    if total > MAX_PAIRS:
+        return greedy_nms(boxes, classes, iou, limit, strict)
+    first = np.repeat(np.arange(n), later)
+    offsets = np.arange(total) - np.repeat(np.cumsum(later) - later, later)
+    src, dst = group_order[first], group_order[first + 1 + offsets]
+    columns = np.ascontiguousarray(boxes.T, dtype=np.float32)
+    area = (columns[2] - columns[0]) * (columns[3] - columns[1])
+    overlap = _pairs_iou(columns, area, src, dst)
+    edge = overlap > np.float32(iou) if strict else overlap >= np.float32(iou)
+    src, dst = src[edge], dst[edge]
+    keep = np.ones(n, bool)
+    while True:
+        suppressed = np.zeros(n, bool)
+        suppressed[dst[keep[src]]] = True
+        if np.array_equal(suppressed, ~keep):
+            break
+        keep = ~suppressed
+    return np.flatnonzero(keep)[:limit]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -224,15 +285,24 @@ def efficient_nms(
         order = np.argsort(-cand_scores, kind="stable")
         if candidate_cap is not None:
             order = order[:candidate_cap]
-        anchor_idx, cls = anchors[ai[order]], ci[order]
+        anchor_idx, cls, cand_scores = anchors[ai[order]], ci[order], cand_scores[order]
         cand = boxes[b, anchor_idx].astype(np.float32)
         if box_coding == BOX_CENTER_SIZE:
             cand = xywh_to_xyxy(cand)
-        keep = greedy_nms(_reorder_corners(cand), None if agnostic else cls, iou, topk, strict_thresholds)
+        iou_boxes = _reorder_corners(cand)
+        if agnostic:
+            # A lower-ranked label of an anchor already seen has IoU 1 with it and can never be kept (nor
+            # suppress anything): drop it before NMS. Zero-area boxes have IoU 0 with themselves and stay.
+            _, first = np.unique(anchor_idx, return_index=True)
+            mask = np.zeros(len(anchor_idx), bool)
+            mask[first] = True
+            mask |= (iou_boxes[:, 2] <= iou_boxes[:, 0]) | (iou_boxes[:, 3] <= iou_boxes[:, 1])
+            cand, cls, cand_scores, iou_boxes = cand[mask], cls[mask], cand_scores[mask], iou_boxes[mask]
+        keep = fast_greedy_nms(iou_boxes, None if agnostic else cls, iou, topk, strict_thresholds)
         n = len(keep)
         outputs[0][b, 0] = n
         outputs[1][b, :n] = cand[keep]
-        outputs[2][b, :n] = cand_scores[order][keep]
+        outputs[2][b, :n] = cand_scores[keep]
         outputs[3][b, :n] = cls[keep]
     return outputs
 
@@ -267,7 +337,7 @@ def ultralytics_nms(
         anchors, cls, score = anchors[order], cls[order], score[order]
         box = boxes_xyxy[b, anchors].astype(np.float32)
         shifted = box if agnostic else box + (cls.astype(np.float32) * np.float32(ULTRALYTICS_MAX_WH))[:, None]
-        keep = greedy_nms(shifted, None, iou, max_det, strict=True)
+        keep = fast_greedy_nms(shifted, None if agnostic else cls, iou, max_det, strict=True)
         results.append(
             np.concatenate([box[keep], score[keep, None], cls[keep, None].astype(np.float32)], axis=1)
         )

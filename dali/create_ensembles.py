@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""Track D step: write ``<models>/yolov11_<size>_ensemble/config.pbtxt`` (bytes -> DALI -> TensorRT end2end).
+
+Reads ``yolov11_preprocess_<IMGSZ>/config.pbtxt`` and ``yolov11_<size>_trt_end2end/config.pbtxt``
+(build them first) and chains them; names, dtypes and dims come from those files.
+
+    python dali/create_ensembles.py --models small
+    python dali/create_ensembles.py --models all            # the SIZES of export/defaults.mk
+    python dali/create_ensembles.py --names my_detector     # any model with a <name>_trt_end2end
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "export"))
+
+from yolo_triton import settings  # noqa: E402
+from yolo_triton.cli import run_step  # noqa: E402
+from yolo_triton.ensemble import write_ensemble  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    sizes = settings.size_names()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", choices=[*sizes, "all"], default=None,
+                        help="model sizes (default: small unless --names is given)")
+    parser.add_argument("--names", nargs="+", default=[], help="model names, e.g. yolov11_small or a custom stem")
+    parser.add_argument("--imgsz", type=int, default=int(settings.defaults()["IMGSZ"]))
+    parser.add_argument("--model-dir", type=Path, default=ROOT / "models", help="model repository (default %(default)s)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    models = args.models if args.models is not None else ([] if args.names else ["small"])
+    if "all" in models:
+        models = sizes
+    args.all_names = [settings.model_name_for_size(s) for s in models] + args.names
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+
+    def body() -> None:
+        for name in args.all_names:
+            write_ensemble(args.model_dir, name, args.imgsz)
+
+    return run_step("create_ensembles", body, args.verbose)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""The seed's entry point: ``python export/export_models.py --models small --formats trt``.
+
+A thin driver over the Make graph (one graph, no second code path): it maps sizes and formats to
+Make targets, asks Make which are already up to date, builds the rest one by one, and prints a
+summary table of what was built, skipped (up to date) or failed, with artefact sizes.
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from yolo_triton.settings import model_name_for_size, size_names  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+FORMAT_SUFFIX = {"onnx": ("", "model.onnx"), "onnx_end2end": ("_end2end", "model.onnx"),
+                 "trt": ("_trt", "model.plan"), "trt_end2end": ("_trt_end2end", "model.plan")}
+
+
+@dataclass
+class Outcome:
+    size: str
+    fmt: str
+    artefact: Path
+    status: str
+    seconds: float = 0.0
+
+
+def targets_for(sizes: list[str], formats: list[str], models_dir: str) -> list[tuple[str, str, Path, Path]]:
+    """(size, format, artefact, config) for each combination, in build order."""
+    rows = []
+    for size in sizes:
+        for fmt in formats:
+            suffix, filename = FORMAT_SUFFIX[fmt]
+            model_dir = Path(models_dir) / f"{model_name_for_size(size)}{suffix}"
+            rows.append((size, fmt, model_dir / "1" / filename, model_dir / "config.pbtxt"))
+    return rows
+
+
+def make(args: list[str], make_vars: list[str]) -> int:
+    return subprocess.call(["make", "--no-print-directory", "-C", str(REPO), *make_vars, *args])
+
+
+def build(sizes, formats, make_vars, models_dir) -> list[Outcome]:
+    outcomes = []
+    for size, fmt, artefact, config in targets_for(sizes, formats, models_dir):
+        goals = [str(artefact), str(config)]
+        if make(["-q", *goals], make_vars) == 0:
+            outcomes.append(Outcome(size, fmt, artefact, "skipped (up to date)"))
+            continue
+        start = time.monotonic()
+        rc = make(goals, make_vars)
+        outcomes.append(Outcome(size, fmt, artefact, "built" if rc == 0 else f"FAILED (make exit {rc})",
+                                time.monotonic() - start))
+    return outcomes
+
+
+def summary(outcomes: list[Outcome]) -> str:
+    lines = [f"{'size':<8} {'format':<12} {'status':<24} {'size MB':>8} {'time s':>7}  artefact"]
+    for o in outcomes:
+        path = o.artefact if o.artefact.is_absolute() else REPO / o.artefact
+        mb = f"{path.stat().st_size / 1e6:.1f}" if path.is_file() else "-"
+        lines.append(f"{o.size:<8} {o.fmt:<12} {o.status:<24} {mb:>8} {o.seconds:>7.1f}  {o.artefact}")
+    return "\n".join(lines)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["all"], choices=[*size_names(), "all"])
+    parser.add_argument("--formats", nargs="+", default=["all"], choices=[*FORMAT_SUFFIX, "all"])
+    parser.add_argument("--models-dir", default="models")
+    parser.add_argument("make_vars", nargs="*", metavar="VAR=VALUE", help="extra Make settings, e.g. TOPK=50")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    bad = [v for v in args.make_vars if "=" not in v]
+    if bad:
+        print(f"error: expected VAR=VALUE settings, got {bad}", file=sys.stderr)
+        return 2
+    sizes = size_names() if "all" in args.models else list(dict.fromkeys(args.models))
+    formats = list(FORMAT_SUFFIX) if "all" in args.formats else list(dict.fromkeys(args.formats))
+    make_vars = [f"MODELS_DIR={args.models_dir}", *args.make_vars]
+    outcomes = build(sizes, formats, make_vars, args.models_dir)
+    print(summary(outcomes))
+    return 1 if any(o.status.startswith("FAILED") for o in outcomes) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

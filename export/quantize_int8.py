@@ -1,0 +1,79 @@
+"""Quantize an FP32 detector ONNX to INT8 Q/DQ with NVIDIA ModelOpt, calibrated on real images.
+
+    python export/quantize_int8.py --onnx build/yolov11_nano.fp32.onnx \
+        --out models/yolov11_nano/1/model.onnx --calib-dir data/calib --imgsz 640 [--max-images 256]
+
+Calibration runs on the CPU through ONNX Runtime, on images letterboxed exactly as at inference.
+No images, no INT8: an empty or missing CALIB_DIR is refused (never random scales). The output is
+written atomically and keeps the input's metadata (plus ``precision=int8``).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+import onnx
+
+from yolo_triton.errors import StepError
+from yolo_triton.int8 import DEFAULT_MAX_IMAGES, HIGH_PRECISIONS, quantize_onnx
+from yolo_triton.onnx_io import onnx_metadata, set_metadata
+
+log = logging.getLogger("quantize_int8")
+
+
+def quantize_file(src: Path, out: Path, calib_dir: Path, imgsz: int, max_images: int,
+                  high_precision: str) -> Path:
+    if not src.is_file():
+        raise StepError(f"{src} does not exist; export the FP32 ONNX first (make onnx PRECISION=fp32)")
+    model = quantize_onnx(src, calib_dir, imgsz, max_images, high_precision)
+    meta = onnx_metadata(src)
+    meta["precision"] = "int8"
+    set_metadata(model, meta)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        onnx.save(model, str(tmp))
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info("wrote %s (%.1f MB, int8 Q/DQ + %s)", out, out.stat().st_size / 1e6, high_precision)
+    return out
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--onnx", required=True, type=Path, help="FP32 input ONNX")
+    parser.add_argument("--out", required=True, type=Path, help="INT8 Q/DQ output ONNX")
+    parser.add_argument("--calib-dir", required=True, help="folder of calibration images (CALIB_DIR)")
+    parser.add_argument("--imgsz", required=True, type=int, help="square input size (IMGSZ)")
+    parser.add_argument("--max-images", type=int, default=DEFAULT_MAX_IMAGES,
+                        help=f"use at most this many images, spread over the folder (default {DEFAULT_MAX_IMAGES})")
+    parser.add_argument("--high-precision", default="fp16", choices=HIGH_PRECISIONS,
+                        help="type of the layers left unquantized (default fp16)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    if args.imgsz < 32 or args.imgsz % 32:
+        parser.error(f"--imgsz {args.imgsz} must be a multiple of 32")
+    if args.max_images < 1:
+        parser.error(f"--max-images {args.max_images} must be >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        quantize_file(args.onnx, args.out, Path(args.calib_dir) if args.calib_dir else None,
+                      args.imgsz, args.max_images, args.high_precision)
+    except StepError as err:
+        log.error("%s", err)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

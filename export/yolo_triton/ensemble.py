@@ -1,0 +1,177 @@
+"""Track D: the DALI letterbox model and the ``<name>_ensemble`` configs (encoded bytes -> detections).
+
+* :func:`write_preprocess_model` writes ``<models>/yolov11_preprocess_<S>/``: ``config.pbtxt``
+  (``backend: "dali"``) and ``1/dali.py``, the pipeline definition that Triton's DALI backend
+  autoserializes at load time (dali_backend precedence: ``model.dali``, then ``dali.py``). No
+  ``model.dali`` is written: a GPU pipeline cannot be serialized without CUDA, and a file serialized
+  elsewhere ties the export image's DALI version to the server's.
+* :func:`ensemble_config` chains that model into ``<name>_trt_end2end``. Every tensor name, dtype
+  and dim is READ from the two step models' own ``config.pbtxt`` files and checked against each
+  other; ``max_batch_size`` is the smallest of the steps'.
+* :func:`letterbox_infos` turns the ensemble's ``letterbox`` output into ``LetterboxInfo`` objects for
+  ``postprocess.postprocess_end2end``.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from tritonclient.grpc import model_config_pb2 as mc
+
+from yolo_triton import triton_config as tc
+from yolo_triton.postprocess import LetterboxInfo
+
+LOG = logging.getLogger(__name__)
+
+DALI_BACKEND = "dali"
+DALI_FILENAME = "dali.py"  # dali_backend's autoserialization fallback file in the version dir
+# Mirrors of yolo_triton.dali_pipeline's names, kept here so that writing configs needs no DALI import;
+# tests/test_dali_letterbox.py checks that the two agree.
+INPUT_NAME = "encoded"
+OUTPUT_IMAGES, OUTPUT_LETTERBOX = "images", "letterbox"
+LETTERBOX_LEN = 5  # ratio, pad_x, pad_y, orig_h, orig_w
+ENSEMBLE_INPUT = "encoded"
+DALI_NUM_THREADS = 4
+
+
+class EnsembleError(ValueError):
+    """A step model's config does not fit the chain; the message names the tensor and the fix."""
+
+
+def preprocess_model_name(imgsz: int) -> str:
+    return f"yolov11_preprocess_{int(imgsz)}"
+
+
+def ensemble_name(model_name: str) -> str:
+    return f"{model_name}_ensemble"
+
+
+def trt_end2end_name(model_name: str) -> str:
+    return f"{model_name}_trt_end2end"
+
+
+# --------------------------------------------------------------------------------------------------
+# The DALI model
+# --------------------------------------------------------------------------------------------------
+def preprocess_config(name: str, imgsz: int, max_batch: int, queue_delay_us: int) -> mc.ModelConfig:
+    """``backend: "dali"``: ``encoded`` uint8 [-1] -> ``images`` fp32 [3, S, S], ``letterbox`` fp64 [5]."""
+    if max_batch <= 0:
+        raise ValueError(f"max batch must be > 0, got {max_batch}")
+    config = mc.ModelConfig(name=name, backend=DALI_BACKEND, max_batch_size=max_batch)
+    config.input.add(name=INPUT_NAME, data_type=mc.TYPE_UINT8, dims=[-1])
+    config.output.add(name=OUTPUT_IMAGES, data_type=mc.TYPE_FP32, dims=[3, int(imgsz), int(imgsz)])
+    config.output.add(name=OUTPUT_LETTERBOX, data_type=mc.TYPE_FP64, dims=[LETTERBOX_LEN])
+    # One instance: dali_backend warns that count > 1 multiplies memory; its own thread pool does the work.
+    config.instance_group.add(count=1, kind=mc.ModelInstanceGroup.KIND_GPU)
+    config.dynamic_batching.preferred_batch_size.extend(tc.preferred_batch_sizes(max_batch))
+    config.dynamic_batching.max_queue_delay_microseconds = queue_delay_us
+    config.parameters["num_threads"].string_value = str(DALI_NUM_THREADS)
+    config.version_policy.latest.num_versions = 1
+    return config
+
+
+def write_preprocess_model(models_dir: str | Path, imgsz: int, max_batch: int, queue_delay_us: int,
+                           device: str = "gpu") -> Path:
+    """Write ``1/dali.py`` then ``config.pbtxt`` (each atomically); return the model directory."""
+    from yolo_triton.dali_pipeline import autoserialize_source  # needs DALI importable
+
+    name = preprocess_model_name(imgsz)
+    model_dir = Path(models_dir) / name
+    (model_dir / "1").mkdir(parents=True, exist_ok=True)
+    stale = model_dir / "1" / "model.dali"
+    if stale.exists():  # it would win over dali.py (dali_backend tries model.dali first)
+        stale.unlink()
+        LOG.info("removed %s: the model is autoserialized from %s", stale, DALI_FILENAME)
+    tc.write_atomic(model_dir / "1" / DALI_FILENAME,
+                    autoserialize_source(imgsz, max_batch, DALI_NUM_THREADS, device))
+    tc.write_model_config(model_dir, preprocess_config(name, imgsz, max_batch, queue_delay_us))
+    LOG.info("wrote %s: backend dali, imgsz %d, max_batch_size %d, device %s", model_dir, imgsz, max_batch, device)
+    return model_dir
+
+
+# --------------------------------------------------------------------------------------------------
+# The ensemble
+# --------------------------------------------------------------------------------------------------
+def _one(tensors, what: str, model: str, pick) -> mc.ModelInput | mc.ModelOutput:
+    found = [t for t in tensors if pick(t)]
+    if len(found) != 1:
+        names = [t.name for t in tensors]
+        raise EnsembleError(f"{model}: expected exactly one {what}, found {len(found)} among {names}")
+    return found[0]
+
+
+def _describe(t) -> str:
+    return f"{t.name} {mc.DataType.Name(t.data_type)} {list(t.dims)}"
+
+
+def ensemble_config(name: str, preprocess: mc.ModelConfig, detector: mc.ModelConfig) -> mc.ModelConfig:
+    """``platform: "ensemble"`` of ``preprocess`` (DALI) then ``detector`` (TensorRT end2end), from their configs."""
+    for step in (preprocess, detector):
+        if step.max_batch_size <= 0:
+            raise EnsembleError(f"{step.name}: max_batch_size {step.max_batch_size}; the ensemble needs batching steps")
+    encoded = _one(preprocess.input, "encoded-bytes input", preprocess.name, lambda t: True)
+    images = _one(preprocess.output, f"output {OUTPUT_IMAGES!r}", preprocess.name, lambda t: t.name == OUTPUT_IMAGES)
+    letterbox = _one(preprocess.output, f"output {OUTPUT_LETTERBOX!r}", preprocess.name,
+                     lambda t: t.name == OUTPUT_LETTERBOX)
+    det_in = _one(detector.input, "image input", detector.name, lambda t: True)
+    if (det_in.data_type, list(det_in.dims)) != (images.data_type, list(images.dims)):
+        raise EnsembleError(
+            f"{preprocess.name} produces {_describe(images)} but {detector.name} expects {_describe(det_in)}: "
+            f"build both for the same IMGSZ (and FP32 I/O)")
+    taken = {o.name for o in detector.output}
+    if OUTPUT_LETTERBOX in taken:
+        raise EnsembleError(f"{detector.name} already has an output named {OUTPUT_LETTERBOX!r}")
+
+    max_batch = min(preprocess.max_batch_size, detector.max_batch_size)
+    config = mc.ModelConfig(name=name, platform=tc.ENSEMBLE_PLATFORM, max_batch_size=max_batch)
+    config.input.add(name=ENSEMBLE_INPUT, data_type=encoded.data_type, dims=encoded.dims)
+    for out in detector.output:
+        config.output.add(name=out.name, data_type=out.data_type, dims=out.dims)
+    config.output.add(name=letterbox.name, data_type=letterbox.data_type, dims=letterbox.dims)
+
+    pre = config.ensemble_scheduling.step.add(model_name=preprocess.name, model_version=-1)
+    pre.input_map[encoded.name] = ENSEMBLE_INPUT
+    pre.output_map[images.name] = "preprocessed"  # internal tensor between the steps
+    pre.output_map[letterbox.name] = letterbox.name
+    det = config.ensemble_scheduling.step.add(model_name=detector.name, model_version=-1)
+    det.input_map[det_in.name] = "preprocessed"
+    for out in detector.output:
+        det.output_map[out.name] = out.name
+    return config
+
+
+def write_ensemble(models_dir: str | Path, model_name: str, imgsz: int) -> Path:
+    """Read the two step configs under ``models_dir``, write ``<model_name>_ensemble/config.pbtxt`` and ``1/``."""
+    models_dir = Path(models_dir)
+    paths = [models_dir / preprocess_model_name(imgsz) / "config.pbtxt",
+             models_dir / trt_end2end_name(model_name) / "config.pbtxt"]
+    for path in paths:
+        if not path.is_file():
+            raise EnsembleError(f"{path} not found: build it first (make {path})")
+    preprocess, detector = (tc.parse_config(p) for p in paths)
+    name = ensemble_name(model_name)
+    config = ensemble_config(name, preprocess, detector)
+    model_dir = models_dir / name
+    (model_dir / "1").mkdir(parents=True, exist_ok=True)  # Triton wants a version dir, even empty
+    path = tc.write_model_config(model_dir, config)
+    LOG.info("wrote %s: %s -> %s, max_batch_size %d (steps %d, %d)", path, preprocess.name, detector.name,
+             config.max_batch_size, preprocess.max_batch_size, detector.max_batch_size)
+    for t in config.input:
+        LOG.info("  input  %s", _describe(t))
+    for t in config.output:
+        LOG.info("  output %s", _describe(t))
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+# Client side
+# --------------------------------------------------------------------------------------------------
+def letterbox_infos(letterbox: np.ndarray) -> list[LetterboxInfo]:
+    """The ensemble's ``letterbox [B, 5]`` (ratio, pad_x, pad_y, orig_h, orig_w) -> one LetterboxInfo per image."""
+    rows = np.asarray(letterbox, dtype=np.float64)
+    if rows.ndim == 1:
+        rows = rows[None]
+    if rows.ndim != 2 or rows.shape[1] != LETTERBOX_LEN:
+        raise ValueError(f"expected letterbox [B, {LETTERBOX_LEN}], got shape {rows.shape}")
+    return [LetterboxInfo(float(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]

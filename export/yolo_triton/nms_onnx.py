@@ -1,0 +1,183 @@
+"""``NMS=onnx``: the end2end NMS stage from standard ONNX operators (no TensorRT plugin).
+
+The stage runs in onnxruntime as is and maps onto TensorRT's built-in layers (``NonMaxSuppression`` ->
+``INMSLayer``; ``TopK``, ``Gather``/``GatherND``, ``ScatterND``, ``ConstantOfShape``, ``Where``, ``Cast``,
+``ReduceMax``/``ReduceSum``, ``ArgMax``, elementwise ops), so it survives the EfficientNMS_TRT
+deprecation (spec §1.1, §8). Opset 18 operators only. It produces exactly the four outputs of the
+EfficientNMS stage (spec §1.4):
+
+    num_dets [B, 1] INT32, det_boxes [B, TOPK, 4] FP32 (x1, y1, x2, y2 in input pixels),
+    det_scores [B, TOPK] FP32, det_classes [B, TOPK] INT32,
+
+ordered by descending score across classes, rows past ``num_dets`` all zeros (class 0).
+
+Graph: centre-size boxes -> corners; ``NonMaxSuppression(corners, scores^T)`` gives ``selected [K, 3]``
+(batch, class, anchor) with at most ``TOPK`` per class; the selected scores are scattered into a dense
+``[B, A, nc]`` tensor filled with -1 elsewhere, flattened to ``[B, A*nc]``, and ``TopK(TOPK)`` picks the
+best per image (ties: lower flat index ``anchor*nc + class`` first, as the NumPy model orders them);
+entries with a score above -1 are detections, the rest are zeroed. Class-agnostic NMS runs on the
+per-anchor maximum score (``[B, 1, A]``) and takes the class from the per-anchor ``ArgMax``.
+
+Semantic differences from EfficientNMS_TRT (spec §1.5, §1.6, §7), all visible only at exact ties:
+
+* score threshold: kept when ``score > CONF`` (ONNX / onnxruntime / INMSLayer), EfficientNMS keeps
+  ``score >= CONF``;
+* IoU: suppressed when ``IoU > IOU``, EfficientNMS suppresses ``IoU >= IOU``;
+* NMS is always per class in ``NonMaxSuppression``; the agnostic mode here feeds it one "class" (the
+  per-anchor maximum), which equals EfficientNMS' class-agnostic result (a lower label of an anchor
+  has IoU 1 with its best label and is always suppressed there);
+* candidate cap: EfficientNMS sorts all classes together and keeps the best 5000 candidates per image;
+  INMSLayer caps its TopK at 5000 per class (2000 on SM 5.3/6.2), onnxruntime has no cap;
+* ties in score may come out in another order (EfficientNMS' GPU sort leaves them unordered).
+
+``yolo_triton.postprocess.efficient_nms(..., strict_thresholds=True)`` is the NumPy model of this graph.
+Scores must lie in [0, 1] (sigmoid outputs): -1 marks "not selected".
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+OUTPUT_NAMES = ("num_dets", "det_boxes", "det_scores", "det_classes")
+NOT_SELECTED = -1.0  # fill value of the dense score tensor; real scores are >= 0
+
+
+class _Builder:
+    """Appends nodes to ``graph`` with unique, prefixed names."""
+
+    def __init__(self, graph: gs.Graph, prefix: str = "onnx_nms"):
+        self.graph = graph
+        self.prefix = prefix
+        self.count = 0
+
+    def name(self, label: str) -> str:
+        self.count += 1
+        return f"{self.prefix}/{label}_{self.count}"
+
+    def const(self, label: str, value) -> gs.Constant:
+        return gs.Constant(self.name(label), np.asarray(value))
+
+    def op(self, op: str, inputs: list, dtype, shape, attrs: dict | None = None, out: gs.Variable | None = None,
+           label: str | None = None) -> gs.Variable:
+        out = out if out is not None else gs.Variable(self.name((label or op).lower()), dtype=dtype, shape=shape)
+        self.graph.nodes.append(gs.Node(op, self.name(label or op), attrs=attrs or {}, inputs=inputs, outputs=[out]))
+        return out
+
+    def ops(self, op: str, inputs: list, outputs: list[gs.Variable], attrs: dict | None = None) -> list[gs.Variable]:
+        self.graph.nodes.append(gs.Node(op, self.name(op), attrs=attrs or {}, inputs=inputs, outputs=outputs))
+        return outputs
+
+
+def _corners(b: _Builder, boxes_xywh: gs.Variable, anchors) -> gs.Variable:
+    """``[B, A, 4]`` centre-size -> corners (x1, y1, x2, y2)."""
+    f32 = np.float32
+    xy = gs.Variable(b.name("xy"), dtype=f32, shape=["batch", anchors, 2])
+    wh = gs.Variable(b.name("wh"), dtype=f32, shape=["batch", anchors, 2])
+    b.ops("Split", [boxes_xywh, b.const("split_2_2", np.array([2, 2], np.int64))], [xy, wh], {"axis": 2})
+    half = b.op("Mul", [wh, b.const("half", np.array(0.5, f32))], f32, ["batch", anchors, 2])
+    top_left = b.op("Sub", [xy, half], f32, ["batch", anchors, 2])
+    bottom_right = b.op("Add", [xy, half], f32, ["batch", anchors, 2])
+    return b.op("Concat", [top_left, bottom_right], f32, ["batch", anchors, 4], {"axis": 2}, label="corners")
+
+
+def add_onnx_nms(
+    graph: gs.Graph,
+    boxes_xywh: gs.Variable,
+    scores: gs.Variable,
+    conf: float,
+    iou: float,
+    topk: int,
+    agnostic: bool,
+) -> list[gs.Variable]:
+    """Append the standard-op NMS stage to ``graph``; return ``[num_dets, det_boxes, det_scores, det_classes]``.
+
+    ``boxes_xywh [B, A, 4]`` (centre x, centre y, w, h in input pixels) and ``scores [B, A, nc]`` (sigmoid
+    probabilities) are float32 variables of ``graph``. The caller sets ``graph.outputs`` and cleans up.
+    """
+    if topk <= 0:
+        raise ValueError(f"topk must be positive, got {topk}")
+    f32, i64, i32 = np.float32, np.int64, np.int32
+    b = _Builder(graph)
+    anchors = boxes_xywh.shape[1] if boxes_xywh.shape else "anchors"
+    nc = scores.shape[2] if scores.shape else "classes"
+    corners = _corners(b, boxes_xywh, anchors)
+
+    # Scores NMS sees: [B, C', A] with C' = nc, or 1 (the per-anchor maximum) when agnostic.
+    if agnostic:
+        nms_scores = b.op("ReduceMax", [scores, b.const("axis2", np.array([2], i64))], f32,
+                          ["batch", anchors, 1], {"keepdims": 1})
+        labels = b.op("ArgMax", [scores], i64, ["batch", anchors, 1], {"axis": 2, "keepdims": 1, "select_last_index": 0})
+        width = 1
+    else:
+        nms_scores, labels, width = scores, None, nc
+    nms_scores_t = b.op("Transpose", [nms_scores], f32, ["batch", width, anchors], {"perm": [0, 2, 1]})
+
+    selected = b.op(
+        "NonMaxSuppression",
+        [
+            corners,
+            nms_scores_t,
+            b.const("max_output_boxes_per_class", np.array([topk], i64)),  # no class can contribute more
+            b.const("iou_threshold", np.array([iou], f32)),  # suppresses IoU > iou
+            b.const("score_threshold", np.array([conf], f32)),  # keeps score > conf
+        ],
+        i64, ["selected", 3], {"center_point_box": 0}, label="NonMaxSuppression",  # corners in
+    )
+    # (batch, class, anchor) -> (batch, anchor, class): index the anchor-major [B, A, C'] tensors.
+    index_bac = b.op("Gather", [selected, b.const("perm_bac", np.array([0, 2, 1], i64))], i64, ["selected", 3],
+                     {"axis": 1})
+    selected_scores = b.op("GatherND", [nms_scores, index_bac], f32, ["selected"], {"batch_dims": 0})
+    dense_init = b.op("ConstantOfShape", [b.op("Shape", [nms_scores], i64, [3])], f32,
+                      ["batch", anchors, width], {"value": _tensor_value(NOT_SELECTED)})
+    dense = b.op("ScatterND", [dense_init, index_bac, selected_scores], f32, ["batch", anchors, width])
+    flat = b.op("Reshape", [dense, b.const("flat_shape", np.array([0, -1], i64))], f32, ["batch", "flat"])
+    top_scores = gs.Variable(b.name("top_scores"), dtype=f32, shape=["batch", topk])
+    top_index = gs.Variable(b.name("top_index"), dtype=i64, shape=["batch", topk])
+    b.ops("TopK", [flat, b.const("k", np.array([topk], i64))], [top_scores, top_index],
+          {"axis": 1, "largest": 1, "sorted": 1})
+
+    valid = b.op("Greater", [top_scores, b.const("not_selected", np.array(NOT_SELECTED / 2, f32))], bool,
+                 ["batch", topk])
+    valid_f = b.op("Cast", [valid], f32, ["batch", topk], {"to": _onnx_type(f32)})
+    count = b.op("ReduceSum", [valid_f, b.const("axis1", np.array([1], i64))], f32, ["batch", 1], {"keepdims": 1})
+
+    # Flat index -> anchor and class (int32 arithmetic: TensorRT's safest integer path).
+    top_index32 = b.op("Cast", [top_index], i32, ["batch", topk], {"to": _onnx_type(i32)})
+    width_c = b.const("width", np.array(width, i32))
+    anchor32 = b.op("Div", [top_index32, width_c], i32, ["batch", topk])
+    anchor64 = b.op("Cast", [anchor32], i64, ["batch", topk], {"to": _onnx_type(i64)})
+    anchor_idx = b.op("Unsqueeze", [anchor64, b.const("axis_last", np.array([2], i64))], i64, ["batch", topk, 1])
+    if agnostic:
+        label = b.op("GatherND", [labels, anchor_idx], i64, ["batch", topk, 1], {"batch_dims": 1})
+        label = b.op("Squeeze", [label, b.const("axis_last2", np.array([2], i64))], i64, ["batch", topk])
+        cls32 = b.op("Cast", [label], i32, ["batch", topk], {"to": _onnx_type(i32)})
+    else:
+        cls32 = b.op("Sub", [top_index32, b.op("Mul", [anchor32, width_c], i32, ["batch", topk])], i32,
+                     ["batch", topk])
+    picked_boxes = b.op("GatherND", [corners, anchor_idx], f32, ["batch", topk, 4], {"batch_dims": 1})
+
+    num_dets, det_boxes, det_scores, det_classes = (
+        gs.Variable("num_dets", dtype=i32, shape=["batch", 1]),
+        gs.Variable("det_boxes", dtype=f32, shape=["batch", topk, 4]),
+        gs.Variable("det_scores", dtype=f32, shape=["batch", topk]),
+        gs.Variable("det_classes", dtype=i32, shape=["batch", topk]),
+    )
+    b.op("Cast", [count], i32, None, {"to": _onnx_type(i32)}, out=num_dets)
+    valid3 = b.op("Unsqueeze", [valid, b.const("axis_last3", np.array([2], i64))], bool, ["batch", topk, 1])
+    zero_f, zero_i = b.const("zero_f", np.array(0, f32)), b.const("zero_i", np.array(0, i32))
+    b.op("Where", [valid3, picked_boxes, zero_f], None, None, out=det_boxes)  # padding rows -> 0
+    b.op("Where", [valid, top_scores, zero_f], None, None, out=det_scores)  # -1 -> 0
+    b.op("Where", [valid, cls32, zero_i], None, None, out=det_classes)  # padding class -> 0
+    return [num_dets, det_boxes, det_scores, det_classes]
+
+
+def _onnx_type(dtype) -> int:
+    from onnx import helper
+
+    return helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+
+
+def _tensor_value(value: float):
+    from onnx import numpy_helper
+
+    return numpy_helper.from_array(np.array([value], np.float32), name="value")

@@ -1,0 +1,90 @@
+"""Shared fixtures: an untrained, output-varied nano checkpoint and a Track A + end2end tree built
+through the real Make targets in temporary directories (never in the repository's own models/)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("YOLO_VERBOSE", "False")
+TEST_IMGSZ = 320
+SCRATCH_ARCH = "yolo11n"
+SCRATCH_NAME = f"{SCRATCH_ARCH}_untrained"
+
+
+@dataclass
+class Tree:
+    """A set of temporary directories the Makefile is pointed at."""
+
+    root: Path
+
+    @property
+    def weights(self) -> Path:
+        return self.root / "weights"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    def make_vars(self, **settings) -> list[str]:
+        base = {"MODELS_DIR": self.models, "WEIGHTS_DIR": self.weights, "CACHE_DIR": self.root / "cache",
+                "BUILD_DIR": self.root / "build", "PYTHON": sys.executable}
+        base.update(settings)
+        return [f"{key}={value}" for key, value in base.items()]
+
+    def make(self, *goals: str, check: bool = True, **settings) -> subprocess.CompletedProcess:
+        cmd = ["make", "--no-print-directory", "-C", str(REPO), *self.make_vars(**settings), *goals]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def artefact(self, model_dir: str, filename: str = "model.onnx") -> Path:
+        return self.models / model_dir / "1" / filename
+
+
+@pytest.fixture(scope="session")
+def scratch_weights(tmp_path_factory) -> Path:
+    """``yolo11n_untrained.pt`` written by ``make scratch`` (BN recalibrated, head rescaled)."""
+    tree = Tree(tmp_path_factory.mktemp("scratch"))
+    tree.make("scratch", f"MODEL={SCRATCH_ARCH}")
+    path = tree.weights / f"{SCRATCH_NAME}.pt"
+    assert path.is_file()
+    return path
+
+
+def _tree_with_weights(tmp_path_factory, scratch_weights: Path, label: str) -> Tree:
+    tree = Tree(tmp_path_factory.mktemp(label))
+    tree.weights.mkdir()
+    (tree.weights / scratch_weights.name).symlink_to(scratch_weights)
+    return tree
+
+
+@pytest.fixture(scope="session")
+def fp32_tree(tmp_path_factory, scratch_weights) -> Tree:
+    """``make onnx`` for the scratch checkpoint at FP32 and TEST_IMGSZ: Track A, end2end, configs."""
+    tree = _tree_with_weights(tmp_path_factory, scratch_weights, "fp32")
+    tree.make("onnx", f"NAMES={SCRATCH_NAME}", "PRECISION=fp32", f"IMGSZ={TEST_IMGSZ}")
+    return tree
+
+
+@pytest.fixture(scope="session")
+def fp16_tree(tmp_path_factory, scratch_weights) -> Tree:
+    """The default precision (ModelOpt AutoCast FP16 inside, FP32 I/O) at TEST_IMGSZ."""
+    tree = _tree_with_weights(tmp_path_factory, scratch_weights, "fp16")
+    tree.make("onnx", f"NAMES={SCRATCH_NAME}", f"IMGSZ={TEST_IMGSZ}")
+    return tree
+
+
+@pytest.fixture(scope="session")
+def sample_images() -> list[Path]:
+    from ultralytics.utils import ASSETS
+
+    images = sorted(Path(ASSETS).glob("*.jpg"))
+    assert {p.name for p in images} >= {"bus.jpg", "zidane.jpg"}
+    return images
