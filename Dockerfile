@@ -34,15 +34,13 @@ RUN apt-get update \
 
 WORKDIR /app
 
-# torch: the image has none, and the export only needs it on the CPU (ultralytics' ONNX export);
-# PyPI's default Linux wheel would add a second CUDA stack (several GB) next to the image's own.
-# So install the CPU build of exactly the versions requirements.txt pins (read from the file, not
-# repeated here); its '+cpu' local version satisfies the '==' pins, so the next pip keeps it.
+# torch: the image has none, and the export needs it on the CPU only (ultralytics' ONNX export);
+# PyPI's Linux wheel would add a second CUDA stack (several GB) beside the image's own. PyTorch's CPU
+# index offers the same pinned version as '<version>+cpu', which satisfies requirements.txt's '=='
+# pin and sorts above the plain version (PEP 440), so pip takes the CPU build; every pin stays in
+# requirements.txt alone.
 COPY requirements.txt /app/requirements.txt
-RUN torch_pins="$(grep -E '^(torch|torchvision)==' requirements.txt)" \
-    && test -n "${torch_pins}" \
-    && printf '%s\n' "${torch_pins}" | xargs python3 -m pip install --index-url https://download.pytorch.org/whl/cpu \
-    && python3 -m pip install -r requirements.txt \
+RUN python3 -m pip install --extra-index-url https://download.pytorch.org/whl/cpu -r requirements.txt \
     && python3 -c 'import torch, tensorrt, ultralytics; print("torch", torch.__version__, "tensorrt", tensorrt.__version__)'
 
 RUN groupadd --non-unique --gid "${GID}" app \

@@ -68,7 +68,7 @@ ENGINE_STEP := export/build_engine.py $(wildcard $(LIB)/engine*.py)
 # ---- help -------------------------------------------------------------------------------------------
 .PHONY: help
 help: ## Show the targets and the settings
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "Settings: IMGSZ=$(IMGSZ) CONF=$(CONF) IOU=$(IOU) TOPK=$(TOPK) PRECISION=$(PRECISION) NMS=$(NMS) SIZES='$(SIZES)'"
 	@echo "          MAX_BATCH_{nano,small,medium}=$(MAX_BATCH_nano),$(MAX_BATCH_small),$(MAX_BATCH_medium) MODELS_DIR=$(MODELS_DIR)"
 	@echo "Example:  make models/yolov11_small_trt_end2end/1/model.plan"

@@ -1,7 +1,8 @@
 """Quantize an FP32 detector ONNX to INT8 Q/DQ with NVIDIA ModelOpt, calibrated on real images.
 
     python export/quantize_int8.py --onnx build/yolov11_nano.fp32.onnx \
-        --out models/yolov11_nano/1/model.onnx --calib-dir data/calib --imgsz 640 [--max-images 256]
+        --out models/yolov11_nano/1/model.onnx --calib-dir data/calib --imgsz 640 [--max-images 256] \
+        [--high-precision fp16|fp32] [--calibration-method entropy|max]
 
 Calibration runs on the CPU through ONNX Runtime, on images letterboxed exactly as at inference.
 No images, no INT8: an empty or missing CALIB_DIR is refused (never random scales). The output is
@@ -18,17 +19,17 @@ from pathlib import Path
 import onnx
 
 from yolo_triton.errors import StepError
-from yolo_triton.int8 import DEFAULT_MAX_IMAGES, HIGH_PRECISIONS, quantize_onnx
+from yolo_triton.int8 import CALIBRATION_METHODS, DEFAULT_MAX_IMAGES, HIGH_PRECISIONS, quantize_onnx
 from yolo_triton.onnx_io import onnx_metadata, set_metadata
 
 log = logging.getLogger("quantize_int8")
 
 
-def quantize_file(src: Path, out: Path, calib_dir: Path, imgsz: int, max_images: int,
-                  high_precision: str) -> Path:
+def quantize_file(src: Path, out: Path, calib_dir: Path | None, imgsz: int, max_images: int,
+                  high_precision: str = "fp16", method: str = "entropy") -> Path:
     if not src.is_file():
         raise StepError(f"{src} does not exist; export the FP32 ONNX first (make onnx PRECISION=fp32)")
-    model = quantize_onnx(src, calib_dir, imgsz, max_images, high_precision)
+    model = quantize_onnx(src, calib_dir, imgsz, max_images, high_precision, method)
     meta = onnx_metadata(src)
     meta["precision"] = "int8"
     set_metadata(model, meta)
@@ -53,6 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"use at most this many images, spread over the folder (default {DEFAULT_MAX_IMAGES})")
     parser.add_argument("--high-precision", default="fp16", choices=HIGH_PRECISIONS,
                         help="type of the layers left unquantized (default fp16)")
+    parser.add_argument("--calibration-method", default="entropy", choices=CALIBRATION_METHODS,
+                        help="activation range calibration (default entropy)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     if args.imgsz < 32 or args.imgsz % 32:
@@ -68,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         quantize_file(args.onnx, args.out, Path(args.calib_dir) if args.calib_dir else None,
-                      args.imgsz, args.max_images, args.high_precision)
+                      args.imgsz, args.max_images, args.high_precision, args.calibration_method)
     except StepError as err:
         log.error("%s", err)
         return 1

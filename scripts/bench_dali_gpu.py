@@ -91,10 +91,10 @@ def autoserialize_roundtrip(image: Path, imgsz: int, max_batch: int, queue_delay
     from nvidia.dali._utils.autoserialize import invoke_autoserialize
 
     from yolo_triton import dali_pipeline as dp
-    from yolo_triton.ensemble import write_preprocess_model
-
-    with tempfile.TemporaryDirectory() as tmp:
-        model_dir = write_preprocess_model(tmp, imgsz, max_batch, queue_delay_us, device="gpu")
+    with tempfile.TemporaryDirectory() as tmp:  # the dali.py that ensemble.write_preprocess_model writes
+        model_dir = Path(tmp)
+        (model_dir / "1").mkdir()
+        (model_dir / "1" / "dali.py").write_text(dp.autoserialize_source(imgsz, max_batch, 4, "gpu"))
         spec = importlib.util.spec_from_file_location("dali_model_py", model_dir / "1" / "dali.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)

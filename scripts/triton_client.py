@@ -115,8 +115,12 @@ def _image_size(dims: Sequence[int], max_batch: int) -> int | None:
     return None
 
 
-def describe_model(client, model: str) -> ServedModel:
-    """Read ``model``'s config from the server and decide which track it is."""
+def describe_model(client, model: str, imgsz: int | None = None) -> ServedModel:
+    """Read ``model``'s config from the server and decide which track it is.
+
+    ``imgsz`` is only used for a model that takes encoded images and whose steps do not reveal the
+    detector's input size (an ensemble's steps do).
+    """
     config = get_config(client, model)
     if len(config.input) != 1:
         raise ClientError(f"model '{model}' has {len(config.input)} inputs; a YOLO detector has one")
@@ -128,7 +132,7 @@ def describe_model(client, model: str) -> ServedModel:
         if not set(END2END_OUTPUTS) <= set(outputs):
             raise ClientError(f"model '{model}' takes encoded images but has outputs {list(outputs)}, "
                               f"expected {list(END2END_OUTPUTS)}")
-        kind, imgsz = KIND_ENCODED, _ensemble_image_size(client, steps)
+        kind, imgsz = KIND_ENCODED, _ensemble_image_size(client, steps) or imgsz
     elif dtype == "FP32":
         imgsz = _image_size(tensor.dims, config.max_batch_size)
         if imgsz is None:
@@ -243,8 +247,8 @@ def infer(
 def _infer_encoded(client, served: ServedModel, images, encoded) -> list[pp.Detections]:
     """One request per image (encoded files differ in length); letterbox geometry from the image size."""
     if served.imgsz is None:
-        raise ClientError(f"cannot tell the input size of ensemble '{served.name}' (no step with an FP32 "
-                          "[3, S, S] input is visible); boxes could not be mapped back")
+        raise ClientError(f"cannot tell the network input size of '{served.name}' (no ensemble step with an "
+                          "FP32 [3, S, S] input is visible); pass --imgsz S to map boxes back")
     results = []
     for index, image in enumerate(images):
         data = encoded[index] if encoded is not None else cv2.imencode(".png", image)[1].tobytes()
@@ -336,6 +340,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--iou", type=float, default=float(settings["IOU"]), help="Tracks A/B only")
     parser.add_argument("--topk", type=int, default=int(settings["TOPK"]), help="Tracks A/B only")
     parser.add_argument("--nms-mode", choices=pp.MODES, default=default_mode(), help="Tracks A/B client NMS")
+    parser.add_argument("--imgsz", type=int, help="network input size of an encoded-image model, when the "
+                        "server does not show it (an ensemble's detector step does)")
     parser.add_argument("--model-repository", default="models",
                         help="where labels.txt is looked up (the directory the server serves)")
     parser.add_argument("--load", action="store_true",
@@ -354,7 +360,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.load:
             load_model(client, args.model)
-        served = describe_model(client, args.model)
+        served = describe_model(client, args.model, args.imgsz)
         LOG.info("model %s: %s track, input %s %s size %s, max batch %d, outputs %s", served.name, served.kind,
                  served.input_name, served.input_dtype, served.imgsz, served.max_batch, list(served.outputs))
         encoded = [path.read_bytes() for path in paths] if served.kind == KIND_ENCODED else None

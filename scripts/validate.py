@@ -28,7 +28,6 @@ within score_tol. A table goes to the terminal, the full report to JSON; exit 1 
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import logging
 import sys
@@ -206,8 +205,7 @@ def trt_available() -> str | None:
     try:
         from polygraphy import cuda
 
-        cuda.wrapper().device_count() if hasattr(cuda.wrapper(), "device_count") else None
-        cuda.DeviceArray(shape=(1,), dtype=np.float32).free()
+        cuda.DeviceArray(shape=(1,), dtype=np.float32).free()  # needs a driver and a device
     except Exception as err:
         return f"no usable CUDA GPU ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
     return None
@@ -412,7 +410,8 @@ def check_end2end(path: Path, raw_ref, torch_dets, batch, infos, settings: Setti
     precision = precision_of(meta)
     box_tol, score_tol = tolerances(precision, settings)
     result = FormatResult("end2end", str(path), "", precision)
-    if (params["conf"], params["iou"], params["topk"]) != (settings.conf, settings.iou, settings.topk):
+    as_graph = (np.float32(settings.conf), np.float32(settings.iou), settings.topk)  # attributes are float32
+    if (np.float32(params["conf"]), np.float32(params["iou"]), params["topk"]) != as_graph:
         result.notes.append(f"graph NMS settings conf={params['conf']} iou={params['iou']} topk={params['topk']} "
                             "are used (they differ from the command line)")
     boxes, scores, dets, notes = end2end_detections(model, params, batch, infos, settings)
@@ -460,6 +459,8 @@ def validate(name: str, models_dir: Path, weights_dir: Path, images_dir: Path | 
     """Run every available format; returns the report (``report['passed']``)."""
     import onnx
 
+    from yolo_triton.onnx_io import metadata
+
     paths = artefact_paths(name, models_dir)
     present = {k: p for k, p in paths.items() if p.is_file()}
     onnx_paths = [p for k, p in present.items() if k in ("onnx", "end2end")]
@@ -467,7 +468,10 @@ def validate(name: str, models_dir: Path, weights_dir: Path, images_dir: Path | 
         raise StepError(f"no ONNX artefact for '{name}' in {models_dir} (expected {paths['onnx']} or "
                         f"{paths['end2end']}; build it with 'make {paths['onnx']}')")
     weights = weights_path(name, weights_dir)
-    imgsz = onnx_imgsz(onnx.load(str(onnx_paths[0]), load_external_data=False))
+    try:
+        imgsz = onnx_imgsz(onnx.load(str(onnx_paths[0]), load_external_data=False))
+    except Exception as err:  # DecodeError and friends from a damaged file
+        raise StepError(f"cannot read {onnx_paths[0]} as ONNX ({type(err).__name__}); rebuild it with make") from err
     images = image_paths(images_dir)
     batch, infos = pp.letterbox_batch(read_images(images), imgsz)
     LOG.info("%s: %d images at %d px, reference %s", name, len(images), imgsz, weights)
@@ -486,7 +490,7 @@ def validate(name: str, models_dir: Path, weights_dir: Path, images_dir: Path | 
                 results.append(check_track_a(path, raw_ref, torch_dets, batch, infos, settings))
             elif kind == "end2end":
                 model = onnx.load(str(path))
-                end2end_params = end2end_nms_params(model, __import__("yolo_triton.onnx_io").onnx_io.metadata(model))
+                end2end_params = end2end_nms_params(model, metadata(model))
                 results.append(check_end2end(path, raw_ref, torch_dets, batch, infos, settings))
             else:
                 why_not = trt_available()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -34,6 +35,7 @@ TEST_IMGSZ = 320  # small for a 2-core CPU; the deployment's size lives in expor
 MAX_BATCH = 4
 END2END_MODEL = "yolo11n_untrained_end2end_double"
 TRACK_A_MODEL = "yolo11n_untrained_track_a_double"
+ENCODED_MODEL = "yolo11n_untrained_encoded_end2end_double"
 PROTOCOLS = ("http", "grpc")
 # Lower than the deployment's CONF so that the untrained model detects something on BOTH images
 # (at the default it finds nothing on zidane.jpg); passed to the end2end build and the client alike.
@@ -103,11 +105,11 @@ def repository(tmp_path_factory, scratch):
 
 
 @pytest.fixture(scope="session")
-def server(runners, scratch):
+def server(runners, scratch, tmp_path_factory):
     """A real tritonserver serving the doubles on free 127.0.0.1 ports; yields the two URLs."""
     from pytriton.decorators import batch
     from pytriton.model_config import ModelConfig, Tensor
-    from pytriton.triton import Triton, TritonConfig
+    from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
     doubles.prepend_ld_library_path(doubles.libpython_dir())
     http_port, grpc_port = _free_port(), _free_port()
@@ -124,15 +126,24 @@ def server(runners, scratch):
 
     def serve(runner):
         @batch
-        def infer_func(images):
-            return runner(images)
+        def infer_func(**inputs):  # one input per model: images or IMAGE_BYTES
+            (value,) = inputs.values()
+            return runner(value)
         return infer_func
 
-    with Triton(config=config) as triton:
+    workspace = tmp_path_factory.mktemp("pytriton") / "workspace"
+    # No access token on the model-repository API (PyTriton's default restricts it; tritonserver's does
+    # not, and the client's --load uses it); the server listens on 127.0.0.1 only.
+    security = TritonSecurityConfig(restricted_endpoints=[])
+    with Triton(config=config, workspace=workspace, security_config=security) as triton:
         triton.bind(model_name=END2END_MODEL, infer_func=serve(runners[END2END_MODEL]), inputs=images,
                     outputs=end2end_outputs, config=ModelConfig(max_batch_size=MAX_BATCH), strict=True)
         triton.bind(model_name=TRACK_A_MODEL, infer_func=serve(runners[TRACK_A_MODEL]), inputs=images,
                     outputs=track_a_outputs, config=ModelConfig(max_batch_size=MAX_BATCH), strict=True)
+        encoded = doubles.EncodedEnd2EndDouble(doubles.DecodeLetterboxDouble(TEST_IMGSZ), runners[END2END_MODEL])
+        triton.bind(model_name=ENCODED_MODEL, infer_func=serve(encoded),
+                    inputs=[Tensor(name="IMAGE_BYTES", dtype=np.uint8, shape=(-1,))], outputs=end2end_outputs,
+                    config=ModelConfig(max_batch_size=MAX_BATCH), strict=True)
         triton.run()
         yield {"http": f"127.0.0.1:{http_port}", "grpc": f"127.0.0.1:{grpc_port}"}
 
@@ -244,6 +255,68 @@ def test_cli_unknown_model_fails_with_one_line(server, sample_paths, capsys):
     assert rc == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no_such_model" in err[0]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_encoded_image_model_gets_the_files_bytes_and_matches(clients, protocol, sample_paths, sample_images,
+                                                              expected):
+    client = clients[protocol]
+    plain = tc.describe_model(client, ENCODED_MODEL)
+    assert (plain.kind, plain.input_name, plain.input_dtype, plain.imgsz) == (tc.KIND_ENCODED, "IMAGE_BYTES",
+                                                                              "UINT8", None)
+    with pytest.raises(tc.ClientError, match="--imgsz"):
+        tc.infer(client, plain, sample_images)
+    served = tc.describe_model(client, ENCODED_MODEL, imgsz=TEST_IMGSZ)
+    got = tc.infer(client, served, sample_images, encoded=[path.read_bytes() for path in sample_paths])
+    assert_same_detections(got, expected[END2END_MODEL])
+
+
+def test_cli_as_a_process_on_the_encoded_track(server, repository, sample_paths, expected):
+    """The script as users run it: its own interpreter, sys.path set up by itself, gRPC."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "triton_client.py"), "--url", server["grpc"], "--protocol", "grpc",
+         "--model", ENCODED_MODEL, "--imgsz", str(TEST_IMGSZ), "--images", str(sample_paths[1]),
+         "--model-repository", str(repository)],
+        capture_output=True, text=True, timeout=120, cwd="/",
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"{sample_paths[1]}: {len(expected[END2END_MODEL][1])} detections" in result.stdout
+    assert "encoded track" in result.stderr
+
+
+def test_cli_load_asks_the_server_and_reports_its_refusal(server, sample_paths, capsys):
+    """--load calls the model-repository API; this server has no such model in its repository."""
+    rc = tc.main(["--url", server["http"], "--model", "not_in_the_repository", "--load",
+                  "--images", str(sample_paths[0])])
+    assert rc == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "failed to load 'not_in_the_repository'" in err[0]
+
+
+class _ConfigOnlyClientFake:
+    """FAKE client answering get_model_config from dicts (what HTTP returns), for ensemble discovery."""
+
+    def __init__(self, configs):
+        self.configs = configs
+
+    def get_model_config(self, name):
+        return self.configs[name]
+
+
+def test_ensemble_input_size_comes_from_its_detector_step():
+    fp32 = {"name": "images", "data_type": "TYPE_FP32", "dims": [3, 416, 416]}
+    fake = _ConfigOnlyClientFake({
+        "ens": {"name": "ens", "platform": "ensemble", "max_batch_size": 8,
+                "input": [{"name": "IMAGE_BYTES", "data_type": "TYPE_UINT8", "dims": [-1]}],
+                "output": [{"name": n, "data_type": "TYPE_FP32", "dims": [1]} for n in doubles.END2END_OUTPUTS],
+                "ensemble_scheduling": {"step": [{"model_name": "pre", "model_version": -1},
+                                                 {"model_name": "det", "model_version": -1}]}},
+        "pre": {"name": "pre", "max_batch_size": 8,
+                "input": [{"name": "IMAGE_BYTES", "data_type": "TYPE_UINT8", "dims": [-1]}]},
+        "det": {"name": "det", "max_batch_size": 8, "input": [fp32]},
+    })
+    served = tc.describe_model(fake, "ens")
+    assert (served.kind, served.imgsz, served.steps) == (tc.KIND_ENCODED, 416, ("pre", "det"))
 
 
 # ---- pure helpers (no server) ---------------------------------------------------------------------

@@ -8,6 +8,8 @@ place of the TensorRT plans and ONNX Runtime models of the real deployment.
   -> ``num_dets [B,1] INT32, det_boxes [B,TOPK,4] FP32, det_scores [B,TOPK] FP32, det_classes [B,TOPK] INT32``.
 * :class:`TrackAOnnxRunner` runs a Track A ONNX (``output0 [B,4+nc,A]``) in ONNX Runtime: what the
   Triton onnxruntime backend (Track A) or a ``*_trt`` plan (Track B) would return.
+* :class:`DecodeLetterboxDouble` + :class:`EncodedEnd2EndDouble` stand in for a Track D ensemble
+  (encoded bytes in, end2end outputs out), with OpenCV where DALI would decode.
 * :func:`build_scratch_models` writes an UNTRAINED scratch checkpoint and exports both ONNX graphs
   with the pipeline's own functions (``yolo_triton.scratch``, ``onnx_export``, ``nms_graph``).
 """
@@ -85,6 +87,32 @@ def _pre_nms(end2end: onnx.ModelProto) -> onnx.ModelProto:
         del model.opset_import[:]
         model.opset_import.extend(keep)
         return model
+
+
+class DecodeLetterboxDouble:
+    """DOUBLE of Track D's DALI step: ``IMAGE_BYTES [B, n] UINT8`` (one encoded file per row) ->
+    ``images [B, 3, S, S] FP32`` with OpenCV decoding and the pipeline's letterbox."""
+
+    def __init__(self, imgsz: int):
+        self.imgsz = imgsz
+
+    def __call__(self, image_bytes: np.ndarray) -> dict[str, np.ndarray]:
+        import cv2
+
+        decoded = [cv2.imdecode(row, cv2.IMREAD_COLOR) for row in image_bytes]
+        batch, _ = pp.letterbox_batch(decoded, self.imgsz)
+        return {"images": batch}
+
+
+class EncodedEnd2EndDouble:
+    """DOUBLE of a Track D ensemble's I/O contract in one model: ``IMAGE_BYTES [B, n] UINT8`` ->
+    the four end2end outputs (decode + letterbox double, then the EfficientNMS plan double)."""
+
+    def __init__(self, decode: DecodeLetterboxDouble, detector: EfficientNMSPlanDouble):
+        self.decode, self.detector = decode, detector
+
+    def __call__(self, image_bytes: np.ndarray) -> dict[str, np.ndarray]:
+        return self.detector(self.decode(image_bytes)["images"])
 
 
 @dataclass(frozen=True)

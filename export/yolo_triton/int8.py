@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 DEFAULT_MAX_IMAGES = 256
 HIGH_PRECISIONS = ("fp16", "fp32")
+CALIBRATION_METHODS = ("entropy", "max")  # ModelOpt's INT8 choices; entropy is TensorRT's classic default
 
 
 def calibration_images(calib_dir: str | Path | None, max_images: int = DEFAULT_MAX_IMAGES) -> list[Path]:
@@ -74,13 +75,16 @@ def _image_input(model: onnx.ModelProto) -> onnx.ValueInfoProto:
 
 
 def quantize_onnx(fp32_path: str | Path, calib_dir: str | Path | None, imgsz: int,
-                  max_images: int = DEFAULT_MAX_IMAGES, high_precision: str = "fp16") -> onnx.ModelProto:
+                  max_images: int = DEFAULT_MAX_IMAGES, high_precision: str = "fp16",
+                  method: str = "entropy") -> onnx.ModelProto:
     """Q/DQ-quantize the FP32 ONNX at ``fp32_path`` with calibration images; returns the model.
 
     ``high_precision`` is the type of what stays unquantized (ModelOpt's ``high_precision_dtype``):
     ``fp16`` (ModelOpt's default, INT8+FP16 like TensorRT's old ``--best``) or ``fp32``. Graph inputs
     and outputs keep their FP32 type either way.
     """
+    if method not in CALIBRATION_METHODS:
+        raise StepError(f"calibration method {method!r} must be one of {', '.join(CALIBRATION_METHODS)}")
     if high_precision not in HIGH_PRECISIONS:
         raise StepError(f"high precision {high_precision!r} must be one of {', '.join(HIGH_PRECISIONS)}")
     fp32_path = Path(fp32_path)
@@ -95,8 +99,8 @@ def quantize_onnx(fp32_path: str | Path, calib_dir: str | Path | None, imgsz: in
         raise StepError(f"{fp32_path} is already quantized; quantize the FP32 export")
     del model
     data = calibration_batch(paths, imgsz)
-    log.info("calibrating %s on %d images from %s (%dx%d, CPU, entropy)", fp32_path, len(data),
-             calib_dir, imgsz, imgsz)
+    log.info("calibrating %s on %d images from %s (%dx%d, CPU, %s)", fp32_path, len(data),
+             calib_dir, imgsz, imgsz, method)
 
     from modelopt.onnx.quantization import quantize  # noqa: PLC0415 - heavy import
 
@@ -111,7 +115,7 @@ def quantize_onnx(fp32_path: str | Path, calib_dir: str | Path | None, imgsz: in
             onnx_path=str(src),
             quantize_mode="int8",
             calibration_data={image.name: data},
-            calibration_method="entropy",
+            calibration_method=method,
             calibration_eps=["cpu"],  # ONNX Runtime CPU: no GPU or TensorRT needed to calibrate
             high_precision_dtype=high_precision,
             output_path=str(out),

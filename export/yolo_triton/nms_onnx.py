@@ -131,10 +131,18 @@ def add_onnx_nms(
                       ["batch", anchors, width], {"value": _tensor_value(NOT_SELECTED)})
     dense = b.op("ScatterND", [dense_init, index_bac, selected_scores], f32, ["batch", anchors, width])
     flat = b.op("Reshape", [dense, b.const("flat_shape", np.array([0, -1], i64))], f32, ["batch", "flat"])
-    top_scores = gs.Variable(b.name("top_scores"), dtype=f32, shape=["batch", topk])
-    top_index = gs.Variable(b.name("top_index"), dtype=i64, shape=["batch", topk])
-    b.ops("TopK", [flat, b.const("k", np.array([topk], i64))], [top_scores, top_index],
+    # TopK needs k <= A * C'; a smaller graph (tests, tiny heads) takes all and pads to TOPK rows.
+    k = min(topk, anchors * width) if isinstance(anchors, int) and isinstance(width, int) else topk
+    top_scores = gs.Variable(b.name("top_scores"), dtype=f32, shape=["batch", k])
+    top_index = gs.Variable(b.name("top_index"), dtype=i64, shape=["batch", k])
+    b.ops("TopK", [flat, b.const("k", np.array([k], i64))], [top_scores, top_index],
           {"axis": 1, "largest": 1, "sorted": 1})
+    if k < topk:
+        pads = b.const("pads", np.array([0, 0, 0, topk - k], i64))
+        top_scores = b.op("Pad", [top_scores, pads, b.const("pad_score", np.array(NOT_SELECTED, f32))], f32,
+                          ["batch", topk], {"mode": "constant"})
+        top_index = b.op("Pad", [top_index, pads, b.const("pad_index", np.array(0, i64))], i64,
+                         ["batch", topk], {"mode": "constant"})
 
     valid = b.op("Greater", [top_scores, b.const("not_selected", np.array(NOT_SELECTED / 2, f32))], bool,
                  ["batch", topk])

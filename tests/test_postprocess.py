@@ -1,0 +1,258 @@
+"""Client post-processing: letterbox vs ultralytics, the EfficientNMS NumPy model's semantics, the
+ultralytics-compatible NMS vs ultralytics itself on a real (untrained, output-varied) yolo11s output."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from yolo_triton import postprocess as pp
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def sample(name: str) -> np.ndarray:
+    import cv2
+    from ultralytics.utils import ASSETS
+
+    return cv2.imread(str(ASSETS / name))
+
+
+def ultralytics_letterbox(image: np.ndarray, imgsz: int) -> np.ndarray:
+    """ultralytics' LetterBox + the predictor's conversion (flip BGR->RGB, HWC->CHW, float, /255)."""
+    import torch
+    from ultralytics.data.augment import LetterBox
+
+    boxed = LetterBox(new_shape=(imgsz, imgsz), auto=False, scaleup=True, center=True)(image=image)
+    tensor = torch.from_numpy(boxed).unsqueeze(0).permute(0, 3, 1, 2).contiguous().flip(1).float().div_(255)
+    return tensor[0].numpy()
+
+
+def corners(*rows) -> np.ndarray:
+    return np.array(rows, np.float32)
+
+
+@pytest.fixture(scope="module")
+def varied_output() -> np.ndarray:
+    """Real yolo11s ``output0 [2, 84, 8400]`` on bus.jpg and its mirror image, made output-varied by the
+    lead's ``scratch.vary_outputs`` (BN recalibration + class-head rescaling). (zidane.jpg scores below
+    0.25 everywhere with these untrained weights, so it would test nothing.)"""
+    from bench_postprocess import model_output, varied_model
+
+    bus = sample("bus.jpg")
+    output0, _ = model_output(varied_model("yolo11s", 640), [bus, np.ascontiguousarray(bus[:, ::-1])], 640)
+    return output0
+
+
+# ---------------------------------------------------------------------------------------- letterbox
+@pytest.mark.parametrize("imgsz", [320, 640])
+@pytest.mark.parametrize("shape", ["bus", "zidane", (333, 517), (517, 333), (71, 45), (640, 640), (2, 3000),
+                                   (321, 320), (479, 640)])
+def test_letterbox_equals_ultralytics_exactly(shape, imgsz):
+    if isinstance(shape, str):
+        image = sample(f"{shape}.jpg")
+    else:
+        image = np.random.default_rng(sum(shape)).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    ours, info = pp.letterbox(image, imgsz)
+    theirs = ultralytics_letterbox(image, imgsz)
+    assert ours.dtype == np.float32 and ours.shape == (3, imgsz, imgsz)
+    assert np.array_equal(ours, theirs)  # bit-exact, not allclose
+    from ultralytics.data.augment import LetterBox
+
+    params = LetterBox(new_shape=(imgsz, imgsz), auto=False).get_params({"img": image})
+    assert (info.pad_x, info.pad_y) == (params["left"], params["top"])
+    assert (info.new_w, info.new_h) == params["new_unpad"]
+    assert info.ratio == params["ratio"][0]
+    assert (info.orig_h, info.orig_w) == image.shape[:2]
+
+
+def test_letterbox_batch_stacks_and_rejects_bad_input():
+    batch, infos = pp.letterbox_batch([sample("bus.jpg"), sample("zidane.jpg")], 320)
+    assert batch.shape == (2, 3, 320, 320) and batch.dtype == np.float32
+    assert [(i.orig_h, i.orig_w) for i in infos] == [(1080, 810), (720, 1280)]
+    assert 0.0 <= batch.min() and batch.max() <= 1.0
+    with pytest.raises(ValueError):
+        pp.letterbox(np.zeros((10, 10), np.uint8), 320)
+    with pytest.raises(ValueError):
+        pp.letterbox_batch([], 320)
+
+
+# ---------------------------------------------------------------------------------------- decode
+def test_decode_yolo_output_centre_to_corners():
+    out = np.zeros((1, 4 + 2, 3), np.float32)
+    out[0, :4, 1] = [100, 50, 20, 10]  # cx, cy, w, h of anchor 1
+    out[0, 4:, 1] = [0.1, 0.9]
+    boxes, scores = pp.decode_yolo_output(out)
+    assert boxes.shape == (1, 3, 4) and scores.shape == (1, 3, 2)
+    assert boxes[0, 1].tolist() == [90, 45, 110, 55]
+    assert scores[0, 1].tolist() == pytest.approx([0.1, 0.9])
+    with pytest.raises(ValueError):
+        pp.decode_yolo_output(np.zeros((1, 4, 3), np.float32))
+
+
+# ---------------------------------------------------------------------------------------- EfficientNMS model
+def test_efficient_nms_multilabel_threshold_ge_and_padding():
+    # One anchor, two classes above CONF -> two detections (multi-label); score == CONF is kept (>=).
+    boxes = corners([0, 0, 10, 10], [50, 50, 60, 60], [80, 80, 90, 90])[None]
+    scores = np.array([[[0.9, 0.8, 0.0], [0.0, 0.0, 0.25], [0.2, 0.0, 0.0]]], np.float32)
+    num, det_boxes, det_scores, det_classes = pp.efficient_nms(boxes, scores, 0.25, 0.5, 5, box_coding=0)
+    assert num.dtype == np.int32 and num.shape == (1, 1) and num[0, 0] == 3
+    assert det_boxes.dtype == np.float32 and det_boxes.shape == (1, 5, 4)
+    assert det_scores.dtype == np.float32 and det_classes.dtype == np.int32
+    assert det_scores[0].tolist() == pytest.approx([0.9, 0.8, 0.25, 0, 0])  # descending across classes
+    assert det_classes[0].tolist() == [0, 1, 2, 0, 0]  # padding rows are class 0
+    assert det_boxes[0, 3:].tolist() == [[0] * 4] * 2
+    # strict (ONNX NonMaxSuppression) semantics drop the score that equals CONF
+    assert pp.efficient_nms(boxes, scores, 0.25, 0.5, 5, box_coding=0, strict_thresholds=True)[0][0, 0] == 2
+
+
+def test_efficient_nms_iou_equal_to_threshold_is_suppressed():
+    # IoU([0,0,10,10], [0,0,10,5]) = 50/100 = 0.5 exactly.
+    boxes = corners([0, 0, 10, 10], [0, 0, 10, 5])[None]
+    scores = np.array([[[0.9], [0.8]]], np.float32)
+    assert pp.efficient_nms(boxes, scores, 0.25, 0.5, 10, box_coding=0)[0][0, 0] == 1  # IoU >= 0.5 suppressed
+    assert pp.efficient_nms(boxes, scores, 0.25, 0.5, 10, box_coding=0, strict_thresholds=True)[0][0, 0] == 2
+
+
+def test_efficient_nms_per_class_vs_agnostic_topk_and_centre_size_input():
+    xywh = np.array([[[50, 50, 20, 20], [51, 50, 20, 20], [150, 150, 10, 10]]], np.float32)
+    scores = np.array([[[0.9, 0.0], [0.0, 0.8], [0.0, 0.7]]], np.float32)
+    num, det_boxes, _, det_classes = pp.efficient_nms(xywh, scores, 0.25, 0.45, 10)
+    assert num[0, 0] == 3  # overlapping boxes of different classes both survive per-class NMS
+    assert det_boxes[0, 0].tolist() == [40, 40, 60, 60]  # output is corners although the input was xywh
+    num, _, _, det_classes = pp.efficient_nms(xywh, scores, 0.25, 0.45, 10, agnostic=True)
+    assert num[0, 0] == 2 and det_classes[0, :2].tolist() == [0, 1]
+    num, _, det_scores, _ = pp.efficient_nms(xywh, scores, 0.25, 0.45, 2)
+    assert num[0, 0] == 2 and det_scores[0].tolist() == pytest.approx([0.9, 0.8])  # global top-k
+    assert pp.efficient_nms(xywh, scores, 0.25, 0.45, 10, candidate_cap=1)[0][0, 0] == 1
+
+
+def test_efficient_nms_agnostic_equals_plain_greedy_over_all_labels():
+    """The agnostic shortcut (best label per anchor) equals literal agnostic NMS over every label."""
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        a, nc = 60, 4
+        xy = rng.uniform(0, 100, (1, a, 2))
+        boxes = np.concatenate([xy, xy + rng.uniform(2, 40, (1, a, 2))], 2).astype(np.float32)
+        scores = rng.uniform(0, 1, (1, a, nc)).astype(np.float32) ** 2
+        got = pp.efficient_nms(boxes, scores, 0.2, 0.5, 1000, agnostic=True, box_coding=0)
+        ai, ci = np.nonzero(scores[0] >= np.float32(0.2))
+        s = scores[0, ai, ci]
+        order = np.argsort(-s, kind="stable")
+        keep = pp.greedy_nms(boxes[0, ai[order]], None, 0.5, 1000, strict=False)
+        assert got[0][0, 0] == len(keep)
+        assert np.array_equal(got[2][0, :len(keep)], s[order][keep])
+        assert np.array_equal(got[3][0, :len(keep)], ci[order][keep])
+
+
+def test_fast_greedy_nms_equals_reference_loop():
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n = int(rng.integers(0, 300))
+        xy = rng.uniform(0, 100, (n, 2)).astype(np.float32)
+        boxes = np.concatenate([xy, xy + rng.uniform(1, 40, (n, 2)).astype(np.float32)], 1)
+        classes = rng.integers(0, int(rng.integers(1, 6)), n)
+        iou, strict = float(rng.choice([0.3, 0.45, 0.7])), bool(trial % 2)
+        for cls in (classes, None):
+            expected = pp.greedy_nms(boxes, cls, iou, 10**6, strict)
+            assert np.array_equal(pp.fast_greedy_nms(boxes, cls, iou, 10**6, strict), expected)
+            assert np.array_equal(pp.fast_greedy_nms(boxes, cls, iou, 7, strict), expected[:7])
+
+
+def test_empty_inputs_give_zero_detections():
+    boxes = np.zeros((2, 5, 4), np.float32)
+    scores = np.zeros((2, 5, 3), np.float32)
+    num, det_boxes, det_scores, det_classes = pp.efficient_nms(boxes, scores, 0.25, 0.45, 4)
+    assert num.tolist() == [[0], [0]] and not det_boxes.any() and not det_scores.any() and not det_classes.any()
+    assert [len(r) for r in pp.ultralytics_nms(boxes, scores, 0.25, 0.45, 4)] == [0, 0]
+
+
+# ---------------------------------------------------------------------------------------- vs ultralytics
+def test_varied_output_is_realistic(varied_output):
+    scores = varied_output[:, 4:, :]
+    above = (scores >= 0.25).sum(axis=(1, 2))
+    assert scores.std() > 0.01  # an untrained head would give ~1e-6
+    assert ((20 <= above) & (above <= 5000)).all(), above
+    boxes = varied_output[:, 2:4, :]
+    assert boxes.std() > 1.0  # box sizes vary too
+
+
+@pytest.mark.parametrize("conf,iou,agnostic", [(0.25, 0.45, False), (0.25, 0.7, False), (0.1, 0.45, False),
+                                               (0.25, 0.45, True)])
+def test_ultralytics_mode_matches_ultralytics_nms(varied_output, conf, iou, agnostic):
+    import torch
+    import torchvision  # noqa: F401  ultralytics then uses torchvision.ops.nms, its normal path
+    from ultralytics.utils.nms import non_max_suppression
+
+    expected = non_max_suppression(torch.from_numpy(varied_output), conf, iou, agnostic=agnostic, max_det=100)
+    got = pp.ultralytics_nms(*pp.decode_yolo_output(varied_output), conf, iou, 100, agnostic)
+    for exp, ours in zip(expected, got):
+        exp = exp.numpy()
+        assert len(exp) > 5
+        assert ours.shape == exp.shape
+        assert np.array_equal(ours[:, 5], exp[:, 5])  # classes, in order
+        assert np.array_equal(ours[:, 4], exp[:, 4])  # scores: same values, same order
+        np.testing.assert_allclose(ours[:, :4], exp[:, :4], rtol=0, atol=1e-4)
+
+
+def test_track_a_ultralytics_mode_matches_ultralytics_pipeline(varied_output):
+    """postprocess_track_a(mode=ultralytics) == non_max_suppression + scale_boxes in original pixels."""
+    import torch
+    from ultralytics.utils.nms import non_max_suppression
+    from ultralytics.utils.ops import scale_boxes
+
+    infos = [pp.letterbox_params(1080, 810, 640)[0]] * 2
+    got = pp.postprocess_track_a(varied_output, infos, 0.25, 0.45, 100, mode="ultralytics")
+    expected = non_max_suppression(torch.from_numpy(varied_output), 0.25, 0.45, max_det=100)
+    for dets, exp, info in zip(got, expected, infos):
+        ref = scale_boxes((640, 640), exp[:, :4].clone(), (info.orig_h, info.orig_w)).numpy()
+        np.testing.assert_allclose(dets.boxes, ref, rtol=0, atol=1e-3)
+        assert np.array_equal(dets.classes, exp[:, 5].numpy().astype(np.int32))
+        assert (dets.boxes[:, [0, 2]] <= info.orig_w).all() and (dets.boxes[:, [1, 3]] <= info.orig_h).all()
+
+
+def test_efficient_mode_relation_to_ultralytics(varied_output):
+    """EfficientNMS is multi-label: at least as many detections; each image's best detection agrees."""
+    infos = [pp.letterbox_params(640, 640, 640)[0]] * 2
+    eff = pp.postprocess_track_a(varied_output, infos, 0.25, 0.45, 300, mode="efficient")
+    ult = pp.postprocess_track_a(varied_output, infos, 0.25, 0.45, 300, mode="ultralytics")
+    for e, u in zip(eff, ult):
+        assert len(e) >= len(u) > 0
+        assert (e.classes[0], e.scores[0]) == (u.classes[0], u.scores[0])
+        np.testing.assert_allclose(e.boxes[0], u.boxes[0], atol=1e-4)
+        assert (np.diff(e.scores) <= 0).all()  # descending across classes
+
+
+# ---------------------------------------------------------------------------------------- mapping back
+def test_map_boxes_to_original_equals_scale_boxes():
+    import torch
+    from ultralytics.utils.ops import scale_boxes
+
+    rng = np.random.default_rng(1)
+    for h, w, s in [(1080, 810, 640), (720, 1280, 640), (333, 517, 320), (50, 70, 640)]:
+        info = pp.letterbox_params(h, w, s)[0]
+        boxes = rng.uniform(-20, s + 20, (50, 4)).astype(np.float32)
+        expected = scale_boxes((s, s), torch.from_numpy(boxes.copy()), (h, w)).numpy()
+        np.testing.assert_allclose(pp.map_boxes_to_original(boxes, info), expected, rtol=0, atol=1e-3)
+
+
+def test_postprocess_end2end_slices_by_num_dets_and_maps_back():
+    info = pp.letterbox_params(100, 200, 64)[0]  # ratio 0.32, pad_y 16
+    num = np.array([[1], [0]], np.int32)
+    det_boxes = np.zeros((2, 3, 4), np.float32)
+    det_boxes[0, 0] = [0, 16, 32, 32]
+    det_scores = np.array([[0.9, 0, 0], [0, 0, 0]], np.float32)
+    det_classes = np.zeros((2, 3), np.int32)
+    det_classes[0, 0] = 7
+    out = pp.postprocess_end2end(num, det_boxes, det_scores, det_classes, [info, info])
+    assert [len(d) for d in out] == [1, 0]
+    np.testing.assert_allclose(out[0].boxes[0], [0, 0, 100, 50], atol=1e-4)
+    rows = out[0].to_list(["a"] * 7 + ["dog"])
+    assert rows == [{"class_id": 7, "score": 0.9, "box": [0.0, 0.0, 100.0, 50.0], "label": "dog"}]
+    assert out[0].format(["a"] * 7 + ["dog"]).startswith("dog 0.900 0.0 0.0 100.0 50.0")
+    with pytest.raises(ValueError):
+        pp.postprocess_end2end(num, det_boxes, det_scores, det_classes, [info])
+
+
+def test_postprocess_track_a_rejects_unknown_mode():
+    with pytest.raises(ValueError):
+        pp.postprocess_track_a(np.zeros((1, 6, 4), np.float32), [pp.letterbox_params(8, 8, 8)[0]], 0.25, 0.45, 5,
+                               mode="nope")

@@ -1,0 +1,133 @@
+"""scripts/validate.py: its pure comparison functions, and whole runs on artefacts built by the real Make
+targets for an untrained, output-varied checkpoint (passes; fails on a corrupted artefact)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from conftest import SCRATCH_NAME, TEST_IMGSZ, Tree, _tree_with_weights
+from onnx import numpy_helper
+
+import validate
+from yolo_triton import postprocess as pp
+from yolo_triton.settings import defaults
+
+
+def dets(boxes, scores, classes) -> pp.Detections:
+    return pp.Detections(np.array(boxes, np.float32).reshape(-1, 4), np.array(scores, np.float32),
+                         np.array(classes, np.int32))
+
+
+# ---------------------------------------------------------------------------------------- pure parts
+def test_weights_path_follows_the_makefile_naming(tmp_path):
+    d = defaults()
+    assert validate.weights_path("yolov11_small", tmp_path) == tmp_path / f"{d['WEIGHTS_small']}.pt"
+    assert validate.weights_path("yolo11n_untrained", tmp_path) == tmp_path / "yolo11n_untrained.pt"
+
+
+def test_match_detections_needs_same_class_and_iou_09():
+    ref = dets([[0, 0, 100, 100], [200, 200, 300, 300], [400, 400, 500, 500]], [0.9, 0.8, 0.7], [1, 2, 3])
+    test = dets([[0, 0, 100, 104], [200, 200, 300, 300], [400, 400, 500, 600]], [0.9, 0.8, 0.7], [1, 5, 3])
+    pairs, lost, extra = validate.match_detections(ref, test)
+    assert pairs == [(0, 0)]  # IoU 0.96; class 2 vs 5 differs; IoU 0.5 too low
+    assert lost == [1, 2] and extra == [1, 2]
+
+
+def test_compare_detections_excuses_only_threshold_and_topk_flips():
+    conf, tol = 0.25, 0.02
+    ref = [dets([[0, 0, 10, 10], [50, 50, 60, 60]], [0.9, 0.26], [0, 0])]
+    test = [dets([[0, 0, 10, 10]], [0.905], [0])]
+    summary = validate.compare_detections(ref, test, conf, 100, tol)
+    assert summary["passed"] and summary["excused"] == 1 and summary["max_score_diff"] == pytest.approx(0.005)
+    ref = [dets([[0, 0, 10, 10], [50, 50, 60, 60]], [0.9, 0.5], [0, 0])]
+    summary = validate.compare_detections(ref, test, conf, 100, tol)
+    assert not summary["passed"] and summary["unmatched_reference"] == 1
+    # At the TOPK cut (test is full) a reference detection scoring like the last kept one may swap in.
+    summary = validate.compare_detections(ref, [dets([[0, 0, 10, 10]], [0.51], [0])], conf, 1, tol)
+    assert summary["failures"] == [f"matched score difference {0.39:.4g} > {tol:g}"]
+
+
+def test_compare_raw_reports_differences():
+    ref = np.zeros((1, 6, 5), np.float32)
+    boxes, scores = ref[:, :4].transpose(0, 2, 1).copy(), ref[:, 4:].transpose(0, 2, 1).copy()
+    assert validate.compare_raw(ref, boxes, scores, 0.05, 1e-3)["passed"]
+    boxes[0, 3, 1] = 0.5
+    result = validate.compare_raw(ref, boxes, scores, 0.05, 1e-3)
+    assert not result["passed"] and result["max_box_diff_px"] == 0.5
+
+
+def test_missing_artefacts_and_empty_image_folder_exit_1(tmp_path, capsys):
+    assert validate.main(["--model", "nothing", "--models-dir", str(tmp_path), "--weights-dir", str(tmp_path)]) == 1
+    assert "no ONNX artefact for 'nothing'" in capsys.readouterr().err
+    with pytest.raises(validate.StepError, match="no images"):
+        validate.image_paths(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------- whole runs
+def run_validate(tree: Tree, tmp_path: Path, *extra: str) -> tuple[int, dict]:
+    out = tmp_path / "report.json"
+    code = validate.main(["--model", SCRATCH_NAME, "--models-dir", str(tree.models), "--weights-dir",
+                          str(tree.weights), "--json", str(out), *extra])
+    return code, json.loads(out.read_text())
+
+
+def formats(report: dict) -> dict[str, dict]:
+    return {f["name"]: f for f in report["formats"]}
+
+
+@pytest.mark.slow
+def test_validate_passes_on_fresh_fp32_artefacts(fp32_tree, tmp_path, capsys):
+    code, report = run_validate(fp32_tree, tmp_path)
+    table = capsys.readouterr().out
+    assert code == 0 and report["passed"], table
+    by_name = formats(report)
+    assert by_name["onnx"]["status"] == by_name["end2end"]["status"] == "passed"
+    assert by_name["trt"]["status"] == "skipped"  # no plan here (and no GPU)
+    assert report["imgsz"] == TEST_IMGSZ and len(report["images"]) >= 2
+    onnx_fmt = by_name["onnx"]
+    assert onnx_fmt["raw"]["max_box_diff_px"] <= 0.05 and onnx_fmt["raw"]["max_score_diff"] <= 1e-3
+    assert onnx_fmt["detections"]["matched"] == onnx_fmt["detections"]["reference"] > 10
+    assert by_name["end2end"]["detections"]["matched"] > 10
+    assert "RESULT: PASS" in table and "EfficientNMS_TRT does not run in onnxruntime" in table
+
+
+@pytest.mark.slow
+def test_validate_runs_the_onnx_nms_graph_directly(tmp_path_factory, scratch_weights, tmp_path):
+    tree = _tree_with_weights(tmp_path_factory, scratch_weights, "onnxnms")
+    tree.make(str(tree.artefact(f"{SCRATCH_NAME}_end2end")), "NMS=onnx", "PRECISION=fp32", f"IMGSZ={TEST_IMGSZ}")
+    code, report = run_validate(tree, tmp_path, "--images", str(Path(validate.image_paths(None)[0]).parent))
+    end2end = formats(report)["end2end"]
+    assert code == 0 and end2end["status"] == "passed", end2end
+    assert not any("EfficientNMS_TRT" in note for note in end2end["notes"])
+    assert end2end["detections"]["matched"] > 10
+
+
+def corrupt_first_conv(path: Path, factor: float) -> None:
+    model = onnx.load(str(path))
+    conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    init = next(i for i in model.graph.initializer if i.name == conv.input[1])
+    init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * factor, init.name))
+    onnx.save(model, str(path))
+
+
+@pytest.mark.slow
+def test_validate_fails_on_a_corrupted_artefact(fp32_tree, tmp_path, capsys):
+    broken = Tree(tmp_path / "broken")
+    shutil.copytree(fp32_tree.models, broken.models, symlinks=True)
+    broken.weights.symlink_to(fp32_tree.weights)
+    corrupt_first_conv(broken.artefact(SCRATCH_NAME), 1.05)  # 5 % off in the first layer only
+    code, report = run_validate(broken, tmp_path)
+    assert code == 1 and not report["passed"]
+    by_name = formats(report)
+    assert by_name["onnx"]["status"] == "failed"
+    assert any("raw box difference" in n or "raw score difference" in n for n in by_name["onnx"]["notes"])
+    assert by_name["end2end"]["status"] == "passed"  # the untouched artefact still passes
+    assert "RESULT: FAIL" in capsys.readouterr().out
+    # A file that is not ONNX at all is one format's failure, not a crash.
+    broken.artefact(f"{SCRATCH_NAME}_end2end").write_bytes(b"not onnx")
+    code, report = run_validate(broken, tmp_path)
+    assert code == 1 and formats(report)["end2end"]["status"] == "failed"
