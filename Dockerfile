@@ -45,7 +45,7 @@ RUN python3 -m pip install --extra-index-url https://download.pytorch.org/whl/cp
 
 RUN groupadd --non-unique --gid "${GID}" app \
     && useradd --non-unique --create-home --uid "${UID}" --gid "${GID}" --shell /bin/bash app \
-    && mkdir -p /app/models /app/pytorch_models /app/trt_cache \
+    && mkdir -p /app/models /app/pytorch_models /app/trt_cache /app/.build \
     && chown -R "${UID}:${GID}" /app
 
 COPY --chown=${UID}:${GID} Makefile /app/Makefile

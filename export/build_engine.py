@@ -27,6 +27,7 @@ from pathlib import Path
 from yolo_triton.engine import (
     BuildRequest,
     GpuInfo,
+    build_plan,
     has_efficient_nms,
     image_input,
     make_profile,
@@ -41,7 +42,6 @@ from yolo_triton.engine import (
     sidecar_record,
     timing_cache_path,
     write_sidecar,
-    build_plan,
 )
 from yolo_triton.errors import StepError
 
@@ -74,7 +74,7 @@ def build(args: argparse.Namespace) -> Path:
     log.info("builder: %s, TensorRT %s, GPU %s (sm %s)", toolchain.builder, toolchain.trt_version,
              gpu.name, gpu.compute_capability)
     request = BuildRequest(
-        onnx=onnx_path, plan=plan_path, profile=profile, workspace=args.workspace,
+        onnx=onnx_path, plan=plan_path, profile=profile, workspace=args.workspace.strip().upper(),
         workspace_bytes=parse_workspace(args.workspace), opt_level=args.opt_level,
         timing_cache=timing_cache_path(Path(args.cache_dir), gpu, toolchain.trt_version),
         verbose=args.verbose)
@@ -91,8 +91,12 @@ def build(args: argparse.Namespace) -> Path:
 
 def check_plans(args: argparse.Namespace) -> int:
     """Report (and with --remove-stale delete) plans foreign to this GPU model / TensorRT version."""
+    if not args.check_plans:
+        log.info("no plans to check")
+        return 0
     toolchain = select_toolchain(args.builder, args.trtexec or None)
     gpu = query_gpu() or UNKNOWN_GPU
+    log.info("this machine: %s (sm %s), TensorRT %s", gpu.name, gpu.compute_capability, toolchain.trt_version)
     stale = 0
     for plan in map(Path, args.check_plans):
         reason = plan_is_stale(plan, gpu.name, toolchain.trt_version)

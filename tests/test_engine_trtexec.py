@@ -241,5 +241,7 @@ def test_plan_is_stale_and_check_plans(tmp_path, fake_bin, monkeypatch, caplog):
     assert build_engine.main(["--check-plans", str(plan), "--remove-stale", "--trtexec", ""]) == 0
     assert not plan.exists() and read_sidecar(plan) is None
 
+    assert build_engine.main(["--check-plans"]) == 0  # nothing built yet: nothing to check, no TensorRT needed
+
     plan.write_bytes(b"plan without sidecar")
     assert "missing or unreadable" in plan_is_stale(plan, GPU, "10.13.3")

@@ -149,6 +149,8 @@ def test_export_service_mounts_the_seed_layout_under_app(config):
     mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in service["volumes"]}
     for name in ("export", "pytorch_models", "models", "trt_cache", "scripts", "dali", "Makefile"):
         assert mounts[f"/app/{name}"] == str(ROOT / name)
+    assert mounts["/app/.build"] == "yolo-build-stamps"  # Make's stamps survive re-creation
+    assert "yolo-build-stamps" in config["volumes"]
     assert service["working_dir"] == "/app"
 
 

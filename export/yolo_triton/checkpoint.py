@@ -33,9 +33,11 @@ class CheckpointInfo:
         return len(self.names)
 
 
-def load_yolo(path: str | Path):
-    """Load ``path`` with ultralytics; a missing or unreadable file is a one-line StepError."""
+def load_yolo(path: str | Path, shown_as: str | Path | None = None):
+    """Load ``path`` with ultralytics; a missing or unreadable file is a one-line StepError that names
+    ``shown_as`` (the user's path, when ``path`` is a private link to it)."""
     path = Path(path)
+    shown = str(shown_as or path)
     if not path.is_file():
         raise StepError(
             f"checkpoint not found: {path} (run 'make download' for the yolo11 sizes, put your own .pt there, "
@@ -46,14 +48,18 @@ def load_yolo(path: str | Path):
     try:
         return YOLO(str(path), task=None)
     except Exception as err:  # ultralytics raises many types for a corrupt file
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise StepError(f"cannot load {path} as an ultralytics checkpoint: {first_line}") from err
+        text = str(err).strip().replace(str(path), shown).replace("ERROR ❌️ ", "")
+        first_line = text.splitlines()[0] if text else type(err).__name__
+        raise StepError(f"cannot load {shown} as an ultralytics checkpoint: {first_line}") from err
 
 
 def inspect(yolo, path: str | Path) -> CheckpointInfo:
     """Checkpoint facts from a loaded ``YOLO``; refuses what the pipeline cannot serve correctly."""
+    from ultralytics.nn.tasks import guess_model_task
+
     model = yolo.model
-    task = getattr(yolo, "task", None) or getattr(model, "task", "unknown")
+    # From the architecture (its head module), not from what the checkpoint's train args claim.
+    task = guess_model_task(model.yaml if isinstance(getattr(model, "yaml", None), dict) else model)
     head = model.model[-1] if hasattr(model, "model") else None
     head_name = type(head).__name__ if head is not None else type(model).__name__
     if task != "detect" or head_name not in SERVED_HEADS:

@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import onnx
@@ -66,7 +66,6 @@ class BuildRequest:
     opt_level: int
     timing_cache: Path
     verbose: bool = False
-    extra: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

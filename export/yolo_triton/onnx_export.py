@@ -102,7 +102,7 @@ def export_onnx(
         workdir = Path(tmp)
         link = workdir / "model.pt"
         link.symlink_to(pt_path.resolve())
-        yolo = ckpt.load_yolo(link)
+        yolo = ckpt.load_yolo(link, shown_as=pt_path)
         info = ckpt.inspect(yolo, pt_path)
         ckpt.check_imgsz(imgsz, info.stride)
         if one2one and not info.has_one2one_head:

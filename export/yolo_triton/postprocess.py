@@ -135,8 +135,7 @@ def _iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     area = (box[2] - box[0]) * (box[3] - box[1])
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     union = area + areas - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / union, np.float32(0))
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def _reorder_corners(boxes: np.ndarray) -> np.ndarray:
@@ -172,19 +171,19 @@ MAX_PAIRS = 2_000_000  # above this many same-class pairs, fall back to the per-
 
 
 def _pairs_iou(columns: np.ndarray, area: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """IoU of boxes ``src`` and ``dst`` pairwise (``columns [4, n]`` = x1, y1, x2, y2 rows), float32, same
-    formula as :func:`_iou_one_to_many`."""
+    """IoU of boxes ``src`` and ``dst`` pairwise (``columns [4, n]``: contiguous x1, y1, x2, y2 rows),
+    float32, same values as :func:`_iou_one_to_many`. 1-D ``take`` is several times faster than fancy
+    indexing of ``[n, 4]`` rows."""
     x1, y1, x2, y2 = columns
-    iw = np.minimum(x2[src], x2[dst])
-    iw -= np.maximum(x1[src], x1[dst])
-    ih = np.minimum(y2[src], y2[dst])
-    ih -= np.maximum(y1[src], y1[dst])
+    iw = np.minimum(x2.take(src), x2.take(dst))
+    iw -= np.maximum(x1.take(src), x1.take(dst))
+    ih = np.minimum(y2.take(src), y2.take(dst))
+    ih -= np.maximum(y1.take(src), y1.take(dst))
     np.maximum(iw, 0, out=iw)  # max(0, w) * max(0, h) == (w > 0 and h > 0 ? w * h : 0)
     np.maximum(ih, 0, out=ih)
     inter = iw * ih
-    union = area[src] + area[dst] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / union, np.float32(0))
+    union = area.take(src) + area.take(dst) - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def fast_greedy_nms(boxes: np.ndarray, classes: np.ndarray | None, iou: float, limit: int, strict: bool) -> np.ndarray:
@@ -213,7 +212,7 @@ def fast_greedy_nms(boxes: np.ndarray, classes: np.ndarray | None, iou: float, l
         return greedy_nms(boxes, classes, iou, limit, strict)
     first = np.repeat(np.arange(n), later)
     offsets = np.arange(total) - np.repeat(np.cumsum(later) - later, later)
-    src, dst = group_order[first], group_order[first + 1 + offsets]
+    src, dst = group_order.take(first), group_order.take(first + 1 + offsets)
     columns = np.ascontiguousarray(boxes.T, dtype=np.float32)
     area = (columns[2] - columns[0]) * (columns[3] - columns[1])
     overlap = _pairs_iou(columns, area, src, dst)
@@ -289,7 +288,8 @@ def efficient_nms(
         cand = boxes[b, anchor_idx].astype(np.float32)
         if box_coding == BOX_CENTER_SIZE:
             cand = xywh_to_xyxy(cand)
-        iou_boxes = _reorder_corners(cand)
+        iou_boxes = cand if box_coding == BOX_CENTER_SIZE and (cand[:, 2:] >= cand[:, :2]).all() \
+            else _reorder_corners(cand)  # w, h >= 0 already ordered
         if agnostic:
             # A lower-ranked label of an anchor already seen has IoU 1 with it and can never be kept (nor
             # suppress anything): drop it before NMS. Zero-area boxes have IoU 0 with themselves and stay.
