@@ -49,7 +49,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 CHUNK = 8  # images per inference batch
 # (box_tol px in input pixels, score_tol) by precision of the artefact
 TOLERANCES = {"fp32": (0.05, 1e-3), "fp16": (1.0, 0.02), "int8": (8.0, 0.1)}
-TRT_TOLERANCE_PRECISION = "fp16"  # plans may run layers in reduced precision (unless the sidecar says fp32)
+TRT_TOLERANCE_PRECISION = "fp16"  # plans without a readable sidecar, and fp32 plans (TF32)
 PLUGIN_OP = "EfficientNMS_TRT"
 
 
@@ -431,9 +431,13 @@ def check_trt(kind: str, path: Path, raw_ref, torch_dets, batch, infos, settings
     record = engine.read_sidecar(path) or {}
     precision = record.get("precision", TRT_TOLERANCE_PRECISION)
     precision = precision if precision in TOLERANCES else TRT_TOLERANCE_PRECISION
-    box_tol, score_tol = tolerances(precision, settings)
     result = FormatResult(kind, str(path), "", precision)
-    outputs = run_trt(path, batch, int(record.get("max_batch", CHUNK) or CHUNK))
+    if precision == "fp32":  # TensorRT may run FP32 layers as TF32 (on by default): FP16 tolerances
+        result.notes.append("fp32 plan checked with fp16 tolerances (TensorRT may use TF32)")
+        precision = TRT_TOLERANCE_PRECISION
+    box_tol, score_tol = tolerances(precision, settings)
+    profile_max = (record.get("profile") or {}).get("max") or [CHUNK]
+    outputs = run_trt(path, batch, int(profile_max[0]))
     if kind == "trt":
         output0 = outputs.get("output0", next(iter(outputs.values())))
         result.raw = compare_raw(raw_ref, output0[:, :4].transpose(0, 2, 1), output0[:, 4:].transpose(0, 2, 1),

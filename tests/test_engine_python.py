@@ -46,18 +46,22 @@ def no_trtexec_gpu(tmp_path, monkeypatch):
 def fake_trt(monkeypatch, no_trtexec_gpu):
     """Factory: import the fake tensorrt with a version and failure mode; unloaded afterwards."""
     monkeypatch.syspath_prepend(str(DOUBLES / "fake_tensorrt"))
+    missing = object()
+    before = sys.modules.pop("tensorrt", missing)
 
     def load(version: str, fail: str = ""):
         monkeypatch.setenv("FAKE_TENSORRT_VERSION", version)
         monkeypatch.setenv("FAKE_TENSORRT_FAIL", fail)
-        monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
+        sys.modules.pop("tensorrt", None)
         module = importlib.import_module("tensorrt")
         assert module.__file__.startswith(str(DOUBLES))  # never the real one
         module._reset()
         return module
 
     yield load
-    sys.modules.pop("tensorrt", None)
+    sys.modules.pop("tensorrt", None)  # the double never outlives its test
+    if before is not missing:
+        sys.modules["tensorrt"] = before
 
 
 def _cli(onnx_path, plan, max_batch, cache_dir, builder="python", imgsz=640):

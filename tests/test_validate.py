@@ -131,3 +131,43 @@ def test_validate_fails_on_a_corrupted_artefact(fp32_tree, tmp_path, capsys):
     broken.artefact(f"{SCRATCH_NAME}_end2end").write_bytes(b"not onnx")
     code, report = run_validate(broken, tmp_path)
     assert code == 1 and formats(report)["end2end"]["status"] == "failed"
+
+
+@pytest.mark.slow
+def test_plan_checks_with_a_tensorrt_double(fp32_tree, tmp_path, monkeypatch):
+    """The plan branch (no GPU here): ``run_trt`` is replaced by a double that runs the ONNX the plan was
+    built from in onnxruntime (end2end: pre-NMS graph + the NumPy EfficientNMS model)."""
+    tree = Tree(tmp_path / "plans")
+    shutil.copytree(fp32_tree.models, tree.models, symlinks=True)
+    tree.weights.symlink_to(fp32_tree.weights)
+    for suffix in ("_trt", "_trt_end2end"):
+        plan = tree.models / f"{SCRATCH_NAME}{suffix}" / "1" / "model.plan"
+        plan.parent.mkdir(parents=True)
+        plan.write_bytes(b"double")
+
+    def run_trt_double_via_onnxruntime(plan: Path, batch: np.ndarray, max_batch: int) -> dict:
+        end2end = plan.parent.parent.name.endswith("_end2end")
+        source = tree.artefact(f"{SCRATCH_NAME}_end2end" if end2end else SCRATCH_NAME)
+        model = onnx.load(str(source))
+        if not end2end:
+            return {"output0": validate.run_ort(validate.ort_session(model), batch)[0]}
+        params = validate.end2end_nms_params(model, {})
+        boxes, scores = validate.run_ort(validate.ort_session(validate.pre_nms(model)), batch)
+        outputs = pp.efficient_nms(boxes, scores, params["conf"], params["iou"], params["topk"], params["agnostic"])
+        return dict(zip(("num_dets", "det_boxes", "det_scores", "det_classes"), outputs))
+
+    monkeypatch.setattr(validate, "trt_available", lambda: None)
+    monkeypatch.setattr(validate, "run_trt", run_trt_double_via_onnxruntime)
+    code, report = run_validate(tree, tmp_path)
+    by_name = formats(report)
+    assert code == 0, by_name
+    assert by_name["trt"]["status"] == by_name["trt_end2end"]["status"] == "passed"
+    assert by_name["trt_end2end"]["detections"]["matched"] > 10
+
+
+def test_plans_are_skipped_with_a_note_without_tensorrt_or_gpu():
+    why_not = validate.trt_available()
+    try:
+        import tensorrt  # noqa: F401
+    except Exception:
+        assert why_not and "tensorrt does not import" in why_not

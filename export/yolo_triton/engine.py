@@ -224,7 +224,7 @@ def timing_cache_path(cache_dir: Path, gpu: GpuInfo, trt_version: str) -> Path:
     ``trt_cache/timing_NVIDIA-H100-80GB-HBM3_sm90_trt10.13.3.cache``
     """
     name = re.sub(r"[^A-Za-z0-9.]+", "-", gpu.name).strip("-") or "unknown-gpu"
-    cap = "sm" + re.sub(r"[^0-9A-Za-z]", "", gpu.compute_capability)
+    cap = "sm" + (re.sub(r"[^0-9]", "", gpu.compute_capability) or "-unknown")
     return Path(cache_dir) / f"timing_{name}_{cap}_trt{short_version(trt_version)}.cache"
 
 
