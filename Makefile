@@ -39,6 +39,7 @@ base_of = $(patsubst %_trt,%,$(patsubst %_end2end,%,$(patsubst %_trt_end2end,%,$
 # reads each stamp while parsing (no shell, no Python); a stamp whose content differs from the current
 # settings gets a rule that rewrites it, which makes exactly the artefacts that use it out of date.
 ONNX_PARAMS = imgsz=$(IMGSZ) precision=$(PRECISION) calib=$(CALIB_DIR)
+ONE2ONE_PARAMS = $(ONNX_PARAMS) max_det=$(TOPK)
 END2END_PARAMS = nms=$(NMS) conf=$(CONF) iou=$(IOU) topk=$(TOPK) agnostic=$(AGNOSTIC)
 CONFIG_PARAMS = max_batch=$(call max_batch_for,$(1)) queue_delay_us=$(QUEUE_DELAY_US)
 PLAN_PARAMS = max_batch=$(call max_batch_for,$(1)) imgsz=$(IMGSZ) workspace=$(WORKSPACE) opt_level=$(OPT_LEVEL)
@@ -53,6 +54,7 @@ goal_names = $(foreach g,$(filter $(MODELS_DIR)/%,$(MAKECMDGOALS)),$(call base_o
 STAMPED_NAMES := $(sort $(NAMES) $(basename $(notdir $(wildcard $(WEIGHTS_DIR)/*.pt))) $(goal_names))
 $(foreach n,$(STAMPED_NAMES),\
   $(call stamp,$(STAMPS)/$(n).onnx,$(ONNX_PARAMS))\
+  $(if $(filter free,$(NMS)),$(call stamp,$(STAMPS)/$(n).one2one,$(ONE2ONE_PARAMS)))\
   $(call stamp,$(STAMPS)/$(n).end2end,$(END2END_PARAMS))\
   $(call stamp,$(STAMPS)/$(n).config,$(call CONFIG_PARAMS,$(n)))\
   $(call stamp,$(STAMPS)/$(n).plan,$(call PLAN_PARAMS,$(n))))
@@ -109,7 +111,14 @@ $(MODELS_DIR)/%/1/model.onnx: $$(call weights_for,$$*) $(ONNX_STEP) $(STAMPS)/$$
 	  $(if $(CALIB_DIR),--calib-dir $(CALIB_DIR))
 
 # ---- end2end: ONNX + NMS ----------------------------------------------------------------------------
-$(MODELS_DIR)/%_end2end/1/model.onnx: $(MODELS_DIR)/%/1/model.onnx $(NMS_STEP) $(STAMPS)/$$*.end2end
+# NMS=efficient|onnx: surgery on the Track A graph. NMS=free (YOLO26, YOLOv10): surgery on an export of
+# the NMS-free one-to-one head with max_det=TOPK, kept outside the model repository.
+END2END_SOURCE = $(if $(filter free,$(NMS)),$(BUILD_DIR)/one2one/$*.onnx,$(MODELS_DIR)/$*/1/model.onnx)
+$(BUILD_DIR)/one2one/%.onnx: $$(call weights_for,$$*) $(ONNX_STEP) $(STAMPS)/$$*.one2one
+	$(PYTHON) export/export_onnx.py --weights $< --out $@ --imgsz $(IMGSZ) --precision $(PRECISION) \
+	  --one2one --topk $(TOPK) $(if $(CALIB_DIR),--calib-dir $(CALIB_DIR))
+
+$(MODELS_DIR)/%_end2end/1/model.onnx: $$(END2END_SOURCE) $(NMS_STEP) $(STAMPS)/$$*.end2end
 	$(PYTHON) export/add_nms.py --onnx $< --out $@ --nms $(NMS) --conf $(CONF) --iou $(IOU) \
 	  --topk $(TOPK) --agnostic $(AGNOSTIC)
 
@@ -141,6 +150,7 @@ $(MODELS_DIR)/%/config.pbtxt: $(MODELS_DIR)/%/1/model.onnx $(CONFIG_STEP) $(STAM
 
 # Every artefact of a known name is named here, so make never treats one as an intermediate to delete.
 ARTEFACTS := $(foreach n,$(STAMPED_NAMES),$(MODELS_DIR)/$(n)/1/model.onnx $(MODELS_DIR)/$(n)_end2end/1/model.onnx \
+  $(BUILD_DIR)/one2one/$(n).onnx \
   $(MODELS_DIR)/$(n)_trt/1/model.plan $(MODELS_DIR)/$(n)_trt_end2end/1/model.plan)
 $(ARTEFACTS):
 

@@ -163,12 +163,15 @@ def _cpu_one(data: bytes) -> tuple:
 
 
 def cpu_throughput(encoded: list[bytes], imgsz: int, seconds: float, workers: int) -> dict:
+    # fork, and before any DALI pipeline exists: a child forked from a process running DALI/CUDA threads
+    # deadlocks (main() therefore measures the CPU first); the timeouts turn a hang into an error.
+    limit = 10 * seconds + 60
     with mp.get_context("fork").Pool(workers, initializer=_cpu_init, initargs=(imgsz,)) as pool:
-        pool.map(_cpu_one, encoded * 2, chunksize=1)  # warm-up
+        pool.map_async(_cpu_one, encoded * 2, chunksize=1).get(limit)  # warm-up (and start-up)
         done, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds:
             chunk = encoded * max(1, (workers * 8) // len(encoded))
-            pool.map(_cpu_one, chunk, chunksize=4)
+            pool.map_async(_cpu_one, chunk, chunksize=4).get(limit)
             done += len(chunk)
         elapsed = time.perf_counter() - t0
     return {"workers": workers, "images_per_s": round(done / elapsed, 1), "images": done, "seconds": round(elapsed, 2),
@@ -222,6 +225,12 @@ def main(argv=None) -> int:
             if any(img is None for img in sources.values()):
                 raise FileNotFoundError(f"bus.jpg / zidane.jpg not found in {args.assets}")
             paths = lc.sample_images(Path(tmp) / "check", sources)
+            encoded = hd_jpegs(sources, Path(tmp) / "hd", args.images)
+            report["hd_jpeg_mean_bytes"] = int(np.mean([len(b) for b in encoded]))
+            if "cpu" not in args.skip:
+                report["cpu"] = cpu_throughput(encoded, args.imgsz, args.seconds, args.workers)
+                LOG.info("cpu: %s", report["cpu"])
+                save()
             if "accuracy" not in args.skip:
                 report["accuracy"] = accuracy(paths, args.imgsz, args.device)
                 LOG.info("accuracy summary: %s", report["accuracy"]["summary"])
@@ -232,16 +241,10 @@ def main(argv=None) -> int:
                     paths["bus.jpg"], args.imgsz, max_batch, int(settings.defaults()["QUEUE_DELAY_US"]))
                 LOG.info("autoserialize: %s", report["autoserialize"])
                 save()
-            encoded = hd_jpegs(sources, Path(tmp) / "hd", args.images)
-            report["hd_jpeg_mean_bytes"] = int(np.mean([len(b) for b in encoded]))
             if "gpu" not in args.skip:
                 report["gpu"] = [gpu_throughput(encoded, args.imgsz, b, args.seconds, args.dali_threads, args.device)
                                  for b in args.batch]
                 LOG.info("gpu: %s", report["gpu"])
-                save()
-            if "cpu" not in args.skip:
-                report["cpu"] = cpu_throughput(encoded, args.imgsz, args.seconds, args.workers)
-                LOG.info("cpu: %s", report["cpu"])
             if "gpu" in report and "cpu" in report:
                 report["speedup_vs_cpu"] = {str(g["batch"]): round(g["images_per_s"] / report["cpu"]["images_per_s"], 2)
                                             for g in report["gpu"]}

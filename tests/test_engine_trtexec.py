@@ -245,3 +245,14 @@ def test_plan_is_stale_and_check_plans(tmp_path, fake_bin, monkeypatch, caplog):
 
     plan.write_bytes(b"plan without sidecar")
     assert "missing or unreadable" in plan_is_stale(plan, GPU, "10.13.3")
+
+
+def test_timing_cache_name_per_gpu_cc_and_version(tmp_path):
+    from yolo_triton.engine import GpuInfo, timing_cache_path
+
+    assert timing_cache_path(tmp_path, GpuInfo("NVIDIA H100 80GB HBM3", "9.0"), "10.13.3.9").name == \
+        "timing_NVIDIA-H100-80GB-HBM3_sm90_trt10.13.3.cache"
+    assert timing_cache_path(tmp_path, GpuInfo("NVIDIA L4", "8.9"), "11.4.0.106").name == \
+        "timing_NVIDIA-L4_sm89_trt11.4.0.cache"
+    assert timing_cache_path(tmp_path, GpuInfo("unknown-gpu", "unknown"), "10.13.3").name == \
+        "timing_unknown-gpu_sm-unknown_trt10.13.3.cache"

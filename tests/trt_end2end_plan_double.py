@@ -57,7 +57,7 @@ class EfficientNMSPlanDouble:
         end2end = onnx.load(str(end2end_path))
         (node,) = [n for n in end2end.graph.node if n.op_type == "EfficientNMS_TRT"]
         self.attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        self.session = _session(_pre_nms(end2end))
+        self.session = _session(pre_nms_model(end2end))
         self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
@@ -68,25 +68,6 @@ class EfficientNMSPlanDouble:
             agnostic=bool(a["class_agnostic"]), box_coding=a["box_coding"],
         )
         return dict(zip(END2END_OUTPUTS, outputs))
-
-
-def _pre_nms(end2end: onnx.ModelProto) -> onnx.ModelProto:
-    """``nms_graph.pre_nms_model``; while that raises TypeError (slice assignment to the protobuf
-    ``opset_import``), the same cut with the plugin opset removed by ``del``/``extend``."""
-    try:
-        return pre_nms_model(end2end)
-    except TypeError:
-        import onnx_graphsurgeon as gs
-
-        graph = gs.import_onnx(end2end)
-        tensors = graph.tensors()
-        graph.outputs = [tensors["boxes"], tensors["scores"]]
-        graph.cleanup().toposort()
-        model = gs.export_onnx(graph)
-        keep = [op for op in model.opset_import if op.domain != "TRT"]
-        del model.opset_import[:]
-        model.opset_import.extend(keep)
-        return model
 
 
 class DecodeLetterboxDouble:

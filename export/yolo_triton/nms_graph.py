@@ -8,7 +8,9 @@ then one NMS stage produces exactly four outputs, whatever the mode:
     det_scores [B, TOPK] FP32, det_classes [B, TOPK] INT32; rows past num_dets are zeros (class 0).
 
 Modes: ``efficient`` (the EfficientNMS_TRT plugin) and ``onnx`` (standard ``NonMaxSuppression``,
-``yolo_triton.nms_onnx``).
+``yolo_triton.nms_onnx``) work on the one-to-many head; ``free`` works on the NMS-free one-to-one
+head of YOLO26/YOLOv10 (``output0 [B, TOPK, 6]``: x1, y1, x2, y2, score, class, sorted by score) and
+only thresholds it: no plugin, no NMS, so the same file runs in onnxruntime and TensorRT 10/11.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from yolo_triton.onnx_io import class_names, metadata, set_metadata
 
 LOG = logging.getLogger(__name__)
 
-NMS_MODES = ("efficient", "onnx")
+NMS_MODES = ("efficient", "onnx", "free")
 BOXES, SCORES = "boxes", "scores"
 END2END_OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes")
 PLUGIN_DOMAIN = "TRT"
@@ -95,16 +97,76 @@ def add_efficient_nms(graph: gs.Graph, boxes: gs.Variable, scores: gs.Variable, 
     return outputs
 
 
+def threshold_one2one(graph: gs.Graph, conf: float, topk: int) -> list[gs.Variable]:
+    """``free`` mode: the one-to-one head's ``[B, TOPK, 6]`` rows, kept where score >= CONF.
+
+    The head's TopK output is sorted by descending score, so the kept rows are the first
+    ``num_dets``; the others are multiplied to zero (class 0), exactly like EfficientNMS padding.
+    """
+    if len(graph.outputs) != 1:
+        raise StepError(f"expected one head output, found {[o.name for o in graph.outputs]}")
+    head = graph.outputs[0]
+    shape = list(head.shape or [])
+    if len(shape) != 3 or shape[2] != 6:
+        raise StepError(f"NMS=free needs the one-to-one head output [batch, TOPK, 6]; '{head.name}' is {shape}")
+    if shape[1] != topk:
+        raise StepError(f"the one-to-one head was exported with max_det={shape[1]}, but TOPK={topk}")
+    rows = ["batch", topk]
+    boxes = gs.Variable("one2one_boxes", dtype=np.float32, shape=[*rows, 4])
+    score = gs.Variable("one2one_score", dtype=np.float32, shape=[*rows, 1])
+    label = gs.Variable("one2one_class", dtype=np.float32, shape=[*rows, 1])
+    keep = gs.Variable("keep", dtype=np.bool_, shape=[*rows, 1])
+    keep_f = gs.Variable("keep_float", dtype=np.float32, shape=[*rows, 1])
+    kept_score = gs.Variable("kept_score", dtype=np.float32, shape=[*rows, 1])
+    kept_class = gs.Variable("kept_class", dtype=np.float32, shape=[*rows, 1])
+    class_f = gs.Variable("kept_class_2d", dtype=np.float32, shape=rows)
+    count_f = gs.Variable("num_dets_float", dtype=np.float32, shape=["batch", 1])
+    num_dets, det_boxes, det_scores, det_classes = end2end_outputs(topk)
+    axis2 = gs.Constant("axis_2", np.array([2], dtype=np.int64))
+    axis1 = gs.Constant("axis_1", np.array([1], dtype=np.int64))
+    graph.nodes += [
+        gs.Node("Split", "split_one2one", attrs={"axis": 2},
+                inputs=[head, gs.Constant("split_4_1_1", np.array([4, 1, 1], dtype=np.int64))],
+                outputs=[boxes, score, label]),
+        gs.Node("GreaterOrEqual", "score_at_least_conf",
+                inputs=[score, gs.Constant("conf", np.array(conf, dtype=np.float32))], outputs=[keep]),
+        gs.Node("Cast", "keep_to_float", attrs={"to": onnx.TensorProto.FLOAT}, inputs=[keep], outputs=[keep_f]),
+        gs.Node("Mul", "mask_boxes", inputs=[boxes, keep_f], outputs=[det_boxes]),
+        gs.Node("Mul", "mask_scores", inputs=[score, keep_f], outputs=[kept_score]),
+        gs.Node("Squeeze", "scores_2d", inputs=[kept_score, axis2], outputs=[det_scores]),
+        gs.Node("Mul", "mask_classes", inputs=[label, keep_f], outputs=[kept_class]),
+        gs.Node("Squeeze", "classes_2d", inputs=[kept_class, axis2], outputs=[class_f]),
+        gs.Node("Cast", "classes_to_int32", attrs={"to": onnx.TensorProto.INT32}, inputs=[class_f],
+                outputs=[det_classes]),
+        gs.Node("ReduceSum", "count_kept", attrs={"keepdims": 0}, inputs=[keep_f, axis1], outputs=[count_f]),
+        gs.Node("Cast", "count_to_int32", attrs={"to": onnx.TensorProto.INT32}, inputs=[count_f],
+                outputs=[num_dets]),
+    ]
+    return [num_dets, det_boxes, det_scores, det_classes]
+
+
 def add_nms(model: onnx.ModelProto, mode: str, conf: float, iou: float, topk: int,
             agnostic: int) -> onnx.ModelProto:
-    """Return the end2end model built from a Track A model (``output0 [B, 4+nc, A]``)."""
+    """Return the end2end model: from a Track A model (``output0 [B, 4+nc, A]``) for ``efficient``
+    and ``onnx``, from a one-to-one export (``output0 [B, TOPK, 6]``) for ``free``."""
     if mode not in NMS_MODES:
-        raise StepError(f"NMS={mode} is not one of {', '.join(NMS_MODES)} for a Track A graph")
+        raise StepError(f"NMS={mode} is not one of {', '.join(NMS_MODES)}")
     check_nms_params(conf, iou, topk, agnostic)
     meta = metadata(model)
-    num_classes = len(class_names(meta))
     graph = gs.import_onnx(model)
-    boxes, scores = split_head(graph, num_classes)
+    if mode == "free":
+        if meta.get("one2one") != "True":
+            raise StepError("NMS=free needs an ONNX exported from the one-to-one head (export_onnx.py --one2one)")
+        graph.outputs = threshold_one2one(graph, conf, topk)
+        graph.cleanup().toposort()
+        result = gs.export_onnx(graph)
+        meta.update(nms=mode, conf=str(conf), iou="unused (NMS-free head)", topk=str(topk), agnostic="unused")
+        set_metadata(result, meta)
+        _log_io(result)
+        return result
+    if meta.get("one2one") == "True":
+        raise StepError(f"NMS={mode} needs the one-to-many head output; this ONNX is a one-to-one (NMS=free) export")
+    boxes, scores = split_head(graph, len(class_names(meta)))
     if mode == "efficient":
         outputs = add_efficient_nms(graph, boxes, scores, conf, iou, topk, bool(agnostic))
     else:

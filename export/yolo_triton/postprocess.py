@@ -167,7 +167,7 @@ def greedy_nms(boxes: np.ndarray, classes: np.ndarray | None, iou: float, limit:
     return np.asarray(keep, dtype=np.int64)
 
 
-MAX_PAIRS = 2_000_000  # above this many same-class pairs, fall back to the per-kept-box loop
+MAX_PAIRS = 2_000_000  # above this many overlapping same-class pairs, use the per-kept-box loop
 
 
 def _pairs_iou(columns: np.ndarray, area: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -186,34 +186,52 @@ def _pairs_iou(columns: np.ndarray, area: np.ndarray, src: np.ndarray, dst: np.n
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
+def _overlap_candidates(columns: np.ndarray, classes: np.ndarray | None
+                        ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Every pair of boxes of the same class whose x-intervals overlap, as ``(src, dst)`` with ``src`` the
+    higher-ranked (lower index). Sweep line: sort by (class, left edge); each box pairs with the boxes after
+    it whose left edge lies before its right edge. Pairs without x-overlap have IoU 0 and can never
+    suppress (thresholds are > 0), so they are not generated."""
+    n = columns.shape[1]
+    lo = np.minimum(columns[0], columns[2]).astype(np.float64)
+    hi = np.maximum(columns[0], columns[2]).astype(np.float64)
+    lo_min = lo.min()
+    span = float(hi.max() - lo_min) * 2 + 1
+    group = np.zeros(n) if classes is None else classes.astype(np.float64)
+    order = np.lexsort((lo, group))
+    start_key = (group * span + (lo - lo_min))[order]
+    end_key = (group * span + (hi - lo_min))[order]
+    later = np.searchsorted(start_key, end_key, side="left") - np.arange(n) - 1
+    np.maximum(later, 0, out=later)
+    total = int(later.sum())
+    if total > MAX_PAIRS:
+        return None
+    first = np.repeat(np.arange(n), later)
+    second = first + 1 + np.arange(total) - np.repeat(np.cumsum(later) - later, later)
+    a, b = order.take(first), order.take(second)
+    return np.minimum(a, b), np.maximum(a, b)
+
+
 def fast_greedy_nms(boxes: np.ndarray, classes: np.ndarray | None, iou: float, limit: int, strict: bool) -> np.ndarray:
     """Same result as :func:`greedy_nms`, without a Python loop per kept box.
 
-    Builds every pair (higher-ranked i, lower-ranked j) of the same class (all pairs when ``classes`` is
-    None), keeps the suppressing edges, then iterates ``keep[j] = not any(keep[i] for edges i -> j)`` to its
-    fixed point. Greedy NMS is that fixed point, and it is unique (each box's fate depends only on
-    higher-ranked boxes), so the iteration, which settles the boxes in rank order, ends exactly there; it
-    needs as many rounds as the longest suppression chain (a handful).
+    Builds the pairs (higher-ranked i, lower-ranked j) of the same class (any class when ``classes`` is
+    None) that overlap in x, keeps the suppressing edges, then iterates
+    ``keep[j] = not any(keep[i] for edges i -> j)`` to its fixed point. Greedy NMS is that fixed point,
+    and it is unique (each box's fate depends only on higher-ranked boxes), so the iteration, which
+    settles the boxes in rank order, ends exactly there; it needs as many rounds as the longest
+    suppression chain (a handful).
     """
     n = len(boxes)
     if n == 0:
         return np.zeros(0, np.int64)
-    if classes is None:
-        group_order = np.arange(n)
-        sizes = np.array([n])
-    else:
-        group_order = np.argsort(classes, kind="stable")  # rank order is kept inside each class
-        sizes = np.bincount(classes)
-        sizes = sizes[sizes > 0]
-    ends = np.repeat(np.cumsum(sizes), sizes)
-    later = ends - np.arange(n) - 1  # same-class boxes ranked below each position
-    total = int(later.sum())
-    if total > MAX_PAIRS:
+    if iou <= 0:  # every pair suppresses (non-strict) or any overlap does: the plain loop handles it
         return greedy_nms(boxes, classes, iou, limit, strict)
-    first = np.repeat(np.arange(n), later)
-    offsets = np.arange(total) - np.repeat(np.cumsum(later) - later, later)
-    src, dst = group_order.take(first), group_order.take(first + 1 + offsets)
     columns = np.ascontiguousarray(boxes.T, dtype=np.float32)
+    pairs = _overlap_candidates(columns, classes)
+    if pairs is None:  # a huge candidate set (very low CONF): the per-kept-box loop needs less memory
+        return greedy_nms(boxes, classes, iou, limit, strict)
+    src, dst = pairs
     area = (columns[2] - columns[0]) * (columns[3] - columns[1])
     overlap = _pairs_iou(columns, area, src, dst)
     edge = overlap > np.float32(iou) if strict else overlap >= np.float32(iou)
@@ -279,7 +297,8 @@ def efficient_nms(
         if not anchors.size:
             continue
         sub = s[anchors]
-        ai, ci = np.nonzero(sub > conf32 if strict_thresholds else sub >= conf32)  # anchor-major order
+        flat = np.flatnonzero(sub > conf32 if strict_thresholds else sub >= conf32)  # anchor-major order
+        ai, ci = np.divmod(flat, nc)  # (faster than the 2-D np.nonzero)
         cand_scores = sub[ai, ci]
         order = np.argsort(-cand_scores, kind="stable")
         if candidate_cap is not None:
