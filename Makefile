@@ -62,7 +62,8 @@ $(foreach n,$(STAMPED_NAMES),\
 FORCE:
 
 LIB := export/yolo_triton
-ONNX_STEP := export/export_onnx.py $(LIB)/onnx_export.py $(LIB)/checkpoint.py $(LIB)/onnx_io.py
+ONNX_STEP := export/export_onnx.py $(LIB)/onnx_export.py $(LIB)/checkpoint.py $(LIB)/onnx_io.py \
+  $(if $(filter int8,$(PRECISION)),$(LIB)/int8.py $(LIB)/postprocess.py)
 NMS_STEP := export/add_nms.py $(LIB)/nms_graph.py $(wildcard $(LIB)/nms_onnx.py)
 CONFIG_STEP := export/write_config.py $(LIB)/triton_config.py $(LIB)/onnx_io.py
 ENGINE_STEP := export/build_engine.py $(wildcard $(LIB)/engine*.py)
@@ -133,6 +134,15 @@ $(MODELS_DIR)/%_trt_end2end/1/model.plan: $(MODELS_DIR)/%_end2end/1/model.onnx $
 
 $(CACHE_DIR):
 	mkdir -p $@
+
+# Plans run only on the TensorRT version (and GPU model) that built them: an explicit check, never part
+# of a no-op make. After moving GPU or image: make check-plans REMOVE_STALE=1 && make trt
+PLANS = $(wildcard $(MODELS_DIR)/*/1/model.plan)
+REMOVE_STALE ?= 0
+.PHONY: check-plans
+check-plans: ## List plans built on another GPU model / TensorRT version (REMOVE_STALE=1 deletes them)
+	$(PYTHON) export/build_engine.py --check-plans $(PLANS) --builder $(ENGINE_BUILDER) \
+	  $(if $(TRTEXEC),--trtexec $(TRTEXEC)) $(if $(filter 1,$(REMOVE_STALE)),--remove-stale)
 
 # ---- Triton configs ---------------------------------------------------------------------------------
 CONFIG_ARGS = --max-batch $(call max_batch_for,$*) --queue-delay-us $(QUEUE_DELAY_US)
