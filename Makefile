@@ -77,8 +77,14 @@ help: ## Show the targets and the settings
 	@echo "Example:  make models/yolov11_small_trt_end2end/1/model.plan"
 
 # ---- set-up and tests -------------------------------------------------------------------------------
-.PHONY: setup test
-setup: .venv/.installed ## Create .venv with the pinned dependencies
+.PHONY: setup test system-tools
+setup: .venv/.installed system-tools ## Create .venv with the pinned dependencies (+ docker-compose when root)
+
+# Debian's docker-compose reads docker-compose.yml in the tests (no Docker engine needed).
+system-tools:
+	@command -v docker-compose >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; \
+	  else echo "note: install docker-compose (Debian/Ubuntu package) for the compose-file test" >&2; fi; }
 .venv/.installed: requirements.txt
 	python3 -m venv .venv
 	.venv/bin/pip install --quiet --upgrade pip
@@ -172,5 +178,23 @@ onnx: $(ONNX_CONFIGS) ## ONNX artefacts + configs (Track A and end2end) for SIZE
 trt: $(TRT_CONFIGS) ## TensorRT plans + configs (Tracks B and C) for SIZES (or NAMES)
 all: onnx trt ## Everything for SIZES
 
+# ---- serving: the running Triton (docker compose) -------------------------------------------------
+PROTOCOL ?= http
+TRITON_URL ?=
+TRITON_HTTP ?= 127.0.0.1:8000
+IMAGES ?=
+SMOKE_OUT ?= results/smoke
+.PHONY: smoke reload
+smoke: ## Send images to a served model, print + draw detections: make smoke MODEL=yolov11_small_trt_end2end
+	@test -n "$(MODEL)" || { echo "usage: make smoke MODEL=<served model> [IMAGES=files or dir] [PROTOCOL=http|grpc] [TRITON_URL=host:port]" >&2; exit 2; }
+	$(PYTHON) scripts/triton_client.py --model $(MODEL) --protocol $(PROTOCOL) $(if $(TRITON_URL),--url $(TRITON_URL)) \
+	  $(if $(IMAGES),--images $(IMAGES)) --model-repository $(MODELS_DIR) --draw $(SMOKE_OUT)/$(MODEL).png
+
+reload: ## Load a re-exported model into the running Triton: make reload MODEL=yolov11_small_trt_end2end
+	@test -n "$(MODEL)" || { echo "usage: make reload MODEL=<model directory name under $(MODELS_DIR)>" >&2; exit 2; }
+	curl -sS --fail-with-body -X POST http://$(TRITON_HTTP)/v2/repository/models/$(MODEL)/load
+	@echo "loaded $(MODEL)"
+
 clean-reexport: ## Back up configs, remove .onnx/.plan artefacts and timing caches (DRY_RUN=1 to preview)
-	bash export/cleanup_for_reexport.sh --models-dir $(MODELS_DIR) --cache-dir $(CACHE_DIR) $(if $(filter 1,$(DRY_RUN)),--dry-run)
+	bash export/cleanup_for_reexport.sh --models-dir $(MODELS_DIR) --cache-dir $(CACHE_DIR) \
+	  $(if $(BACKUP_DIR),--backup-dir $(BACKUP_DIR)) $(if $(filter 1,$(DRY_RUN)),--dry-run)

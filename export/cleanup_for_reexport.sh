@@ -3,10 +3,13 @@
 # <models>/backup_configs_<timestamp>/<model>/config.pbtxt, remove the exported artefacts
 # (model.onnx, model.plan, their .old copies, and the plan sidecars) from each <model>/<version>/,
 # and clear the TensorRT timing caches. Directory structure, labels and anything else stay untouched.
+# Triton treats every folder of its repository as a model: move the backup folder out (or pass
+# --backup-dir outside the repository) before Triton loads the repository again.
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 [--models-dir DIR] [--cache-dir DIR] [--dry-run]  (defaults: models, trt_cache)" >&2
+  echo "usage: $0 [--models-dir DIR] [--cache-dir DIR] [--backup-dir DIR] [--dry-run]" >&2
+  echo "       (defaults: models, trt_cache, <models-dir>/backup_configs_<timestamp>)" >&2
 }
 
 # run CMD...: execute, or only print it under --dry-run
@@ -21,12 +24,13 @@ run() {
 }
 
 main() {
-  local models_dir="models" cache_dir="trt_cache"
+  local models_dir="models" cache_dir="trt_cache" backup=""
   DRY_RUN=0
   while (($#)); do
     case "$1" in
       --models-dir) models_dir="$2"; shift 2 ;;
       --cache-dir) cache_dir="$2"; shift 2 ;;
+      --backup-dir) backup="$2"; shift 2 ;;
       --dry-run) DRY_RUN=1; shift ;;
       -h|--help) usage; return 0 ;;
       *) usage; return 2 ;;
@@ -37,8 +41,7 @@ main() {
     return 2
   fi
 
-  local backup
-  backup="${models_dir}/backup_configs_$(date +%Y%m%d_%H%M%S)"
+  [[ -n "${backup}" ]] || backup="${models_dir}/backup_configs_$(date +%Y%m%d_%H%M%S)"
   local config model
   local -a configs=()
   while IFS= read -r -d '' config; do
@@ -68,6 +71,9 @@ main() {
       count=$((count + 1))
     done < <(find "${cache_dir}" -maxdepth 1 -type f -name '*.cache' -print0)
     echo "cleared ${count} timing cache(s) in ${cache_dir}"
+  fi
+  if [[ "${backup}" == "${models_dir}"/* ]]; then
+    echo "note: Triton would try to load ${backup} as a model: move it out of ${models_dir} before Triton reloads"
   fi
   [[ "${DRY_RUN}" == 1 ]] && echo "dry run: nothing was changed"
   return 0

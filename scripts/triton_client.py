@@ -328,11 +328,17 @@ def write_png(path: Path, image: np.ndarray) -> None:
 # --------------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------------
+def sample_images_dir() -> str:
+    from ultralytics.utils import ASSETS
+
+    return str(ASSETS)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     settings = defaults()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="served model name, e.g. yolov11_small_trt_end2end")
-    parser.add_argument("--images", nargs="+", required=True, help="image files and/or directories")
+    parser.add_argument("--images", nargs="+", help="image files and/or directories (default: ultralytics' samples)")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="http")
     parser.add_argument("--url", help="host:port (default 127.0.0.1:8000 for http, 127.0.0.1:8001 for grpc)")
     parser.add_argument("--draw", type=Path, metavar="OUT.png", help="write the image(s) with boxes")
@@ -354,7 +360,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> int:
-    paths = image_paths(args.images)
+    paths = image_paths(args.images or [sample_images_dir()])
     images = [read_image(path) for path in paths]
     client = connect(args.url or default_url(args.protocol), args.protocol)
     try:

@@ -382,7 +382,7 @@ def check_track_a(path: Path, raw_ref, torch_dets, batch, infos, settings: Setti
     return finish(result, [result.raw, result.detections])
 
 
-def end2end_detections(model, params: dict, batch, infos, settings: Settings
+def end2end_detections(model, params: dict, batch, infos
                        ) -> tuple[np.ndarray, np.ndarray, list[pp.Detections], list[str]]:
     """(boxes, scores, detections, notes) of an end2end ONNX graph in onnxruntime."""
     notes = []
@@ -414,7 +414,7 @@ def check_end2end(path: Path, raw_ref, torch_dets, batch, infos, settings: Setti
     if (np.float32(params["conf"]), np.float32(params["iou"]), params["topk"]) != as_graph:
         result.notes.append(f"graph NMS settings conf={params['conf']} iou={params['iou']} topk={params['topk']} "
                             "are used (they differ from the command line)")
-    boxes, scores, dets, notes = end2end_detections(model, params, batch, infos, settings)
+    boxes, scores, dets, notes = end2end_detections(model, params, batch, infos)
     result.notes.extend(notes)
     result.raw = compare_raw(raw_ref, boxes, scores, box_tol, score_tol)
     reference = nms_reference(raw_ref, infos, params)

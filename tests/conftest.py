@@ -88,3 +88,11 @@ def sample_images() -> list[Path]:
     images = sorted(Path(ASSETS).glob("*.jpg"))
     assert {p.name for p in images} >= {"bus.jpg", "zidane.jpg"}
     return images
+
+
+def skip_unless_ci(reason: str) -> None:
+    """Skip a test whose tool is missing on a developer machine; in CI (CI=true) a missing tool that
+    ``make setup`` should have installed is a failure, so nothing passes by skipping."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)

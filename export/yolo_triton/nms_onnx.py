@@ -106,7 +106,8 @@ def add_onnx_nms(
     if agnostic:
         nms_scores = b.op("ReduceMax", [scores, b.const("axis2", np.array([2], i64))], f32,
                           ["batch", anchors, 1], {"keepdims": 1})
-        labels = b.op("ArgMax", [scores], i64, ["batch", anchors, 1], {"axis": 2, "keepdims": 1, "select_last_index": 0})
+        labels = b.op("ArgMax", [scores], i64, ["batch", anchors, 1],
+                      {"axis": 2, "keepdims": 1, "select_last_index": 0})  # ties: the lower class, as EfficientNMS
         width = 1
     else:
         nms_scores, labels, width = scores, None, nc
