@@ -166,7 +166,7 @@ def cpu_throughput(encoded: list[bytes], imgsz: int, seconds: float, workers: in
     # fork, and before any DALI pipeline exists: a child forked from a process running DALI/CUDA threads
     # deadlocks (main() therefore measures the CPU first); the timeouts turn a hang into an error.
     limit = 10 * seconds + 60
-    with mp.get_context("fork").Pool(workers, initializer=_cpu_init, initargs=(imgsz,)) as pool:
+    with mp.get_context("spawn").Pool(workers, initializer=_cpu_init, initargs=(imgsz,)) as pool:
         pool.map_async(_cpu_one, encoded * 2, chunksize=1).get(limit)  # warm-up (and start-up)
         done, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds:

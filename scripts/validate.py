@@ -20,7 +20,8 @@ Formats (each one that exists is checked; a missing one is reported and skipped)
   GPU is present; otherwise skipped with a note.
 
 Pass criteria per format (tolerances depend on the artefact's precision, from its metadata):
-raw box coordinates and scores within ``box_tol`` px / ``score_tol`` of PyTorch; every reference
+raw scores (every anchor) and box coordinates (anchors PyTorch scores >= CONF) within ``score_tol`` /
+``box_tol`` px of PyTorch; every reference
 detection with score >= CONF + score_tol has a partner of the same class with IoU >= 0.9 and vice versa
 (detections closer than score_tol to CONF, or at the TOPK cut, may flip and are excused); matched scores
 within score_tol. A table goes to the terminal, the full report to JSON; exit 1 when any format fails.
@@ -302,21 +303,26 @@ def compare_detections(refs: list[pp.Detections], tests: list[pp.Detections], co
 
 
 def compare_raw(ref_output0: np.ndarray, boxes_xywh: np.ndarray, scores: np.ndarray, box_tol: float,
-                score_tol: float) -> dict:
-    """Max abs differences of anchor-major boxes (px) and scores vs PyTorch's ``output0 [B, 4+nc, A]``."""
+                score_tol: float, conf: float) -> dict:
+    """Max abs differences vs PyTorch's ``output0 [B, 4+nc, A]``: scores over every anchor, boxes (px)
+    over the anchors PyTorch scores >= ``conf`` for some class (those that can become detections; the
+    maximum over all anchors is reported too)."""
     ref_boxes = ref_output0[:, :4, :].transpose(0, 2, 1)
     ref_scores = ref_output0[:, 4:, :].transpose(0, 2, 1)
     if ref_boxes.shape != boxes_xywh.shape or ref_scores.shape != scores.shape:
         return {"passed": False, "failures": [f"shape {boxes_xywh.shape}/{scores.shape} differs from PyTorch "
                                               f"{ref_boxes.shape}/{ref_scores.shape}"]}
-    box_diff = float(np.abs(ref_boxes.astype(np.float64) - boxes_xywh).max())
+    box_abs = np.abs(ref_boxes.astype(np.float64) - boxes_xywh).max(axis=2)
+    candidates = ref_scores.max(axis=2) >= np.float32(conf)
+    box_diff = float(box_abs[candidates].max()) if candidates.any() else 0.0
     score_diff = float(np.abs(ref_scores.astype(np.float64) - scores).max())
     failures = []
     if not np.isfinite(box_diff) or box_diff > box_tol:
         failures.append(f"raw box difference {box_diff:.4g} px > {box_tol:g}")
     if not np.isfinite(score_diff) or score_diff > score_tol:
         failures.append(f"raw score difference {score_diff:.4g} > {score_tol:g}")
-    return {"max_box_diff_px": box_diff, "max_score_diff": score_diff, "passed": not failures,
+    return {"max_box_diff_px": box_diff, "max_box_diff_px_all_anchors": float(box_abs.max()),
+            "candidate_anchors": int(candidates.sum()), "max_score_diff": score_diff, "passed": not failures,
             "failures": failures}
 
 
@@ -375,7 +381,7 @@ def check_track_a(path: Path, raw_ref, torch_dets, batch, infos, settings: Setti
     (output0,) = run_ort(ort_session(model), batch)[:1]
     result = FormatResult("onnx", str(path), "", precision)
     result.raw = compare_raw(raw_ref, output0[:, :4].transpose(0, 2, 1), output0[:, 4:].transpose(0, 2, 1),
-                             box_tol, score_tol)
+                             box_tol, score_tol, settings.conf)
     dets = pp.postprocess_track_a(output0, infos, settings.conf, settings.iou, settings.topk, "ultralytics",
                                   settings.agnostic)
     result.detections = compare_detections(torch_dets, dets, settings.conf, settings.topk, score_tol)
@@ -416,7 +422,7 @@ def check_end2end(path: Path, raw_ref, torch_dets, batch, infos, settings: Setti
                             "are used (they differ from the command line)")
     boxes, scores, dets, notes = end2end_detections(model, params, batch, infos)
     result.notes.extend(notes)
-    result.raw = compare_raw(raw_ref, boxes, scores, box_tol, score_tol)
+    result.raw = compare_raw(raw_ref, boxes, scores, box_tol, score_tol, params["conf"])
     reference = nms_reference(raw_ref, infos, params)
     result.detections = compare_detections(reference, dets, params["conf"], params["topk"], score_tol)
     info = compare_detections(torch_dets, dets, params["conf"], params["topk"], score_tol)
@@ -441,7 +447,7 @@ def check_trt(kind: str, path: Path, raw_ref, torch_dets, batch, infos, settings
     if kind == "trt":
         output0 = outputs.get("output0", next(iter(outputs.values())))
         result.raw = compare_raw(raw_ref, output0[:, :4].transpose(0, 2, 1), output0[:, 4:].transpose(0, 2, 1),
-                                 box_tol, score_tol)
+                                 box_tol, score_tol, settings.conf)
         dets = pp.postprocess_track_a(output0, infos, settings.conf, settings.iou, settings.topk, "ultralytics",
                                       settings.agnostic)
         result.detections = compare_detections(torch_dets, dets, settings.conf, settings.topk, score_tol)

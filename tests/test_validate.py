@@ -53,11 +53,17 @@ def test_compare_detections_excuses_only_threshold_and_topk_flips():
 
 def test_compare_raw_reports_differences():
     ref = np.zeros((1, 6, 5), np.float32)
+    ref[0, 4, 3] = 0.9  # anchor 3 is a candidate, the others score 0
     boxes, scores = ref[:, :4].transpose(0, 2, 1).copy(), ref[:, 4:].transpose(0, 2, 1).copy()
-    assert validate.compare_raw(ref, boxes, scores, 0.05, 1e-3)["passed"]
+    assert validate.compare_raw(ref, boxes, scores, 0.05, 1e-3, 0.25)["passed"]
+    boxes[0, 1, 1] = 7.0  # a box error on a non-candidate anchor is reported, not failed
+    result = validate.compare_raw(ref, boxes, scores, 0.05, 1e-3, 0.25)
+    assert result["passed"] and result["max_box_diff_px_all_anchors"] == 7.0
     boxes[0, 3, 1] = 0.5
-    result = validate.compare_raw(ref, boxes, scores, 0.05, 1e-3)
+    result = validate.compare_raw(ref, boxes, scores, 0.05, 1e-3, 0.25)
     assert not result["passed"] and result["max_box_diff_px"] == 0.5
+    scores[0, 0, 1] = 0.01
+    assert validate.compare_raw(ref, boxes, scores, 1, 1e-3, 0.25)["failures"] == ["raw score difference 0.01 > 0.001"]
 
 
 def test_missing_artefacts_and_empty_image_folder_exit_1(tmp_path, capsys):

@@ -220,17 +220,32 @@ def fast_greedy_nms(boxes: np.ndarray, classes: np.ndarray | None, iou: float, l
     ``keep[j] = not any(keep[i] for edges i -> j)`` to its fixed point. Greedy NMS is that fixed point,
     and it is unique (each box's fate depends only on higher-ranked boxes), so the iteration, which
     settles the boxes in rank order, ends exactly there; it needs as many rounds as the longest
-    suppression chain (a handful).
+    suppression chain (a handful). For the same reason the best ``r`` boxes alone decide their own fate:
+    the work starts on a prefix and grows it only while fewer than ``limit`` boxes are kept.
     """
     n = len(boxes)
     if n == 0:
         return np.zeros(0, np.int64)
     if iou <= 0:  # every pair suppresses (non-strict) or any overlap does: the plain loop handles it
         return greedy_nms(boxes, classes, iou, limit, strict)
+    prefix = min(n, max(4 * limit, 256))
+    while True:
+        keep = _fixed_point_nms(boxes[:prefix], None if classes is None else classes[:prefix], iou, strict)
+        if keep is None:  # a huge candidate set (very low CONF): the per-kept-box loop needs less memory
+            return greedy_nms(boxes, classes, iou, limit, strict)
+        if len(keep) >= limit or prefix == n:
+            return keep[:limit]
+        prefix = min(n, prefix * 4)
+
+
+def _fixed_point_nms(boxes: np.ndarray, classes: np.ndarray | None, iou: float, strict: bool) -> np.ndarray | None:
+    """Every kept index of greedy NMS over ``boxes`` (see :func:`fast_greedy_nms`); None when there
+    are more than ``MAX_PAIRS`` overlapping pairs."""
+    n = len(boxes)
     columns = np.ascontiguousarray(boxes.T, dtype=np.float32)
     pairs = _overlap_candidates(columns, classes)
-    if pairs is None:  # a huge candidate set (very low CONF): the per-kept-box loop needs less memory
-        return greedy_nms(boxes, classes, iou, limit, strict)
+    if pairs is None:
+        return None
     src, dst = pairs
     area = (columns[2] - columns[0]) * (columns[3] - columns[1])
     overlap = _pairs_iou(columns, area, src, dst)
@@ -241,9 +256,8 @@ def fast_greedy_nms(boxes: np.ndarray, classes: np.ndarray | None, iou: float, l
         suppressed = np.zeros(n, bool)
         suppressed[dst[keep[src]]] = True
         if np.array_equal(suppressed, ~keep):
-            break
+            return np.flatnonzero(keep)
         keep = ~suppressed
-    return np.flatnonzero(keep)[:limit]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -333,13 +347,15 @@ def ultralytics_nms(
     iou: float,
     max_det: int,
     agnostic: bool = False,
+    box_coding: int = BOX_CORNER,
 ) -> list[np.ndarray]:
     """NumPy equivalent of ``ultralytics.utils.nms.non_max_suppression`` (defaults: ``multi_label=False``).
 
     Per image: best class per anchor, keep ``score > conf``, sort by score (first ``max_nms`` = 30000),
     greedy NMS suppressing ``IoU > iou`` on boxes offset by ``class * 7680`` (class-aware) or unshifted
     (agnostic), first ``max_det``. Returns per image an ``[n, 6]`` float32 array
-    ``x1, y1, x2, y2, score, class`` in input pixels, like ultralytics.
+    ``x1, y1, x2, y2, score, class`` in input pixels, like ultralytics. ``box_coding=1`` takes centre-size
+    boxes and converts only the candidates (what :func:`postprocess_track_a` does).
     """
     results = []
     conf32 = np.float32(conf)
@@ -355,6 +371,8 @@ def ultralytics_nms(
         order = np.argsort(-score, kind="stable")[:ULTRALYTICS_MAX_NMS]
         anchors, cls, score = anchors[order], cls[order], score[order]
         box = boxes_xyxy[b, anchors].astype(np.float32)
+        if box_coding == BOX_CENTER_SIZE:
+            box = xywh_to_xyxy(box)
         shifted = box if agnostic else box + (cls.astype(np.float32) * np.float32(ULTRALYTICS_MAX_WH))[:, None]
         keep = fast_greedy_nms(shifted, None if agnostic else cls, iou, max_det, strict=True)
         results.append(
@@ -426,8 +444,9 @@ def postprocess_track_a(
     if len(infos) != output0.shape[0]:
         raise ValueError(f"{len(infos)} LetterboxInfo for a batch of {output0.shape[0]}")
     if mode == "ultralytics":
-        boxes, scores = decode_yolo_output(output0)
-        rows = ultralytics_nms(boxes, scores, conf, iou, topk, agnostic)
+        boxes_xywh = output0[:, :4, :].transpose(0, 2, 1)
+        scores = output0[:, 4:, :].transpose(0, 2, 1)
+        rows = ultralytics_nms(boxes_xywh, scores, conf, iou, topk, agnostic, box_coding=BOX_CENTER_SIZE)
         return [
             Detections(map_boxes_to_original(r[:, :4], info), r[:, 4].copy(), r[:, 5].astype(np.int32))
             for r, info in zip(rows, infos)
