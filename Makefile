@@ -178,6 +178,17 @@ onnx: $(ONNX_CONFIGS) ## ONNX artefacts + configs (Track A and end2end) for SIZE
 trt: $(TRT_CONFIGS) ## TensorRT plans + configs (Tracks B and C) for SIZES (or NAMES)
 all: onnx trt ## Everything for SIZES
 
+# ---- operating the result ---------------------------------------------------------------------------
+.PHONY: validate bench-postprocess
+validate: $(if $(MODEL),$(MODELS_DIR)/$(MODEL)/1/model.onnx $(MODELS_DIR)/$(MODEL)_end2end/1/model.onnx) ## Compare PyTorch, ONNX, end2end (+ plans on a GPU): make validate MODEL=yolov11_small [IMAGES=dir]
+	@test -n "$(MODEL)" || { echo "usage: make validate MODEL=<name> [IMAGES=dir] (e.g. MODEL=yolov11_small)" >&2; exit 2; }
+	$(PYTHON) scripts/validate.py --model $(MODEL) --models-dir $(MODELS_DIR) --weights-dir $(WEIGHTS_DIR) \
+	  --conf $(CONF) --iou $(IOU) --topk $(TOPK) --agnostic $(AGNOSTIC) $(if $(IMAGES),--images $(IMAGES)) \
+	  --json results/validate_$(MODEL).json
+
+bench-postprocess: ## Time the NumPy client post-processing against ultralytics' NMS (one CPU thread)
+	OMP_NUM_THREADS=1 $(PYTHON) scripts/bench_postprocess.py --json results/bench_postprocess.json
+
 # ---- serving: the running Triton (docker compose) -------------------------------------------------
 PROTOCOL ?= http
 TRITON_URL ?=

@@ -174,7 +174,14 @@ def cpu_throughput(encoded: list[bytes], imgsz: int, seconds: float, workers: in
             pool.map_async(_cpu_one, chunk, chunksize=4).get(limit)
             done += len(chunk)
         elapsed = time.perf_counter() - t0
+    _cpu_init(imgsz)  # the same work in this one process: the per-core figure, to sanity-check the pool's
+    n, t1 = 0, time.perf_counter()
+    while time.perf_counter() - t1 < min(seconds, 3.0):
+        _cpu_one(encoded[n % len(encoded)])
+        n += 1
+    single = n / (time.perf_counter() - t1)
     return {"workers": workers, "images_per_s": round(done / elapsed, 1), "images": done, "seconds": round(elapsed, 2),
+            "single_process_images_per_s": round(single, 1),
             "letterbox": "ultralytics LetterBox" if lc.LetterBox is not None else "postprocess.letterbox (numpy)"}
 
 

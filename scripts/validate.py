@@ -19,12 +19,13 @@ Formats (each one that exists is checked; a missing one is reported and skipped)
 * ``trt`` / ``trt_end2end`` (``NAME_trt[_end2end]/1/model.plan``): only where ``tensorrt`` imports and a
   GPU is present; otherwise skipped with a note.
 
-Pass criteria per format (tolerances depend on the artefact's precision, from its metadata):
-raw scores (every anchor) and box coordinates (anchors PyTorch scores >= CONF) within ``score_tol`` /
-``box_tol`` px of PyTorch; every reference
-detection with score >= CONF + score_tol has a partner of the same class with IoU >= 0.9 and vice versa
-(detections closer than score_tol to CONF, or at the TOPK cut, may flip and are excused); matched scores
-within score_tol. A table goes to the terminal, the full report to JSON; exit 1 when any format fails.
+Pass criteria per format (tolerances depend on the artefact's precision, from its metadata): raw scores
+(every anchor) and box coordinates (anchors PyTorch scores >= CONF) within ``score_tol`` / ``box_tol`` px
+of PyTorch; every reference detection with score >= CONF + score_tol has a partner of the same class with
+IoU >= 0.9 and vice versa (detections closer than score_tol to CONF or to the TOPK cut, and NMS swaps
+between overlapping boxes whose scores differ by less than score_tol, may flip and are excused); matched
+scores within score_tol. A table goes to the terminal, the full report to JSON; exit 1 when any format
+fails.
 """
 from __future__ import annotations
 
@@ -269,9 +270,24 @@ def excused(score: float, conf: float, score_tol: float, cut_score: float | None
     return score < conf + score_tol or (cut_score is not None and score <= cut_score + score_tol)
 
 
+def nms_swap(dets: pp.Detections, i: int, other: pp.Detections, nms_iou: float, score_tol: float) -> bool:
+    """Detection ``i`` lost to a near-equal rival: ``other`` holds a same-class box that NMS would
+    suppress against it (IoU >= ``nms_iou``) with a score within ``score_tol``. Which of two such boxes
+    survives NMS may flip under rounding; both sides still report one detection there."""
+    if not len(other):
+        return False
+    iou = box_iou_matrix(dets.boxes[i:i + 1], other.boxes)[0]
+    close = np.abs(other.scores - dets.scores[i]) <= score_tol
+    rival = (other.classes == dets.classes[i]) & (iou >= nms_iou) & close
+    return bool(rival.any())
+
+
 def compare_detections(refs: list[pp.Detections], tests: list[pp.Detections], conf: float, topk: int,
-                       score_tol: float) -> dict:
-    """Match per image; count failures (non-excused unmatched detections on either side, score gaps)."""
+                       score_tol: float, nms_iou: float | None = None) -> dict:
+    """Match per image; count failures (non-excused unmatched detections on either side, score gaps).
+
+    Excused: detections within ``score_tol`` of CONF or of the TOPK cut, and (given ``nms_iou``) NMS
+    swaps between overlapping near-equal-score boxes (:func:`nms_swap`)."""
     summary = {"reference": 0, "test": 0, "matched": 0, "unmatched_reference": 0, "unmatched_test": 0,
                "excused": 0, "max_score_diff": 0.0, "min_matched_iou": 1.0, "failures": []}
     for image, (ref, test) in enumerate(zip(refs, tests)):
@@ -280,10 +296,12 @@ def compare_detections(refs: list[pp.Detections], tests: list[pp.Detections], co
         summary["reference"] += len(ref)
         summary["test"] += len(test)
         summary["matched"] += len(pairs)
-        for side, dets, idx, other_cut in (("reference", ref, lost, cut(test)), ("test", test, extra, cut(ref))):
+        for side, dets, idx, other, other_cut in (("reference", ref, lost, test, cut(test)),
+                                                  ("test", test, extra, ref, cut(ref))):
             for i in idx:
                 score = float(dets.scores[i])
-                if excused(score, conf, score_tol, other_cut):
+                if excused(score, conf, score_tol, other_cut) or (
+                        nms_iou is not None and nms_swap(dets, i, other, nms_iou, score_tol)):
                     summary["excused"] += 1
                 else:
                     summary[f"unmatched_{side}"] += 1
@@ -384,7 +402,8 @@ def check_track_a(path: Path, raw_ref, torch_dets, batch, infos, settings: Setti
                              box_tol, score_tol, settings.conf)
     dets = pp.postprocess_track_a(output0, infos, settings.conf, settings.iou, settings.topk, "ultralytics",
                                   settings.agnostic)
-    result.detections = compare_detections(torch_dets, dets, settings.conf, settings.topk, score_tol)
+    result.detections = compare_detections(torch_dets, dets, settings.conf, settings.topk, score_tol,
+                                           settings.iou)
     return finish(result, [result.raw, result.detections])
 
 
@@ -424,8 +443,9 @@ def check_end2end(path: Path, raw_ref, torch_dets, batch, infos, settings: Setti
     result.notes.extend(notes)
     result.raw = compare_raw(raw_ref, boxes, scores, box_tol, score_tol, params["conf"])
     reference = nms_reference(raw_ref, infos, params)
-    result.detections = compare_detections(reference, dets, params["conf"], params["topk"], score_tol)
-    info = compare_detections(torch_dets, dets, params["conf"], params["topk"], score_tol)
+    result.detections = compare_detections(reference, dets, params["conf"], params["topk"], score_tol,
+                                           params["iou"])
+    info = compare_detections(torch_dets, dets, params["conf"], params["topk"], score_tol, params["iou"])
     result.vs_ultralytics = {k: info[k] for k in ("reference", "test", "matched", "excused")}
     return finish(result, [result.raw, result.detections])
 
@@ -450,7 +470,8 @@ def check_trt(kind: str, path: Path, raw_ref, torch_dets, batch, infos, settings
                                  box_tol, score_tol, settings.conf)
         dets = pp.postprocess_track_a(output0, infos, settings.conf, settings.iou, settings.topk, "ultralytics",
                                       settings.agnostic)
-        result.detections = compare_detections(torch_dets, dets, settings.conf, settings.topk, score_tol)
+        result.detections = compare_detections(torch_dets, dets, settings.conf, settings.topk, score_tol,
+                                               settings.iou)
         return finish(result, [result.raw, result.detections])
     if end2end_params is None:
         result.status = "skipped"
@@ -460,7 +481,7 @@ def check_trt(kind: str, path: Path, raw_ref, torch_dets, batch, infos, settings
                                   outputs["det_classes"], infos)
     reference = nms_reference(raw_ref, infos, end2end_params)
     result.detections = compare_detections(reference, dets, end2end_params["conf"], end2end_params["topk"],
-                                           score_tol)
+                                           score_tol, end2end_params["iou"])
     return finish(result, [result.detections])
 
 

@@ -51,6 +51,17 @@ def test_compare_detections_excuses_only_threshold_and_topk_flips():
     assert summary["failures"] == [f"matched score difference {0.39:.4g} > {tol:g}"]
 
 
+def test_nms_swaps_between_near_equal_overlapping_boxes_are_excused():
+    """Two overlapping same-class boxes scoring 0.800 and 0.805: rounding may decide which one NMS keeps."""
+    ref = [dets([[0, 0, 100, 100]], [0.805], [3])]
+    test = [dets([[20, 0, 120, 100]], [0.800], [3])]  # IoU 0.67: no match (< 0.9), but >= NMS IoU 0.45
+    assert not validate.compare_detections(ref, test, 0.25, 100, 0.02)["passed"]
+    summary = validate.compare_detections(ref, test, 0.25, 100, 0.02, nms_iou=0.45)
+    assert summary["passed"] and summary["excused"] == 2
+    far_apart = [dets([[0, 0, 100, 100]], [0.5], [3])]  # a different score is not a swap
+    assert not validate.compare_detections(far_apart, test, 0.25, 100, 0.02, nms_iou=0.45)["passed"]
+
+
 def test_compare_raw_reports_differences():
     ref = np.zeros((1, 6, 5), np.float32)
     ref[0, 4, 3] = 0.9  # anchor 3 is a candidate, the others score 0

@@ -33,6 +33,13 @@ PAD_VALUE = 114
 DEVICES = ("cpu", "gpu")
 
 
+def check_args(imgsz: int, device: str) -> None:
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if int(imgsz) != imgsz or imgsz <= 0 or imgsz % 32:
+        raise ValueError(f"imgsz must be a positive multiple of 32 (the detector's stride), got {imgsz}")
+
+
 def _round_half_even(x):
     """Python's ``round`` on a float64 DALI node: ``floor(x + 0.5)``, minus 1 on an exact tie to an odd value."""
     f = dmath.floor(x + 0.5)
@@ -43,10 +50,7 @@ def _round_half_even(x):
 
 def letterbox_graph(encoded, imgsz: int, device: str):
     """Build the letterbox operators on ``encoded`` (a uint8 1-D DataNode); returns ``(images, letterbox)``."""
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
-    if int(imgsz) <= 0 or int(imgsz) % 32:
-        raise ValueError(f"imgsz must be a positive multiple of 32, got {imgsz}")
+    check_args(imgsz, device)
     size = float(imgsz)
     # Shape of the encoded image (HWC, EXIF orientation applied like the decoder): a CPU operator on the
     # bytes, so the size arithmetic stays on the CPU for both devices.
@@ -87,6 +91,7 @@ def letterbox_pipeline(imgsz: int, device: str, batch_size: int, num_threads: in
 
     ``source`` (a callable returning a batch, for benchmarks) replaces ``feed_input`` and lets DALI prefetch.
     """
+    check_args(imgsz, device)
     if device == "gpu" and device_id is None:
         device_id = 0
 
@@ -121,8 +126,7 @@ def autoserialize_source(imgsz: int, max_batch: int, num_threads: int, device: s
     import inspect
     import sys
 
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    check_args(imgsz, device)
     source = inspect.getsource(sys.modules[__name__])
     return source + AUTOSERIALIZE_FOOTER.format(imgsz=int(imgsz), max_batch=int(max_batch),
                                                 num_threads=int(num_threads), device=device,

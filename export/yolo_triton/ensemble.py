@@ -31,7 +31,7 @@ DALI_FILENAME = "dali.py"  # dali_backend's autoserialization fallback file in t
 INPUT_NAME = "encoded"
 OUTPUT_IMAGES, OUTPUT_LETTERBOX = "images", "letterbox"
 LETTERBOX_LEN = 5  # ratio, pad_x, pad_y, orig_h, orig_w
-ENSEMBLE_INPUT = "encoded"
+ENSEMBLE_INPUT = "IMAGE_BYTES"  # what clients send (README, perf_analyzer --shape IMAGE_BYTES:<n>)
 DALI_NUM_THREADS = 4
 
 
@@ -74,7 +74,10 @@ def preprocess_config(name: str, imgsz: int, max_batch: int, queue_delay_us: int
 def write_preprocess_model(models_dir: str | Path, imgsz: int, max_batch: int, queue_delay_us: int,
                            device: str = "gpu") -> Path:
     """Write ``1/dali.py`` then ``config.pbtxt`` (each atomically); return the model directory."""
-    from yolo_triton.dali_pipeline import autoserialize_source  # needs DALI importable
+    try:
+        from yolo_triton.dali_pipeline import autoserialize_source  # the pipeline module imports DALI
+    except ImportError as err:
+        raise EnsembleError(f"cannot import DALI ({err}): install requirements.txt (nvidia-dali-cuda130)") from None
 
     name = preprocess_model_name(imgsz)
     model_dir = Path(models_dir) / name

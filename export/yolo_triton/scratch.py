@@ -16,9 +16,9 @@ import torch
 
 LOG = logging.getLogger(__name__)
 
-TARGET_FRACTION_ABOVE = 5e-4   # share of (anchor, class) pairs to lift above the score below
+TARGET_FRACTION_ABOVE = 2e-4   # share of (anchor, class) pairs to lift above the score below
 TARGET_SCORE = 0.25
-LOGIT_SPREAD = 2.5             # std of the class logits after rescaling
+TOP_SCORE = 0.95               # the highest class score on any calibration image
 
 
 def sample_images() -> list[Path]:
@@ -42,41 +42,61 @@ def _calibration_batch(imgsz: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(views).astype(np.float32))
 
 
-def _class_convs(head) -> list[torch.nn.Conv2d]:
-    convs = [seq[-1] for seq in head.cv3]
+def _class_conv_groups(head) -> list[list[torch.nn.Conv2d]]:
+    """The last class convolutions, one group per head (one-to-many, and one-to-one if present)."""
+    groups = [[seq[-1] for seq in head.cv3]]
     if getattr(head, "one2one_cv3", None) is not None:
-        convs += [seq[-1] for seq in head.one2one_cv3]
-    return convs
+        groups.append([seq[-1] for seq in head.one2one_cv3])
+    return groups
+
+
+@torch.no_grad()
+def _rescale_group(model, convs: list[torch.nn.Conv2d], batches: list[torch.Tensor]) -> None:
+    """Affine-rescale one head's class logits (weights and bias of its last convolutions)."""
+    captured = []
+    hooks = [conv.register_forward_hook(lambda _m, _i, out: captured.append(out.flatten(1))) for conv in convs]
+    per_image = []
+    for images in batches:
+        captured.clear()
+        model(images)
+        per_image.append(torch.cat(captured, dim=1))  # [images, all logits of this head]
+    for hook in hooks:
+        hook.remove()
+    # Two points fix the affine map: the typical image's top TARGET_FRACTION_ABOVE quantile (median over
+    # the calibration images) goes to TARGET_SCORE, the highest logit of any image to TOP_SCORE, so no
+    # image saturates (ties at 1.0 would make every comparison ambiguous).
+    quantile = float(torch.cat([torch.quantile(rows, 1 - TARGET_FRACTION_ABOVE, dim=1) for rows in per_image]).median())
+    highest = float(max(rows.max() for rows in per_image))
+    low, high = (float(np.log(p / (1 - p))) for p in (TARGET_SCORE, TOP_SCORE))
+    scale = (high - low) / max(highest - quantile, 1e-6)
+    mean, offset = quantile, low
+    for conv in convs:
+        conv.weight.mul_(scale)
+        conv.bias.copy_((conv.bias - mean) * scale + offset)
 
 
 @torch.no_grad()
 def vary_outputs(model, imgsz: int) -> None:
-    """Recalibrate BatchNorm on real images, then rescale the class convolutions."""
+    """Recalibrate BatchNorm on real images, then rescale each head's class convolutions, using the
+    images at ``imgsz`` and at half of it (tests run small inputs)."""
     torch.manual_seed(0)
-    images = _calibration_batch(imgsz)
+    head = model.model[-1]
+    # A fresh head's one-to-one branch is a deep copy of the one-to-many branch; trained ones differ.
+    for branch in (getattr(head, "one2one_cv2", None), getattr(head, "one2one_cv3", None)):
+        for module in branch.modules() if branch is not None else ():
+            if isinstance(module, torch.nn.Conv2d):
+                module.reset_parameters()
+    batches = [_calibration_batch(imgsz), _calibration_batch(max(64, imgsz // 64 * 32))]
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.reset_running_stats()
             module.momentum = None  # cumulative average over the calibration passes
     model.train()
-    model(images)
+    for images in batches:
+        model(images)
     model.eval()
-    head = model.model[-1]
-    convs = _class_convs(head)
-    logits = []
-    hooks = [conv.register_forward_hook(lambda _m, _i, out: logits.append(out.flatten())) for conv in convs]
-    model(images)
-    for hook in hooks:
-        hook.remove()
-    flat = torch.cat(logits)
-    scale = LOGIT_SPREAD / float(flat.std())
-    shifted = (flat - flat.mean()) * scale
-    target_logit = float(np.log(TARGET_SCORE / (1 - TARGET_SCORE)))
-    offset = target_logit - float(torch.quantile(shifted[:: max(1, shifted.numel() // 2_000_000)], 1 - TARGET_FRACTION_ABOVE))
-    mean = float(flat.mean())
-    for conv in convs:
-        conv.weight.mul_(scale)
-        conv.bias.copy_((conv.bias - mean) * scale + offset)
+    for convs in _class_conv_groups(model.model[-1]):
+        _rescale_group(model, convs, batches)
 
 
 def coco_names() -> dict[int, str]:

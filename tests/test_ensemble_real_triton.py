@@ -1,0 +1,349 @@
+"""Track D ensemble: generated configs, checked by code and by a REAL Triton server on the CPU.
+
+* Unit tests of ``yolo_triton.ensemble``: names, dtypes and dims are read from the step configs,
+  ``max_batch_size`` is the smallest step's, mismatches are refused with the fix in the message.
+* The real ``tritonserver`` 2.51 bundled with ``nvidia-pytriton`` (run directly with our own
+  ``--backend-directory`` holding the Python backend, reference/real-triton-on-cpu.md) loads the
+  GENERATED ensemble config unchanged. The DALI and TensorRT steps are Python-backend stand-ins
+  (``tests/doubles/triton_python_standins/``, named as doubles) whose configs are the generated ones
+  with only ``backend: "python"`` and ``KIND_CPU`` swapped in. Encoded JPEG bytes flow through it over
+  HTTP and gRPC; deliberately broken ensembles are refused by the server, and the test reads the refusal.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "export"))
+
+from tritonclient.grpc import model_config_pb2 as mc  # noqa: E402
+
+from yolo_triton import ensemble as ens  # noqa: E402
+from yolo_triton import postprocess as pp  # noqa: E402
+from yolo_triton import settings  # noqa: E402
+from yolo_triton import triton_config as tc  # noqa: E402
+from yolo_triton.onnx_io import TensorSpec  # noqa: E402
+
+DEFAULTS = settings.defaults()
+IMGSZ, TOPK, QUEUE_DELAY_US = int(DEFAULTS["IMGSZ"]), int(DEFAULTS["TOPK"]), int(DEFAULTS["QUEUE_DELAY_US"])
+SIZE = "small"
+NAME = settings.model_name_for_size(SIZE)
+DOUBLES = ROOT / "tests" / "doubles" / "triton_python_standins"
+
+
+# ---- fixtures: step configs as the pipeline writes them --------------------------------------------
+def end2end_specs(imgsz: int = IMGSZ, topk: int = TOPK) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """I/O of an end2end (EfficientNMS) engine as export/write_config.py reads it (spec §4.4)."""
+    inputs = [TensorSpec("images", "float32", (-1, 3, imgsz, imgsz))]
+    outputs = [TensorSpec("num_dets", "int32", (-1, 1)), TensorSpec("det_boxes", "float32", (-1, topk, 4)),
+               TensorSpec("det_scores", "float32", (-1, topk)), TensorSpec("det_classes", "int32", (-1, topk))]
+    return inputs, outputs
+
+
+def write_trt_end2end_config(models_dir: Path, name: str = NAME, imgsz: int = IMGSZ, max_batch: int | None = None):
+    """``<name>_trt_end2end/config.pbtxt`` through the same function export/write_config.py uses."""
+    inputs, outputs = end2end_specs(imgsz)
+    max_batch = max_batch or settings.max_batch_for_size(SIZE)
+    config = tc.model_config(ens.trt_end2end_name(name), tc.TENSORRT_PLATFORM, inputs, outputs, max_batch,
+                             QUEUE_DELAY_US, label_output="det_classes")
+    return tc.write_model_config(models_dir / ens.trt_end2end_name(name), config, ["person", "bus"])
+
+
+def write_preprocess_config(models_dir: Path, imgsz: int = IMGSZ, max_batch: int | None = None) -> Path:
+    max_batch = max_batch or max(settings.max_batch_for_size(s) for s in settings.size_names())
+    return ens.write_preprocess_model(models_dir, imgsz, max_batch, QUEUE_DELAY_US) / "config.pbtxt"
+
+
+# ---- unit tests ---------------------------------------------------------------------------------------
+def test_ensemble_config_is_read_from_the_step_configs(tmp_path):
+    write_preprocess_config(tmp_path)
+    write_trt_end2end_config(tmp_path)
+    path = ens.write_ensemble(tmp_path, NAME, IMGSZ)
+    assert path == tmp_path / f"{NAME}_ensemble" / "config.pbtxt"
+    assert (tmp_path / f"{NAME}_ensemble" / "1").is_dir()
+    config = tc.parse_config(path)
+    assert config.platform == "ensemble" and config.max_batch_size == min(
+        settings.max_batch_for_size(SIZE), max(settings.max_batch_for_size(s) for s in settings.size_names()))
+    assert not config.HasField("dynamic_batching") and not config.instance_group
+    assert [(t.name, tc.numpy_dtype(t.data_type), list(t.dims)) for t in config.input] == [("IMAGE_BYTES", "uint8", [-1])]
+    assert [(t.name, tc.numpy_dtype(t.data_type), list(t.dims)) for t in config.output] == [
+        ("num_dets", "int32", [1]), ("det_boxes", "float32", [TOPK, 4]), ("det_scores", "float32", [TOPK]),
+        ("det_classes", "int32", [TOPK]), ("letterbox", "float64", [5])]
+    pre, det = config.ensemble_scheduling.step
+    assert (pre.model_name, det.model_name) == (f"yolov11_preprocess_{IMGSZ}", f"{NAME}_trt_end2end")
+    assert dict(pre.input_map) == {"encoded": "IMAGE_BYTES"}
+    assert dict(pre.output_map) == {"images": "preprocessed", "letterbox": "letterbox"}
+    assert dict(det.input_map) == {"images": "preprocessed"}
+    assert dict(det.output_map) == {n: n for n in ("num_dets", "det_boxes", "det_scores", "det_classes")}
+
+
+def test_names_follow_the_detector_config(tmp_path):
+    """A detector whose input is called differently (and with another TOPK) is chained by its own names."""
+    write_preprocess_config(tmp_path)
+    inputs = [TensorSpec("x", "float32", (-1, 3, IMGSZ, IMGSZ))]
+    outputs = [TensorSpec("num_dets", "int32", (-1, 1)), TensorSpec("det_boxes", "float32", (-1, 7, 4))]
+    config = tc.model_config("custom_trt_end2end", tc.TENSORRT_PLATFORM, inputs, outputs, 8, QUEUE_DELAY_US)
+    tc.write_model_config(tmp_path / "custom_trt_end2end", config)
+    out = tc.parse_config(ens.write_ensemble(tmp_path, "custom", IMGSZ))
+    assert out.max_batch_size == 8
+    assert dict(out.ensemble_scheduling.step[1].input_map) == {"x": "preprocessed"}
+    assert [list(t.dims) for t in out.output] == [[1], [7, 4], [5]]
+
+
+def test_mismatched_steps_are_refused(tmp_path):
+    write_preprocess_config(tmp_path, imgsz=320)
+    write_trt_end2end_config(tmp_path, imgsz=IMGSZ)
+    shutil.copytree(tmp_path / "yolov11_preprocess_320", tmp_path / f"yolov11_preprocess_{IMGSZ}")
+    with pytest.raises(ens.EnsembleError, match=r"produces images TYPE_FP32 \[3, 320, 320\].*same IMGSZ"):
+        ens.write_ensemble(tmp_path, NAME, IMGSZ)
+    with pytest.raises(ens.EnsembleError, match="not found: build it first"):
+        ens.write_ensemble(tmp_path, "yolov11_medium", IMGSZ)
+
+
+@pytest.fixture
+def restore_logging():
+    """The step CLIs reconfigure the root logger onto the (captured) stderr; put it back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_cli(tmp_path, capsys, restore_logging):
+    sys.path.insert(0, str(ROOT / "dali"))
+    import create_ensembles as cli
+
+    write_preprocess_config(tmp_path)
+    write_trt_end2end_config(tmp_path)
+    assert cli.main(["--models", SIZE, "--model-dir", str(tmp_path)]) == 0
+    assert (tmp_path / f"{NAME}_ensemble" / "config.pbtxt").is_file()
+    assert cli.main(["--models", "all", "--model-dir", str(tmp_path)]) == 1  # nano/medium engines missing
+    assert "build it first" in capsys.readouterr().err
+    assert cli.parse_args([]).all_names == [NAME]
+
+
+# ---- the real server -----------------------------------------------------------------------------------
+def _pytriton_dir() -> Path | None:
+    try:
+        import pytriton
+    except ImportError:
+        return None
+    server = Path(pytriton.__file__).parent / "tritonserver"
+    return server if (server / "bin" / "tritonserver").is_file() else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def as_python_double(model_dir: Path, double: str) -> mc.ModelConfig:
+    """Swap in ``backend: "python"`` + KIND_CPU and the double's model.py; everything else stays as generated."""
+    config = tc.parse_config(model_dir / "config.pbtxt")
+    config.ClearField("platform")
+    config.backend = "python"
+    for group in config.instance_group:
+        group.kind = mc.ModelInstanceGroup.KIND_CPU
+    config.parameters.pop("num_threads", None)
+    (model_dir / "1").mkdir(exist_ok=True)
+    for child in (model_dir / "1").iterdir():
+        child.unlink()
+    shutil.copy(DOUBLES / double / "model.py", model_dir / "1" / "model.py")
+    tc.write_model_config(model_dir, config)
+    return config
+
+
+class Server:
+    """``tritonserver`` from nvidia-pytriton, started directly; stopped by its own pid."""
+
+    def __init__(self, repo: Path, workdir: Path):
+        base = _pytriton_dir()
+        backends = workdir / "backends" / "python"
+        backends.mkdir(parents=True)
+        for item in (base / "backends" / "python").iterdir():
+            if item.is_file():
+                shutil.copy(item, backends)
+        stub = base / "python_backend_stubs" / f"{sys.version_info.major}.{sys.version_info.minor}"
+        shutil.copy(stub / "triton_python_backend_stub", backends)
+        libs = Path(sysconfig.get_paths()["purelib"]) / "nvidia_pytriton.libs"
+        env = dict(os.environ)
+        env["LD_LIBRARY_PATH"] = ":".join(filter(None, [sysconfig.get_config_var("LIBDIR"), str(libs),
+                                                         env.get("LD_LIBRARY_PATH")]))
+        # the stub's interpreter: the venv's packages (numpy<2, cv2) and yolo_triton for the doubles
+        # the stub's interpreter: this venv's python first on PATH (as PyTriton does: numpy<2, cv2); it ignores
+        # PYTHONPATH, so the DALI double finds yolo_triton through its own variable
+        env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+        env["YOLO_TRITON_EXPORT_DIR"] = str(ROOT / "export")
+        self.http_port, self.grpc_port = _free_port(), _free_port()
+        self.log = workdir / "tritonserver.log"
+        self.proc = subprocess.Popen(
+            [str(base / "bin" / "tritonserver"), f"--model-repository={repo}", f"--backend-directory={workdir / 'backends'}",
+             "--http-address=127.0.0.1", f"--http-port={self.http_port}", "--grpc-address=127.0.0.1",
+             f"--grpc-port={self.grpc_port}", "--allow-metrics=false", "--model-control-mode=explicit",
+             "--load-model=*", "--exit-on-error=false", "--strict-readiness=false", "--log-verbose=0"],
+            stdout=self.log.open("w"), stderr=subprocess.STDOUT, env=env)
+
+    def wait_ready(self, client, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"tritonserver exited {self.proc.returncode}:\n{self.log.read_text()[-4000:]}")
+            try:
+                if client.is_server_live() and client.is_server_ready():
+                    return
+            except Exception:  # noqa: BLE001 - not listening yet
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"tritonserver not ready after {timeout}s:\n{self.log.read_text()[-4000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+BROKEN = {
+    # the ensemble input declared FP32 where the DALI step takes UINT8 bytes
+    "broken_dtype_ensemble": lambda c: setattr(c.input[0], "data_type", mc.TYPE_FP32),
+    # an ensemble output declared with dims that the TensorRT step does not produce
+    "broken_dims_ensemble": lambda c: c.output[1].dims.__setitem__(0, TOPK + 1),
+    # larger than its steps allow
+    "broken_max_batch_ensemble": lambda c: setattr(c, "max_batch_size", 4096),
+}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if _pytriton_dir() is None:
+        pytest.skip("nvidia-pytriton (bundled tritonserver) is not installed")
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+
+    work = tmp_path_factory.mktemp("triton")
+    repo = work / "models"
+    write_preprocess_config(repo)
+    write_trt_end2end_config(repo)
+    good = ens.write_ensemble(repo, NAME, IMGSZ)
+    generated_text = good.read_text()
+    as_python_double(repo / f"yolov11_preprocess_{IMGSZ}", "dali_letterbox_double")
+    as_python_double(repo / ens.trt_end2end_name(NAME), "trt_end2end_double")
+    for broken, edit in BROKEN.items():
+        config = tc.parse_config(good)
+        config.name = broken
+        edit(config)
+        (repo / broken / "1").mkdir(parents=True)
+        tc.write_model_config(repo / broken, config)
+    srv = Server(repo, work)
+    http = httpclient.InferenceServerClient(f"127.0.0.1:{srv.http_port}")
+    grpc = grpcclient.InferenceServerClient(f"127.0.0.1:{srv.grpc_port}")
+    try:
+        srv.wait_ready(http)
+        yield {"server": srv, "http": http, "grpc": grpc, "httpclient": httpclient, "grpcclient": grpcclient,
+               "repo": repo, "generated_text": generated_text}
+    finally:
+        http.close()
+        grpc.close()
+        srv.stop()
+
+
+def _infer(ctx, protocol: str, payloads: list[bytes]):
+    """One request of ``len(payloads)`` images (bytes zero-padded to one length, the batch must be dense)."""
+    module, client = ctx[f"{protocol}client"], ctx[protocol]
+    width = max(len(p) for p in payloads)
+    data = np.zeros((len(payloads), width), np.uint8)
+    for i, p in enumerate(payloads):
+        data[i, :len(p)] = np.frombuffer(p, np.uint8)
+    inp = module.InferInput(ens.ENSEMBLE_INPUT, list(data.shape), "UINT8")
+    inp.set_data_from_numpy(data)
+    names = ["num_dets", "det_boxes", "det_scores", "det_classes", "letterbox"]
+    result = client.infer(f"{NAME}_ensemble", [inp], outputs=[module.InferRequestedOutput(n) for n in names])
+    return {n: result.as_numpy(n) for n in names}
+
+
+def _jpeg(name: str) -> bytes:
+    from yolo_triton.letterbox_check import ultralytics_assets
+
+    return (ultralytics_assets() / name).read_bytes()
+
+
+def test_generated_ensemble_is_ready_unchanged(server):
+    assert (server["repo"] / f"{NAME}_ensemble" / "config.pbtxt").read_text() == server["generated_text"]
+    assert server["http"].is_model_ready(f"{NAME}_ensemble")
+    assert server["grpc"].is_model_ready(f"{NAME}_ensemble")
+    served = server["grpc"].get_model_config(f"{NAME}_ensemble").config
+    assert served.platform == "ensemble" and [o.name for o in served.output][-1] == "letterbox"
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_jpeg_bytes_flow_through_and_boxes_map_back(server, protocol):
+    import cv2
+
+    payloads = [_jpeg("bus.jpg"), _jpeg("zidane.jpg")]
+    out = _infer(server, protocol, payloads)
+    assert out["num_dets"].shape == (2, 1) and out["det_boxes"].shape == (2, TOPK, 4)
+    assert out["letterbox"].dtype == np.float64 and out["letterbox"].shape == (2, 5)
+    infos = ens.letterbox_infos(out["letterbox"])
+    for payload, info in zip(payloads, infos):
+        h, w = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR).shape[:2]
+        assert info == pp.letterbox_params(h, w, IMGSZ)[0]
+    dets = pp.postprocess_end2end(out["num_dets"], out["det_boxes"], out["det_scores"], out["det_classes"], infos)
+    # the TRT double's "detection" is the un-padded image area: back in original pixels, the whole image
+    for det, info in zip(dets, infos):
+        assert len(det) == 1
+        np.testing.assert_allclose(det.boxes[0], [0, 0, info.orig_w, info.orig_h], atol=1.0)
+
+
+def test_single_image_request(server):
+    out = _infer(server, "grpc", [_jpeg("zidane.jpg")])
+    assert ens.letterbox_infos(out["letterbox"])[0] == pp.letterbox_params(720, 1280, IMGSZ)[0]
+
+
+def test_bad_bytes_get_an_error_and_the_server_keeps_serving(server):
+    from tritonclient.utils import InferenceServerException
+
+    with pytest.raises(InferenceServerException, match="cannot decode") as not_image:
+        _infer(server, "http", [b"this is not an image"])
+    with pytest.raises(InferenceServerException, match="empty input") as empty:
+        _infer(server, "grpc", [b""])  # Triton accepts a [1, 0] tensor; the preprocessing step refuses it
+    print(f"\nnot an image: {not_image.value}\nempty: {empty.value}")
+    assert server["http"].is_server_live()
+    assert _infer(server, "grpc", [_jpeg("bus.jpg")])["num_dets"][0, 0] == 1
+
+
+@pytest.mark.parametrize("broken,expected", [
+    ("broken_dtype_ensemble", r"(?i)data type"),
+    ("broken_dims_ensemble", r"(?i)(dims|shape)"),
+    ("broken_max_batch_ensemble", r"maximum batch size"),
+])
+def test_broken_ensembles_are_refused_by_the_server(server, broken, expected):
+    """Loaded at start-up (--load-model=*) and again on request: refused both times, with the cause."""
+    import re
+
+    from tritonclient.utils import InferenceServerException
+
+    assert not server["http"].is_model_ready(broken)
+    at_start = [line for line in server["server"].log.read_text().splitlines() if broken in line and "E1" in line[:2]]
+    assert at_start and re.search(expected, at_start[0]), at_start
+    with pytest.raises(InferenceServerException) as refused:
+        server["grpc"].load_model(broken)
+    assert re.search(expected, str(refused.value)), str(refused.value)
+    assert not server["grpc"].is_model_ready(broken)
+    assert server["grpc"].is_model_ready(f"{NAME}_ensemble")  # the good one is untouched
+    print(f"\n{broken}: {refused.value}")
