@@ -176,7 +176,31 @@ TRT_CONFIGS := $(foreach n,$(NAMES),$(MODELS_DIR)/$(n)_trt/config.pbtxt $(MODELS
 .PHONY: onnx trt all clean-reexport
 onnx: $(ONNX_CONFIGS) ## ONNX artefacts + configs (Track A and end2end) for SIZES (or NAMES)
 trt: $(TRT_CONFIGS) ## TensorRT plans + configs (Tracks B and C) for SIZES (or NAMES)
-all: onnx trt ## Everything for SIZES
+all: onnx trt dali ## Everything for SIZES (Tracks A-D)
+
+# ---- Track D: DALI letterbox model + ensembles (encoded bytes -> DALI -> <name>_trt_end2end) ----------
+#   $(MODELS_DIR)/yolov11_preprocess_<IMGSZ>/{config.pbtxt,1/dali.py} <- dali/create_dali_letterbox_pipeline.py
+#   $(MODELS_DIR)/<name>_ensemble/config.pbtxt <- dali/create_ensembles.py (reads both step configs)
+# One DALI model per IMGSZ, shared by every name, max batch = the largest of NAMES' (an ensemble's is
+# the smallest of its steps'). Triton's own DALI autoserializes 1/dali.py at load time, on its GPU.
+PREPROCESS_DIR = $(MODELS_DIR)/yolov11_preprocess_$(IMGSZ)
+DALI_MAX_BATCHES = $(foreach n,$(NAMES),$(call max_batch_for,$(n)))
+DALI_PARAMS = imgsz=$(IMGSZ) max_batch=$(DALI_MAX_BATCHES) queue_delay_us=$(QUEUE_DELAY_US)
+$(call stamp,$(STAMPS)/preprocess_$(IMGSZ).dali,$(DALI_PARAMS))
+DALI_STEP := dali/create_dali_letterbox_pipeline.py $(LIB)/dali_pipeline.py $(LIB)/ensemble.py $(LIB)/triton_config.py
+ENSEMBLE_STEP := dali/create_ensembles.py $(LIB)/ensemble.py $(LIB)/triton_config.py
+
+$(PREPROCESS_DIR)/config.pbtxt: $(DALI_STEP) $(STAMPS)/preprocess_$(IMGSZ).dali
+	$(PYTHON) dali/create_dali_letterbox_pipeline.py --model-dir $(MODELS_DIR) --imgsz $(IMGSZ) \
+	  --max-batch $(DALI_MAX_BATCHES) --queue-delay-us $(QUEUE_DELAY_US)
+
+$(MODELS_DIR)/%_ensemble/config.pbtxt: $(PREPROCESS_DIR)/config.pbtxt $(MODELS_DIR)/%_trt_end2end/config.pbtxt $(ENSEMBLE_STEP)
+	$(PYTHON) dali/create_ensembles.py --names $* --imgsz $(IMGSZ) --model-dir $(MODELS_DIR)
+
+DALI_CONFIGS = $(foreach n,$(NAMES),$(MODELS_DIR)/$(n)_ensemble/config.pbtxt)
+.PHONY: dali trackd
+dali: $(DALI_CONFIGS) ## Track D: DALI letterbox model + <name>_ensemble for SIZES (or NAMES); builds the plans
+trackd: dali
 
 # ---- operating the result ---------------------------------------------------------------------------
 .PHONY: validate bench-postprocess

@@ -58,6 +58,9 @@ PLUGIN_OP = "EfficientNMS_TRT"
 # --------------------------------------------------------------------------------------------------
 # Inputs
 # --------------------------------------------------------------------------------------------------
+SAME_BOX_PX = 0.5  # coordinates this close are the same box, whatever its area
+
+
 def weights_path(name: str, weights_dir: Path) -> Path:
     """``yolov11_<size>`` -> ``<WEIGHTS_size>.pt`` (the Makefile's rule); any other name -> ``<name>.pt``."""
     for size in size_names():
@@ -146,6 +149,31 @@ def torch_reference(weights: Path, batch: np.ndarray, infos, conf: float, iou: f
     return raw.numpy(), dets
 
 
+def torch_one2one_reference(weights: Path, batch: np.ndarray, infos, conf: float, topk: int) -> list[pp.Detections]:
+    """ultralytics' NMS-free one-to-one head (YOLO26/YOLOv10, ``max_det=topk``): rows with score >= conf,
+    boxes scaled back like the predictor. The reference for ``NMS=free`` end2end artefacts."""
+    import torch
+    from ultralytics.utils.ops import scale_boxes
+
+    from yolo_triton.checkpoint import load_yolo
+
+    model = load_yolo(weights).model.float().eval()
+    model.end2end = True
+    model.model[-1].max_det = topk
+    rows = []
+    with torch.no_grad():
+        for start in range(0, len(batch), CHUNK):
+            out = model(torch.from_numpy(batch[start:start + CHUNK]))
+            rows.append((out[0] if isinstance(out, (list, tuple)) else out).float())
+    dets, imgsz = [], batch.shape[2]
+    for row, info in zip(torch.cat(rows), infos):
+        row = row[row[:, 4] >= conf]
+        boxes = scale_boxes((imgsz, imgsz), row[:, :4].clone(), (info.orig_h, info.orig_w))
+        dets.append(pp.Detections(boxes.numpy().astype(np.float32), row[:, 4].numpy().copy(),
+                                  row[:, 5].numpy().astype(np.int32)))
+    return dets
+
+
 def ort_session(model):
     import onnxruntime as ort
 
@@ -183,6 +211,9 @@ def end2end_nms_params(model, meta: dict[str, str]) -> dict:
         return {"mode": "efficient", "conf": float(attrs["score_threshold"]), "iou": float(attrs["iou_threshold"]),
                 "topk": int(attrs["max_output_boxes"]), "agnostic": bool(attrs.get("class_agnostic", 0)),
                 "box_coding": int(attrs.get("box_coding", 1))}
+    if meta.get("nms") == "free":  # NMS-free head: thresholded only; IOU means nothing
+        return {"mode": "free", "conf": float(meta["conf"]), "iou": None, "topk": int(meta["topk"]),
+                "agnostic": False, "box_coding": 1}
     try:
         return {"mode": meta.get("nms", "onnx"), "conf": float(meta["conf"]), "iou": float(meta["iou"]),
                 "topk": int(meta["topk"]), "agnostic": bool(int(meta.get("agnostic", "0"))), "box_coding": 1}
@@ -235,14 +266,19 @@ def run_trt(plan: Path, batch: np.ndarray, max_batch: int) -> dict[str, np.ndarr
 # Comparisons (pure)
 # --------------------------------------------------------------------------------------------------
 def box_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of corner boxes ``a [n, 4]`` with ``b [m, 4]`` -> ``[n, m]`` (float64)."""
+    """IoU of corner boxes ``a [n, 4]`` with ``b [m, 4]`` -> ``[n, m]`` (float64). Corners are reordered
+    first (an untrained head can emit x2 < x1, as EfficientNMS tolerates), and two boxes whose
+    coordinates agree within SAME_BOX_PX count as IoU 1 even when clipping left them without area."""
     a, b = a.astype(np.float64)[:, None], b.astype(np.float64)[None]
+    same = np.abs(a - b).max(axis=-1) <= SAME_BOX_PX
+    a = np.concatenate([np.minimum(a[..., :2], a[..., 2:]), np.maximum(a[..., :2], a[..., 2:])], axis=-1)
+    b = np.concatenate([np.minimum(b[..., :2], b[..., 2:]), np.maximum(b[..., :2], b[..., 2:])], axis=-1)
     iw = (np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0])).clip(0)
     ih = (np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1])).clip(0)
     inter = iw * ih
     union = ((a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]) + (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
              - inter)
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    return np.where(same, 1.0, np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0))
 
 
 def match_detections(ref: pp.Detections, test: pp.Detections, iou_min: float = MATCH_IOU
@@ -377,6 +413,8 @@ def tolerances(precision: str, settings: Settings) -> tuple[float, float]:
 
 def nms_reference(raw: np.ndarray, infos, params: dict) -> list[pp.Detections]:
     """The PyTorch raw output through the given NMS semantics (efficient or onnx), in original pixels."""
+    if params["mode"] == "free":
+        return params["reference"]
     mode = "onnx" if params["mode"] == "onnx" else "efficient"
     return pp.postprocess_track_a(raw, infos, params["conf"], params["iou"], params["topk"], mode, params["agnostic"])
 
@@ -411,7 +449,9 @@ def end2end_detections(model, params: dict, batch, infos
                        ) -> tuple[np.ndarray, np.ndarray, list[pp.Detections], list[str]]:
     """(boxes, scores, detections, notes) of an end2end ONNX graph in onnxruntime."""
     notes = []
-    boxes, scores = run_ort(ort_session(pre_nms(model)), batch)
+    boxes = scores = None
+    if params["mode"] != "free":
+        boxes, scores = run_ort(ort_session(pre_nms(model)), batch)
     if plugin_node(model) is not None:
         notes.append(f"{PLUGIN_OP} does not run in onnxruntime: pre-NMS graph + NumPy model of the plugin")
         outputs = pp.efficient_nms(boxes, scores, params["conf"], params["iou"], params["topk"], params["agnostic"],
@@ -424,24 +464,30 @@ def end2end_detections(model, params: dict, batch, infos
     return boxes, scores, pp.postprocess_end2end(*outputs, infos), notes
 
 
-def check_end2end(path: Path, raw_ref, torch_dets, batch, infos, settings: Settings) -> FormatResult:
+def check_end2end(path: Path, raw_ref, torch_dets, batch, infos, settings: Settings,
+                  params: dict) -> FormatResult:
+    """``params``: :func:`end2end_nms_params` of the graph (plus ``reference`` detections for NMS=free)."""
     import onnx
 
     from yolo_triton.onnx_io import metadata
 
     model = onnx.load(str(path))
     meta = metadata(model)
-    params = end2end_nms_params(model, meta)
     precision = precision_of(meta)
     box_tol, score_tol = tolerances(precision, settings)
     result = FormatResult("end2end", str(path), "", precision)
     as_graph = (np.float32(settings.conf), np.float32(settings.iou), settings.topk)  # attributes are float32
-    if (np.float32(params["conf"]), np.float32(params["iou"]), params["topk"]) != as_graph:
+    graph_iou = settings.iou if params["iou"] is None else params["iou"]
+    if (np.float32(params["conf"]), np.float32(graph_iou), params["topk"]) != as_graph:
         result.notes.append(f"graph NMS settings conf={params['conf']} iou={params['iou']} topk={params['topk']} "
                             "are used (they differ from the command line)")
     boxes, scores, dets, notes = end2end_detections(model, params, batch, infos)
     result.notes.extend(notes)
-    result.raw = compare_raw(raw_ref, boxes, scores, box_tol, score_tol, params["conf"])
+    if params["mode"] == "free":
+        result.notes.append("NMS-free one-to-one head: compared with ultralytics' one-to-one output (no NMS)")
+        result.raw = {"passed": True, "failures": []}
+    else:
+        result.raw = compare_raw(raw_ref, boxes, scores, box_tol, score_tol, params["conf"])
     reference = nms_reference(raw_ref, infos, params)
     result.detections = compare_detections(reference, dets, params["conf"], params["topk"], score_tol,
                                            params["iou"])
@@ -522,7 +568,10 @@ def validate(name: str, models_dir: Path, weights_dir: Path, images_dir: Path | 
             elif kind == "end2end":
                 model = onnx.load(str(path))
                 end2end_params = end2end_nms_params(model, metadata(model))
-                results.append(check_end2end(path, raw_ref, torch_dets, batch, infos, settings))
+                if end2end_params["mode"] == "free":
+                    end2end_params["reference"] = torch_one2one_reference(weights, batch, infos, end2end_params["conf"],
+                                                                          end2end_params["topk"])
+                results.append(check_end2end(path, raw_ref, torch_dets, batch, infos, settings, end2end_params))
             else:
                 why_not = trt_available()
                 if why_not:
