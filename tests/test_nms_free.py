@@ -154,3 +154,23 @@ def test_free_mode_is_refused_without_a_one2one_head(tmp_path, scratch_weights):
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and "NMS=free needs a one-to-one (NMS-free) head" in errors[0]
     assert not list(tree.models.rglob("*.onnx"))
+
+
+def test_track_a_decode_of_an_nms_free_export(nms_free_tree):
+    """The client's NMS-free decode of the raw one-to-one export ([B, TOPK, 6]) gives exactly what the
+    NMS=free end2end graph gives."""
+    arch, name, trees = nms_free_tree
+    from yolo_triton.postprocess import postprocess_one2one
+
+    tree = trees["free"]
+    _, bgr = images()
+    batch, infos = letterbox_batch(bgr, IMGSZ)
+    one2one = ort.InferenceSession(str(tree.root / "build" / "one2one" / f"{name}.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    (raw,) = one2one.run(["output0"], {"images": batch})
+    assert raw.shape == (len(batch), TOPK, 6)
+    decoded = postprocess_one2one(raw, infos, CONF)
+    e2e = ort.InferenceSession(str(tree.artefact(f"{name}_end2end")), providers=["CPUExecutionProvider"])
+    for o, t in zip(decoded, postprocess_end2end(*e2e.run(None, {"images": batch}), infos)):
+        assert np.array_equal(o.classes, t.classes) and np.allclose(o.scores, t.scores)
+        assert np.allclose(o.boxes, t.boxes, atol=1e-4)

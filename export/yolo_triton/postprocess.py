@@ -486,3 +486,19 @@ def postprocess_end2end(
             )
         )
     return results
+
+
+def postprocess_one2one(output0: np.ndarray, infos: Sequence[LetterboxInfo], conf: float) -> list[Detections]:
+    """An NMS-free (YOLO26 / YOLOv10 one-to-one head, ultralytics ``nms=False``) Track A output
+    ``output0 [B, max_det, 6]`` (x1, y1, x2, y2, score, class; sorted by score) -> per-image
+    :class:`Detections`: rows with ``score >= conf``, boxes mapped back. No NMS: the head needs none."""
+    if output0.ndim != 3 or output0.shape[2] != 6:
+        raise ValueError(f"expected an NMS-free output [B, max_det, 6], got {output0.shape}")
+    if len(infos) != output0.shape[0]:
+        raise ValueError(f"{len(infos)} LetterboxInfo for a batch of {output0.shape[0]}")
+    results = []
+    for rows, info in zip(output0, infos):
+        rows = rows[rows[:, 4] >= np.float32(conf)]
+        results.append(Detections(map_boxes_to_original(rows[:, :4], info), rows[:, 4].astype(np.float32),
+                                  rows[:, 5].astype(np.int32)))
+    return results
