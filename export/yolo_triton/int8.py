@@ -11,6 +11,7 @@ random data, i.e. meaningless scales.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -74,6 +75,12 @@ def _image_input(model: onnx.ModelProto) -> onnx.ValueInfoProto:
     return inputs[0]
 
 
+def head_node_pattern(model: onnx.ModelProto) -> str | None:
+    """Regex for the nodes of the last ultralytics module (the Detect head, ``/model.<last>/...``)."""
+    indices = [int(m.group(1)) for n in model.graph.node if (m := re.match(r"/model\.(\d+)/", n.name))]
+    return rf"/model\.{max(indices)}/.*" if indices else None
+
+
 def quantize_onnx(fp32_path: str | Path, calib_dir: str | Path | None, imgsz: int,
                   max_images: int = DEFAULT_MAX_IMAGES, high_precision: str = "fp16",
                   method: str = "entropy") -> onnx.ModelProto:
@@ -97,6 +104,7 @@ def quantize_onnx(fp32_path: str | Path, calib_dir: str | Path | None, imgsz: in
     ops = {n.op_type for n in model.graph.node}
     if "QuantizeLinear" in ops:
         raise StepError(f"{fp32_path} is already quantized; quantize the FP32 export")
+    head = head_node_pattern(model)
     del model
     data = calibration_batch(paths, imgsz)
     log.info("calibrating %s on %d images from %s (%dx%d, CPU, %s)", fp32_path, len(data),
@@ -118,6 +126,9 @@ def quantize_onnx(fp32_path: str | Path, calib_dir: str | Path | None, imgsz: in
             calibration_method=method,
             calibration_eps=["cpu"],  # ONNX Runtime CPU: no GPU or TensorRT needed to calibrate
             high_precision_dtype=high_precision,
+            # The detection head (box regression, DFL, decode, class scores) stays in high precision: its
+            # outputs are pixel coordinates and probabilities, where INT8 steps show directly in boxes.
+            nodes_to_exclude=[head] if head else None,
             output_path=str(out),
             log_level="DEBUG" if log.isEnabledFor(logging.DEBUG) else "WARNING",
         )
