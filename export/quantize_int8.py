@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from pathlib import Path
 
 import onnx
 
+from yolo_triton.cli import run_step
 from yolo_triton.errors import StepError
 from yolo_triton.int8 import CALIBRATION_METHODS, DEFAULT_MAX_IMAGES, HIGH_PRECISIONS, quantize_onnx
 from yolo_triton.onnx_io import onnx_metadata, set_metadata
@@ -67,15 +67,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    try:
-        quantize_file(args.onnx, args.out, Path(args.calib_dir) if args.calib_dir else None,
-                      args.imgsz, args.max_images, args.high_precision, args.calibration_method)
-    except StepError as err:
-        log.error("%s", err)
-        return 1
-    return 0
+    return run_step("quantize_int8", lambda: quantize_file(
+        args.onnx, args.out, Path(args.calib_dir) if args.calib_dir else None, args.imgsz, args.max_images,
+        args.high_precision, args.calibration_method), args.verbose)
 
 
 if __name__ == "__main__":

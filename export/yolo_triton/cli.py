@@ -11,15 +11,16 @@ from yolo_triton.errors import StepError
 def run_step(name: str, body: Callable[[], None], verbose: bool) -> int:
     """Run ``body``; a StepError or a refused value becomes one line on stderr and exit 1."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=f"[{name}] %(message)s",
-                        stream=sys.stderr, force=True)
+                        stream=sys.stderr)
+    log = logging.getLogger(name)
     for noisy in ("modelopt", "onnx_graphsurgeon", "ultralytics", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
     try:
         body()
     except (StepError, ValueError) as err:
-        print(f"[{name}] error: {err}", file=sys.stderr)
+        log.error("error: %s", err)
         return 1
     except KeyboardInterrupt:
-        print(f"[{name}] interrupted; nothing was written in place", file=sys.stderr)
+        log.error("interrupted; nothing was written in place")
         return 130
     return 0
