@@ -49,6 +49,7 @@ def main(argv=None) -> int:
     parser.add_argument("--arch", default="yolo26n")
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--precision", default=None, help="PRECISION for both exports (default: defaults.mk)")
     parser.add_argument("--json", type=Path, default=REPO / "results/bench_nms_free.json")
     args = parser.parse_args(argv)
     imgsz = int(defaults()["IMGSZ"])
@@ -56,7 +57,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         base = ["make", "--no-print-directory", "-C", str(REPO), f"WEIGHTS_DIR={root}/w", f"BUILD_DIR={root}/b",
-                f"CACHE_DIR={root}/c", f"PYTHON={sys.executable}", f"NAMES={args.arch}_untrained"]
+                f"CACHE_DIR={root}/c", f"PYTHON={sys.executable}", f"NAMES={args.arch}_untrained",
+                *([f"PRECISION={args.precision}"] if args.precision else [])]
         subprocess.run([*base, "scratch", f"MODEL={args.arch}"], check=True, capture_output=True)
         images = [cv2.imread(str(p)) for p in sample_images()]
         options = ort.SessionOptions()
@@ -75,7 +77,7 @@ def main(argv=None) -> int:
                              "mean_dets_per_image": float(num_dets.mean())})
     result = {"machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, onnxruntime {ort.__version__}, "
                          f"{args.threads} threads", "checkpoint": f"{args.arch}_untrained (scratch)", "imgsz": imgsz,
-              "precision": defaults()["PRECISION"], "rows": rows}
+              "precision": args.precision or defaults()["PRECISION"], "rows": rows}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))
     print(result["machine"], "|", result["checkpoint"], imgsz, "px,", result["precision"])
