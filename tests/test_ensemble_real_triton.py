@@ -121,7 +121,7 @@ def restore_logging():
     root.setLevel(level)
 
 
-def test_cli(tmp_path, capsys, restore_logging):
+def test_cli(tmp_path, caplog, restore_logging):
     sys.path.insert(0, str(ROOT / "dali"))
     import create_ensembles as cli
 
@@ -130,7 +130,8 @@ def test_cli(tmp_path, capsys, restore_logging):
     assert cli.main(["--models", SIZE, "--model-dir", str(tmp_path)]) == 0
     assert (tmp_path / f"{NAME}_ensemble" / "config.pbtxt").is_file()
     assert cli.main(["--models", "all", "--model-dir", str(tmp_path)]) == 1  # nano/medium engines missing
-    assert "build it first" in capsys.readouterr().err
+    (line,) = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]  # the one-line cause
+    assert "build it first" in line
     assert cli.parse_args([]).all_names == [NAME]
 
 
