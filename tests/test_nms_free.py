@@ -174,3 +174,21 @@ def test_track_a_decode_of_an_nms_free_export(nms_free_tree):
     for o, t in zip(decoded, postprocess_end2end(*e2e.run(None, {"images": batch}), infos)):
         assert np.array_equal(o.classes, t.classes) and np.allclose(o.scores, t.scores)
         assert np.allclose(o.boxes, t.boxes, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["efficient", "free"])
+def test_make_validate_covers_nms_free_checkpoints(nms_free_tree, mode, tmp_path):
+    """scripts/validate.py (what `make validate` runs) passes for YOLO26/YOLOv10 in both modes: Track A and
+    the one-to-many end2end graph against PyTorch, the NMS=free graph against the one-to-one head."""
+    import json
+
+    import validate
+
+    arch, name, trees = nms_free_tree
+    tree = trees[mode]
+    report = tmp_path / "report.json"
+    assert validate.main(["--model", name, "--models-dir", str(tree.models), "--weights-dir", str(tree.weights),
+                          "--json", str(report)]) == 0
+    formats = {r["name"]: r for r in json.loads(report.read_text())["formats"]}
+    assert formats["onnx"]["status"] == formats["end2end"]["status"] == "passed"
+    assert formats["end2end"]["detections"]["matched"] == formats["end2end"]["detections"]["reference"] > 0
