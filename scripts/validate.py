@@ -436,6 +436,12 @@ def check_track_a(path: Path, raw_ref, torch_dets, batch, infos, settings: Setti
     box_tol, score_tol = tolerances(precision, settings)
     (output0,) = run_ort(ort_session(model), batch)[:1]
     result = FormatResult("onnx", str(path), "", precision)
+    return check_output0(result, output0, raw_ref, torch_dets, infos, settings, box_tol, score_tol)
+
+
+def check_output0(result: FormatResult, output0: np.ndarray, raw_ref, torch_dets, infos, settings: Settings,
+                  box_tol: float, score_tol: float) -> FormatResult:
+    """A Track A/B ``output0``: raw values against PyTorch, client NMS (ultralytics mode) against ultralytics."""
     result.raw = compare_raw(raw_ref, output0[:, :4].transpose(0, 2, 1), output0[:, 4:].transpose(0, 2, 1),
                              box_tol, score_tol, settings.conf)
     dets = pp.postprocess_track_a(output0, infos, settings.conf, settings.iou, settings.topk, "ultralytics",
@@ -512,13 +518,7 @@ def check_trt(kind: str, path: Path, raw_ref, torch_dets, batch, infos, settings
     outputs = run_trt(path, batch, int(profile_max[0]))
     if kind == "trt":
         output0 = outputs.get("output0", next(iter(outputs.values())))
-        result.raw = compare_raw(raw_ref, output0[:, :4].transpose(0, 2, 1), output0[:, 4:].transpose(0, 2, 1),
-                                 box_tol, score_tol, settings.conf)
-        dets = pp.postprocess_track_a(output0, infos, settings.conf, settings.iou, settings.topk, "ultralytics",
-                                      settings.agnostic)
-        result.detections = compare_detections(torch_dets, dets, settings.conf, settings.topk, score_tol,
-                                               settings.iou)
-        return finish(result, [result.raw, result.detections])
+        return check_output0(result, output0, raw_ref, torch_dets, infos, settings, box_tol, score_tol)
     if end2end_params is None:
         result.status = "skipped"
         result.notes.append("needs the end2end ONNX beside it for the NMS settings")

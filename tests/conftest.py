@@ -2,6 +2,7 @@
 through the real Make targets in temporary directories (never in the repository's own models/)."""
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -96,3 +97,13 @@ def skip_unless_ci(reason: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"required in CI: {reason}")
     pytest.skip(reason)
+
+
+@pytest.fixture
+def restore_logging():
+    """The step CLIs reconfigure the root logger onto the (captured) stderr; put it back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import logging
 import sys
 from pathlib import Path
 
@@ -220,16 +219,6 @@ def test_autoserialize_roundtrip_cpu(tmp_path, images):
     direct = run_cpu(paths)
     for a, b in zip(loaded[0] + loaded[1], direct[0] + direct[1]):
         assert np.array_equal(a, b)
-
-
-@pytest.fixture
-def restore_logging():
-    """The step CLIs reconfigure the root logger onto the (captured) stderr; put it back afterwards."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def test_cli_defaults_write_the_model(tmp_path, restore_logging):

@@ -11,7 +11,6 @@
 """
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import socket
@@ -109,16 +108,6 @@ def test_mismatched_steps_are_refused(tmp_path):
         ens.write_ensemble(tmp_path, NAME, IMGSZ)
     with pytest.raises(ens.EnsembleError, match="not found: build it first"):
         ens.write_ensemble(tmp_path, "yolov11_medium", IMGSZ)
-
-
-@pytest.fixture
-def restore_logging():
-    """The step CLIs reconfigure the root logger onto the (captured) stderr; put it back afterwards."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def test_cli(tmp_path, caplog, restore_logging):
