@@ -17,7 +17,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,16 +24,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "export"))
 
+from timing import time_calls  # noqa: E402
+
 
 def latency(session, batch: np.ndarray, runs: int) -> list[float]:
-    for _ in range(3):
-        session.run(None, {"images": batch})
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        session.run(None, {"images": batch})
-        times.append(time.perf_counter() - start)
-    return times
+    return time_calls(lambda: session.run(None, {"images": batch}), runs, warmup=3)
 
 
 def main(argv=None) -> int:

@@ -17,12 +17,13 @@ import argparse
 import json
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
+
+from timing import time_calls  # noqa: E402
 
 # Agreement bounds between ORT-GPU FP16 (AutoCast, FP32 I/O) and PyTorch FP16 (model.half()).
 SCORE_P999_TOL = 0.05   # 99.9th percentile of |score difference|
@@ -53,17 +54,6 @@ def prepare(weights: Path, out: Path, imgsz: int) -> None:
     boxed = [letterbox_uint8(cv2.imread(str(p)), imgsz)[0][..., ::-1].transpose(2, 0, 1) for p in sample_images()]
     np.save(out / "images_uint8.npy", np.ascontiguousarray(np.stack(boxed)))
     (out / "meta.json").write_text(json.dumps({"weights": weights.name, "imgsz": imgsz}))
-
-
-def _timeit(fn, warmup: int, iters: int) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def run(bundle: Path, max_batch: int, out_json: Path, iters: int) -> dict:
@@ -116,7 +106,7 @@ def run(bundle: Path, max_batch: int, out_json: Path, iters: int) -> dict:
 
         n = max(10, iters // batch_size)
         for name, fn in (("onnxruntime-gpu fp16 (AutoCast)", ort_step), ("pytorch fp16", torch_step)):
-            times = _timeit(fn, warmup=5, iters=n)
+            times = time_calls(fn, iters=n)
             rows.append({"runtime": name, "batch": batch_size, "latency_ms_median": 1000 * float(np.median(times)),
                          "latency_ms_p90": 1000 * float(np.quantile(times, 0.9)),
                          "images_per_s": batch_size / float(np.median(times))})

@@ -23,10 +23,11 @@ import json
 import logging
 import platform
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
+
+from timing import time_calls  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -119,14 +120,7 @@ def varied_output(arch: str = "yolo11s", imgsz: int = 640, conf: float | None = 
 
 
 def median_ms(fn, repeats: int, warmup: int = 5) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1e3)
+    return float(np.median(time_calls(fn, repeats, warmup)) * 1e3)
 
 
 def run_bench(output0: np.ndarray, imgsz: int, conf: float, iou: float, topk: int, repeats: int) -> dict:
