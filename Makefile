@@ -41,7 +41,8 @@ base_of = $(patsubst %_trt,%,$(patsubst %_end2end,%,$(patsubst %_trt_end2end,%,$
 ONNX_PARAMS = imgsz=$(IMGSZ) precision=$(PRECISION) calib=$(CALIB_DIR)
 ONE2ONE_PARAMS = $(ONNX_PARAMS) max_det=$(TOPK)
 END2END_PARAMS = nms=$(NMS) conf=$(CONF) iou=$(IOU) topk=$(TOPK) agnostic=$(AGNOSTIC)
-CONFIG_PARAMS = max_batch=$(call max_batch_for,$(1)) queue_delay_us=$(QUEUE_DELAY_US)
+CONFIG_PARAMS = max_batch=$(call max_batch_for,$(1)) queue_delay_us=$(QUEUE_DELAY_US) kind=$(INSTANCE_KIND) \
+  workspace=$(WORKSPACE) ort_trt_cache=$(ORT_TRT_CACHE_DIR)
 PLAN_PARAMS = max_batch=$(call max_batch_for,$(1)) imgsz=$(IMGSZ) workspace=$(WORKSPACE) opt_level=$(OPT_LEVEL)
 STAMPS := $(BUILD_DIR)/params
 same = $(if $(subst @$(1),,@$(2))$(subst @$(2),,@$(1)),,same)
@@ -60,6 +61,22 @@ $(foreach n,$(STAMPED_NAMES),\
   $(call stamp,$(STAMPS)/$(n).plan,$(call PLAN_PARAMS,$(n))))
 .PHONY: FORCE
 FORCE:
+
+# ---- INSTANCE_KIND=cpu (a Triton without GPUs): refuse, before anything is built, what cannot run there
+ifeq ($(filter gpu cpu,$(INSTANCE_KIND)),)
+$(error INSTANCE_KIND=$(INSTANCE_KIND) is not gpu or cpu)
+endif
+ifeq ($(INSTANCE_KIND),cpu)
+CPU_REFUSED := $(filter trt all dali trackd %.plan %_trt/config.pbtxt %_trt_end2end/config.pbtxt %_ensemble/config.pbtxt,$(MAKECMDGOALS))
+ifneq ($(CPU_REFUSED),)
+$(error INSTANCE_KIND=cpu: $(firstword $(CPU_REFUSED)) needs TensorRT on a GPU; build onnx targets for a CPU Triton)
+endif
+ifeq ($(NMS),efficient)
+ifneq ($(filter onnx %_end2end/1/model.onnx %_end2end/config.pbtxt,$(MAKECMDGOALS)),)
+$(error INSTANCE_KIND=cpu with NMS=efficient: the EfficientNMS_TRT plugin runs only on a GPU (TensorRT); add NMS=onnx (or NMS=free for YOLO26/YOLOv10))
+endif
+endif
+endif
 
 LIB := export/yolo_triton
 ONNX_STEP := export/export_onnx.py $(LIB)/onnx_export.py $(LIB)/checkpoint.py $(LIB)/onnx_io.py \
@@ -151,7 +168,8 @@ check-plans: ## List plans built on another GPU model / TensorRT version (REMOVE
 	  $(if $(TRTEXEC),--trtexec $(TRTEXEC)) $(if $(filter 1,$(REMOVE_STALE)),--remove-stale)
 
 # ---- Triton configs ---------------------------------------------------------------------------------
-CONFIG_ARGS = --max-batch $(call max_batch_for,$*) --queue-delay-us $(QUEUE_DELAY_US)
+CONFIG_ARGS = --max-batch $(call max_batch_for,$*) --queue-delay-us $(QUEUE_DELAY_US) --instance-kind $(INSTANCE_KIND) \
+  --workspace $(WORKSPACE) --ort-trt-cache-dir $(ORT_TRT_CACHE_DIR)
 $(MODELS_DIR)/%_trt_end2end/config.pbtxt: $(MODELS_DIR)/%_trt_end2end/1/model.plan $(CONFIG_STEP) $(STAMPS)/$$*.config
 	$(PYTHON) export/write_config.py --artefact $< --source-onnx $(MODELS_DIR)/$*_end2end/1/model.onnx $(CONFIG_ARGS)
 
@@ -215,14 +233,17 @@ bench-postprocess: ## Time the NumPy client post-processing against ultralytics'
 
 # ---- serving: the running Triton (docker compose) -------------------------------------------------
 PROTOCOL ?= http
-TRITON_URL ?=
-TRITON_HTTP ?= 127.0.0.1:8000
+# The running Triton: TRITON_HOST (docker-compose.yml sets triton-api inside yolo-api), its HTTP/gRPC
+# ports 8000/8001; TRITON_URL=host:port overrides the client's address for PROTOCOL.
+TRITON_HOST ?= 127.0.0.1
+TRITON_HTTP ?= $(TRITON_HOST):8000
+TRITON_URL ?= $(TRITON_HOST):$(if $(filter grpc,$(PROTOCOL)),8001,8000)
 IMAGES ?=
 SMOKE_OUT ?= results/smoke
 .PHONY: smoke reload
 smoke: ## Send images to a served model, print + draw detections: make smoke MODEL=yolov11_small_trt_end2end
 	@test -n "$(MODEL)" || { echo "usage: make smoke MODEL=<served model> [IMAGES=files or dir] [PROTOCOL=http|grpc] [TRITON_URL=host:port]" >&2; exit 2; }
-	$(PYTHON) scripts/triton_client.py --model $(MODEL) --protocol $(PROTOCOL) $(if $(TRITON_URL),--url $(TRITON_URL)) \
+	$(PYTHON) scripts/triton_client.py --model $(MODEL) --protocol $(PROTOCOL) --url $(TRITON_URL) \
 	  $(if $(IMAGES),--images $(IMAGES)) --model-repository $(MODELS_DIR) --draw $(SMOKE_OUT)/$(MODEL).png
 
 reload: ## Load a re-exported model into the running Triton: make reload MODEL=yolov11_small_trt_end2end

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Prepare a model repository for a clean re-export: back up every config.pbtxt into
-# <models>/backup_configs_<timestamp>/<model>/config.pbtxt, remove the exported artefacts
+# <parent of models>/config_backups/<timestamp>/<model>/config.pbtxt, remove the exported artefacts
 # (model.onnx, model.plan, their .old copies, and the plan sidecars) from each <model>/<version>/,
 # and clear the TensorRT timing caches. Directory structure, labels and anything else stay untouched.
-# Triton treats every folder of its repository as a model: move the backup folder out (or pass
-# --backup-dir outside the repository) before Triton loads the repository again.
+# The backups stay OUTSIDE the model repository (the seed wrote <models>/backup_configs_<ts>/): Triton
+# treats every folder of its repository as a model, and with `--load-model=*` and strict readiness one
+# folder that is no model keeps the server from ever reporting ready.
 set -euo pipefail
 
 usage() {
   echo "usage: $0 [--models-dir DIR] [--cache-dir DIR] [--backup-dir DIR] [--dry-run]" >&2
-  echo "       (defaults: models, trt_cache, <models-dir>/backup_configs_<timestamp>)" >&2
+  echo "       (defaults: models, trt_cache, <parent of models-dir>/config_backups/<timestamp>)" >&2
 }
 
 # run CMD...: execute, or only print it under --dry-run
@@ -41,7 +42,7 @@ main() {
     return 2
   fi
 
-  [[ -n "${backup}" ]] || backup="${models_dir}/backup_configs_$(date +%Y%m%d_%H%M%S)"
+  [[ -n "${backup}" ]] || backup="$(dirname "${models_dir}")/config_backups/$(date +%Y%m%d_%H%M%S)"
   local config model
   local -a configs=()
   while IFS= read -r -d '' config; do
@@ -73,7 +74,7 @@ main() {
     echo "cleared ${count} timing cache(s) in ${cache_dir}"
   fi
   if [[ "${backup}" == "${models_dir}"/* ]]; then
-    echo "note: Triton would try to load ${backup} as a model: move it out of ${models_dir} before Triton reloads"
+    echo "warning: ${backup} is inside ${models_dir}: Triton will try to load it as a model; move it out" >&2
   fi
   [[ "${DRY_RUN}" == 1 ]] && echo "dry run: nothing was changed"
   return 0

@@ -21,3 +21,8 @@ QUEUE_DELAY_US ?= 100
 WORKSPACE ?= 4G
 OPT_LEVEL ?= 3
 ENGINE_BUILDER ?= auto
+# Serving: Triton instance kind (gpu, or cpu for a Triton without GPUs: Track A and end2end NMS=onnx/free
+# only), and the engine cache of ONNX Runtime's TensorRT execution provider AS THE SERVER SEES IT
+# (NMS=efficient end2end ONNX; docker-compose.yml mounts ./trt_cache/onnxruntime there, writable).
+INSTANCE_KIND ?= gpu
+ORT_TRT_CACHE_DIR ?= /ort_trt_cache

@@ -12,10 +12,13 @@ import argparse
 import logging
 from pathlib import Path
 
+import onnx
+
 from yolo_triton import triton_config as tc
 from yolo_triton.cli import run_step
+from yolo_triton.engine import parse_workspace
 from yolo_triton.errors import StepError
-from yolo_triton.onnx_io import TensorSpec, class_names, onnx_io, onnx_metadata
+from yolo_triton.onnx_io import TensorSpec, class_names, has_efficient_nms, onnx_io, onnx_metadata, onnx_precision
 
 LOG = logging.getLogger("write_config")
 
@@ -34,13 +37,28 @@ def plan_io(plan: Path, source_onnx: Path) -> tuple[list[TensorSpec], list[Tenso
     return onnx_io(source_onnx)
 
 
-def build_config(artefact: Path, max_batch: int, queue_delay_us: int, source_onnx: Path | None):
+def build_config(artefact: Path, max_batch: int, queue_delay_us: int, source_onnx: Path | None,
+                 kind: str = "gpu", workspace_bytes: int | None = None, ort_trt_cache_dir: str | None = None):
     if not artefact.is_file():
         raise StepError(f"artefact not found: {artefact}")
+    model_dir = artefact.parent.parent
+    accelerator = None
     if artefact.suffix == ".onnx":
         platform, onnx_path = tc.ONNX_PLATFORM, artefact
         inputs, outputs = onnx_io(artefact)
+        model = onnx.load(str(artefact), load_external_data=False)
+        if has_efficient_nms(model):
+            if kind != "gpu":
+                raise StepError(f"{artefact}: NMS=efficient holds a TensorRT plugin that only ONNX Runtime's TensorRT "
+                                f"execution provider runs (on a GPU); for INSTANCE_KIND={kind} build NMS=onnx")
+            if workspace_bytes is None or ort_trt_cache_dir is None:
+                raise StepError(f"{artefact} holds EfficientNMS_TRT: its config needs --workspace and "
+                                "--ort-trt-cache-dir (ONNX Runtime's TensorRT execution provider)")
+            accelerator = tc.ort_tensorrt_accelerator(onnx_precision(model), workspace_bytes,
+                                                      f"{ort_trt_cache_dir.rstrip('/')}/{model_dir.name}")
     elif artefact.suffix == ".plan":
+        if kind != "gpu":
+            raise StepError(f"{artefact}: a TensorRT plan runs on GPU instances only, not INSTANCE_KIND={kind}")
         if source_onnx is None:
             raise StepError(f"{artefact}: a plan's config needs --source-onnx (the ONNX it was built from)")
         platform, onnx_path = tc.TENSORRT_PLATFORM, source_onnx
@@ -48,17 +66,23 @@ def build_config(artefact: Path, max_batch: int, queue_delay_us: int, source_onn
     else:
         raise StepError(f"{artefact}: expected model.onnx or model.plan")
     names = class_names(onnx_metadata(onnx_path))
-    model_dir = artefact.parent.parent
     label_output = "det_classes" if any(o.name == "det_classes" for o in outputs) else None
-    config = tc.model_config(model_dir.name, platform, inputs, outputs, max_batch, queue_delay_us, label_output)
+    config = tc.model_config(model_dir.name, platform, inputs, outputs, max_batch, queue_delay_us, label_output,
+                             kind, accelerator)
     return model_dir, config, names
 
 
-def write_config(artefact: str, max_batch: int, queue_delay_us: int, source_onnx: str | None = None) -> Path:
+def write_config(artefact: str, max_batch: int, queue_delay_us: int, source_onnx: str | None = None,
+                 kind: str = "gpu", workspace: str | None = None, ort_trt_cache_dir: str | None = None) -> Path:
+    workspace_bytes = parse_workspace(workspace) if workspace else None
     model_dir, config, names = build_config(Path(artefact), max_batch, queue_delay_us,
-                                            Path(source_onnx) if source_onnx else None)
+                                            Path(source_onnx) if source_onnx else None, kind, workspace_bytes,
+                                            ort_trt_cache_dir)
     path = tc.write_model_config(model_dir, config, names)
-    LOG.info("wrote %s (%s, max_batch_size %d, %d classes)", path, config.platform, max_batch, len(names))
+    LOG.info("wrote %s (%s, max_batch_size %d, %d classes, %s instance)", path, config.platform, max_batch,
+             len(names), kind)
+    for accelerator in config.optimization.execution_accelerators.gpu_execution_accelerator:
+        LOG.info("execution accelerator %s: %s", accelerator.name, dict(accelerator.parameters))
     return path
 
 
@@ -68,6 +92,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max-batch", type=int, required=True)
     parser.add_argument("--queue-delay-us", type=int, required=True)
     parser.add_argument("--source-onnx", help="for a plan: the ONNX it was built from")
+    parser.add_argument("--instance-kind", choices=tuple(tc.INSTANCE_KINDS), default="gpu",
+                        help="Triton instance group kind (INSTANCE_KIND; cpu for a Triton without GPUs)")
+    parser.add_argument("--workspace", help="TensorRT workspace (WORKSPACE, e.g. 4G) for ONNX Runtime's TensorRT "
+                        "execution provider (NMS=efficient end2end ONNX)")
+    parser.add_argument("--ort-trt-cache-dir", help="ORT_TRT_CACHE_DIR: engine cache of ONNX Runtime's TensorRT "
+                        "execution provider, as the server sees it (one sub-folder per model)")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
 
@@ -75,7 +105,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     return run_step("write_config", lambda: write_config(args.artefact, args.max_batch, args.queue_delay_us,
-                                                         args.source_onnx), args.verbose)
+                                                         args.source_onnx, args.instance_kind, args.workspace,
+                                                         args.ort_trt_cache_dir), args.verbose)
 
 
 if __name__ == "__main__":

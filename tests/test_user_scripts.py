@@ -67,7 +67,10 @@ def test_cleanup_backs_up_configs_and_removes_only_artefacts(fp32_tree, tmp_path
 
     result = bash("cleanup_for_reexport.sh", "--models-dir", str(tree.models), "--cache-dir", str(cache))
     assert result.returncode == 0, result.stderr
-    (backup,) = tree.models.glob("backup_configs_*")
+    # the backup lands beside the model repository, never in it (a non-model folder there keeps a
+    # strict-readiness Triton from ever reporting ready)
+    assert sorted(p.name for p in tree.models.iterdir()) == sorted([SCRATCH_NAME, f"{SCRATCH_NAME}_end2end"])
+    (backup,) = (tree.root / "config_backups").iterdir()
     for model_dir in (SCRATCH_NAME, f"{SCRATCH_NAME}_end2end"):
         assert (backup / model_dir / "config.pbtxt").read_text() == (tree.models / model_dir / "config.pbtxt").read_text()
         assert (tree.models / model_dir / "1").is_dir() and not any((tree.models / model_dir / "1").iterdir())

@@ -23,7 +23,7 @@ from pathlib import Path
 import onnx
 
 from yolo_triton.errors import StepError
-from yolo_triton.onnx_io import TensorSpec, model_io
+from yolo_triton.onnx_io import TensorSpec, has_efficient_nms, model_io, onnx_precision  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -126,31 +126,6 @@ def make_profile(spec: TensorSpec, max_batch: int, imgsz: int) -> Profile:
     return Profile(spec.name, (low, channels, imgsz, imgsz),
                    (opt_batch(max_batch) if batch == -1 else batch, channels, imgsz, imgsz),
                    (max_batch, channels, imgsz, imgsz))
-
-
-def onnx_precision(model: onnx.ModelProto) -> str:
-    """What the graph itself asks for: int8 (Q/DQ), fp16 (float16 tensors or Casts), else fp32."""
-    graph = model.graph
-    ops = {node.op_type for node in graph.node}
-    if "QuantizeLinear" in ops or "DequantizeLinear" in ops:
-        return "int8"
-    fp16 = onnx.TensorProto.FLOAT16
-    if any(init.data_type == fp16 for init in graph.initializer):
-        return "fp16"
-    for value in list(graph.value_info) + list(graph.input) + list(graph.output):
-        if value.type.tensor_type.elem_type == fp16:
-            return "fp16"
-    for node in graph.node:
-        if node.op_type == "Cast" and any(a.name == "to" and a.i == fp16 for a in node.attribute):
-            return "fp16"
-        if node.op_type == "Constant" and any(a.name == "value" and a.t.data_type == fp16
-                                              for a in node.attribute):
-            return "fp16"
-    return "fp32"
-
-
-def has_efficient_nms(model: onnx.ModelProto) -> bool:
-    return any(node.op_type == "EfficientNMS_TRT" for node in model.graph.node)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

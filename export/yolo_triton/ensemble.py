@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +60,10 @@ def preprocess_config(name: str, imgsz: int, max_batch: int, queue_delay_us: int
     if max_batch <= 0:
         raise ValueError(f"max batch must be > 0, got {max_batch}")
     config = mc.ModelConfig(name=name, backend=DALI_BACKEND, max_batch_size=max_batch)
-    config.input.add(name=INPUT_NAME, data_type=mc.TYPE_UINT8, dims=[-1])
+    # Every JPEG has its own byte length: without ragged batching the dynamic batcher merges only
+    # requests of equal shape, i.e. never, and the pipeline runs at batch 1 (dali_backend README,
+    # "Ragged batching": DALI takes ragged batches; the backend server core supports them per input).
+    config.input.add(name=INPUT_NAME, data_type=mc.TYPE_UINT8, dims=[-1], allow_ragged_batch=True)
     config.output.add(name=OUTPUT_IMAGES, data_type=mc.TYPE_FP32, dims=[3, int(imgsz), int(imgsz)])
     config.output.add(name=OUTPUT_LETTERBOX, data_type=mc.TYPE_FP64, dims=[LETTERBOX_LEN])
     # One instance: dali_backend warns that count > 1 multiplies memory; its own thread pool does the work.
@@ -90,7 +94,35 @@ def write_preprocess_model(models_dir: str | Path, imgsz: int, max_batch: int, q
                     autoserialize_source(imgsz, max_batch, DALI_NUM_THREADS, device))
     tc.write_model_config(model_dir, preprocess_config(name, imgsz, max_batch, queue_delay_us))
     LOG.info("wrote %s: backend dali, imgsz %d, max_batch_size %d, device %s", model_dir, imgsz, max_batch, device)
+    remove_stale_preprocess_models(Path(models_dir), imgsz)
     return model_dir
+
+
+def remove_stale_preprocess_models(models_dir: Path, imgsz: int) -> list[Path]:
+    """DALI models of this pipeline for another IMGSZ: removed when no ensemble uses them, else
+    reported (a warning naming the ensembles that still do). Returns the removed folders."""
+    prefix = preprocess_model_name(0)[:-1]
+    current = preprocess_model_name(imgsz)
+    users: dict[str, list[str]] = {}
+    for config_path in models_dir.glob("*/config.pbtxt"):
+        try:
+            config = tc.parse_config(config_path)
+        except Exception:  # noqa: BLE001 - not ours to judge here; Triton will report it
+            continue
+        for step in config.ensemble_scheduling.step:
+            users.setdefault(step.model_name, []).append(config.name)
+    removed = []
+    for folder in sorted(models_dir.glob(f"{prefix}*")):
+        if folder.name == current or not folder.name[len(prefix):].isdigit() or not folder.is_dir():
+            continue
+        if users.get(folder.name):
+            LOG.warning("%s (another IMGSZ) is still used by %s: rebuild those (make dali NAMES=...) and it is "
+                        "removed next time", folder, ", ".join(sorted(users[folder.name])))
+            continue
+        shutil.rmtree(folder)
+        LOG.info("removed %s: a DALI model for another IMGSZ that no ensemble uses", folder)
+        removed.append(folder)
+    return removed
 
 
 # --------------------------------------------------------------------------------------------------
@@ -160,6 +192,7 @@ def write_ensemble(models_dir: str | Path, model_name: str, imgsz: int) -> Path:
     path = tc.write_model_config(model_dir, config)
     LOG.info("wrote %s: %s -> %s, max_batch_size %d (steps %d, %d)", path, preprocess.name, detector.name,
              config.max_batch_size, preprocess.max_batch_size, detector.max_batch_size)
+    remove_stale_preprocess_models(models_dir, imgsz)
     for t in config.input:
         LOG.info("  input  %s", _describe(t))
     for t in config.output:

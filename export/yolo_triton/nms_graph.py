@@ -28,7 +28,12 @@ LOG = logging.getLogger(__name__)
 NMS_MODES = ("efficient", "onnx", "free")
 BOXES, SCORES = "boxes", "scores"
 END2END_OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes")
-PLUGIN_DOMAIN = "TRT"
+# ONNX Runtime knows TensorRT plugins only through its TensorRT execution provider, and only in this
+# domain (onnxruntime docs, "TensorRT Plugins Support"; onnxruntime/core/providers/tensorrt/
+# tensorrt_execution_provider_custom_ops.cc); TensorRT's own ONNX parser finds the plugin by op type,
+# plugin_version and plugin_namespace and reads the domain only when that lookup fails
+# (onnx/onnx-tensorrt onnxOpImporters.cpp, FallbackPluginImporter). So plans build from it too.
+PLUGIN_DOMAIN = "trt.plugins"
 
 
 def check_nms_params(conf: float, iou: float, topk: int, agnostic: int) -> None:

@@ -59,3 +59,28 @@ def set_metadata(model: onnx.ModelProto, values: dict[str, str]) -> None:
     del model.metadata_props[:]
     for key in sorted(values):
         model.metadata_props.add(key=key, value=str(values[key]))
+
+
+def onnx_precision(model: onnx.ModelProto) -> str:
+    """What the graph itself asks for: int8 (Q/DQ), fp16 (float16 tensors or Casts), else fp32."""
+    graph = model.graph
+    ops = {node.op_type for node in graph.node}
+    if "QuantizeLinear" in ops or "DequantizeLinear" in ops:
+        return "int8"
+    fp16 = onnx.TensorProto.FLOAT16
+    if any(init.data_type == fp16 for init in graph.initializer):
+        return "fp16"
+    for value in list(graph.value_info) + list(graph.input) + list(graph.output):
+        if value.type.tensor_type.elem_type == fp16:
+            return "fp16"
+    for node in graph.node:
+        if node.op_type == "Cast" and any(a.name == "to" and a.i == fp16 for a in node.attribute):
+            return "fp16"
+        if node.op_type == "Constant" and any(a.name == "value" and a.t.data_type == fp16
+                                              for a in node.attribute):
+            return "fp16"
+    return "fp32"
+
+
+def has_efficient_nms(model: onnx.ModelProto) -> bool:
+    return any(node.op_type == "EfficientNMS_TRT" for node in model.graph.node)

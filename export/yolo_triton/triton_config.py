@@ -43,6 +43,41 @@ def numpy_dtype(triton_data_type: int) -> str:
     return _TRITON_TO_NUMPY[triton_data_type]
 
 
+INSTANCE_KINDS = {"gpu": mc.ModelInstanceGroup.KIND_GPU, "cpu": mc.ModelInstanceGroup.KIND_CPU}
+# Triton's ONNX Runtime backend maps these keys of the "tensorrt" GPU execution accelerator onto ONNX
+# Runtime's TensorRT execution provider (onnxruntime_backend README, "ONNX Runtime with TensorRT
+# optimization"; src/onnxruntime.cc of the r24.10 ... r26.xx branches reads the same keys).
+ORT_TRT_PRECISION = {"fp32": "FP32", "fp16": "FP16", "int8": "INT8"}
+
+
+def instance_kind(name: str) -> int:
+    """``gpu``/``cpu`` (the INSTANCE_KIND setting) -> Triton's ``ModelInstanceGroup.Kind``."""
+    try:
+        return INSTANCE_KINDS[name]
+    except KeyError:
+        raise ValueError(f"INSTANCE_KIND={name!r} is not one of {', '.join(INSTANCE_KINDS)}") from None
+
+
+def ort_tensorrt_accelerator(precision: str, workspace_bytes: int, engine_cache_dir: str) -> dict[str, str]:
+    """Parameters of ONNX Runtime's TensorRT execution provider for a graph of ``precision``.
+
+    The precision is the graph's own (FP16 from AutoCast, INT8 from Q/DQ nodes), so the provider is
+    asked for no other. Engines are cached in ``engine_cache_dir``, a path as the SERVER sees it, which
+    must be writable there (docker-compose.yml mounts ./trt_cache/onnxruntime for it); without a cache
+    every model load rebuilds the engine (minutes for a large model).
+    """
+    if precision not in ORT_TRT_PRECISION:
+        raise ValueError(f"no ONNX Runtime TensorRT precision for {precision!r}")
+    if workspace_bytes <= 0:
+        raise ValueError(f"workspace must be > 0 bytes, got {workspace_bytes}")
+    return {
+        "precision_mode": ORT_TRT_PRECISION[precision],
+        "max_workspace_size_bytes": str(int(workspace_bytes)),
+        "trt_engine_cache_enable": "1",
+        "trt_engine_cache_path": str(engine_cache_dir),
+    }
+
+
 def preferred_batch_sizes(max_batch: int) -> list[int]:
     """Half the maximum and the maximum: the profile's opt and max shapes of the engines."""
     return sorted({max(1, max_batch // 2), max_batch})
@@ -68,8 +103,12 @@ def model_config(
     max_batch: int,
     queue_delay_us: int,
     label_output: str | None = None,
+    kind: str = "gpu",
+    tensorrt_accelerator: dict[str, str] | None = None,
 ) -> mc.ModelConfig:
-    """A ModelConfig for an ONNX or TensorRT model with dynamic batching on one GPU instance."""
+    """A ModelConfig for an ONNX or TensorRT model with dynamic batching on one instance of ``kind``
+    (``gpu``/``cpu``); ``tensorrt_accelerator`` (ONNX models only) runs it through ONNX Runtime's
+    TensorRT execution provider, which a graph holding a TensorRT plugin node needs."""
     if max_batch <= 0:
         raise ValueError(f"max batch must be > 0, got {max_batch}")
     config = mc.ModelConfig(name=name, platform=platform, max_batch_size=max_batch)
@@ -79,7 +118,13 @@ def model_config(
         output = _tensor(spec, True, config.output.add())
         if spec.name == label_output:
             output.label_filename = LABELS_FILENAME
-    config.instance_group.add(count=1, kind=mc.ModelInstanceGroup.KIND_GPU)
+    config.instance_group.add(count=1, kind=instance_kind(kind))
+    if tensorrt_accelerator is not None:
+        if platform != ONNX_PLATFORM or kind != "gpu":
+            raise ValueError("the TensorRT execution accelerator is for onnxruntime_onnx models on GPU instances")
+        accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
+        for key, value in tensorrt_accelerator.items():
+            accelerator.parameters[key] = value
     config.dynamic_batching.preferred_batch_size.extend(preferred_batch_sizes(max_batch))
     config.dynamic_batching.max_queue_delay_microseconds = queue_delay_us
     config.version_policy.latest.num_versions = 1

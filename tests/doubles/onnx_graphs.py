@@ -60,7 +60,7 @@ def end2end_detector(path: Path, imgsz: int = 640, precision: str = "fp32", topk
         helper.make_node("Transpose", [raw], ["pred"], perm=[0, 2, 1]),
         helper.make_node("Split", ["pred", "split_sizes"], ["boxes", "scores"], axis=2),
         helper.make_node("EfficientNMS_TRT", ["boxes", "scores"],
-                         ["num_dets", "det_boxes", "det_scores", "det_classes"], domain="TRT",
+                         ["num_dets", "det_boxes", "det_scores", "det_classes"], domain="trt.plugins",
                          plugin_version="1", background_class=-1, box_coding=1, iou_threshold=0.45,
                          max_output_boxes=topk, score_activation=0, score_threshold=0.25,
                          class_agnostic=0),
@@ -72,6 +72,6 @@ def end2end_detector(path: Path, imgsz: int = 640, precision: str = "fp32", topk
                helper.make_tensor_value_info("det_classes", TensorProto.INT32, ["batch", topk])]
     graph = helper.make_graph(nodes, "end2end_detector_double", [_images(imgsz, "batch")], outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19),
-                                                    helper.make_opsetid("TRT", 1)])
+                                                    helper.make_opsetid("trt.plugins", 1)])
     onnx.save(model, str(path))
     return Path(path)
