@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from typing import Callable
 
@@ -15,6 +16,10 @@ def run_step(name: str, body: Callable[[], None], verbose: bool) -> int:
     log = logging.getLogger(name)
     for noisy in ("modelopt", "onnx_graphsurgeon", "ultralytics", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    def _terminated(signum, frame):  # make, docker stop and kill send SIGTERM: clean up as for Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         body()
     except (StepError, ValueError) as err:

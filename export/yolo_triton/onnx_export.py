@@ -11,7 +11,6 @@ TensorRT gets one clean profile axis). Precision:
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import onnx
 
 from yolo_triton import checkpoint as ckpt
 from yolo_triton.errors import StepError
+from yolo_triton.atomic import atomic_output
 from yolo_triton.onnx_io import metadata, set_metadata
 
 LOG = logging.getLogger(__name__)
@@ -97,8 +97,8 @@ def export_onnx(
     pt_path, out_path = Path(pt_path), Path(out_path)
     if not pt_path.is_file():
         ckpt.load_yolo(pt_path)  # raises the one-line 'checkpoint not found'
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".export-") as tmp:
+    # The work happens outside the model repository; only the finished file goes in (atomic_output).
+    with tempfile.TemporaryDirectory(prefix="yolo-triton-export-") as tmp:
         workdir = Path(tmp)
         link = workdir / "model.pt"
         link.symlink_to(pt_path.resolve())
@@ -127,8 +127,7 @@ def export_onnx(
             one2one=str(one2one),
         )
         set_metadata(model, meta)
-        tmp_out = out_path.with_name(out_path.name + ".tmp")
-        onnx.save(model, str(tmp_out))
-        os.replace(tmp_out, out_path)
+        with atomic_output(out_path) as tmp_out:
+            onnx.save(model, str(tmp_out))
     LOG.info("wrote %s (%.1f MB, %s, imgsz %d)", out_path, out_path.stat().st_size / 1e6, precision, imgsz)
     return meta

@@ -175,7 +175,7 @@ class RunningServer:
         return self.http_url if protocol == "http" else self.grpc_url
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return self.log_path.read_bytes().decode(errors="replace") if self.log_path.exists() else ""
 
     def live(self) -> bool:
         try:

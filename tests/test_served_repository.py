@@ -1,0 +1,428 @@
+"""The model repository that ``make`` writes, served as docker-compose.yml serves it, by the REAL server.
+
+What is real: ``tritonserver`` 2.51 (nvidia-pytriton's), started with exactly the ``triton-api``
+service's flags (read from docker-compose.yml: explicit model control, ``--load-model=*``, strict
+readiness); Triton's ONNX Runtime backend (../shared/triton, see yolo_triton.triton_server); every
+config and ONNX file as ``make ... INSTANCE_KIND=cpu`` writes it; the client (HTTP and gRPC); the
+ultralytics predictor the detections are compared with; ultralytics' sample images.
+
+Stand-ins, named as such: there is no DALI backend and no TensorRT here, so Track D's DALI step is a
+Python-backend model that runs the project's own DALI pipeline on the CPU
+(tests/doubles/triton_python_standins/dali_pipeline_cpu_standin), and its TensorRT step's NAME
+(``<name>_trt_end2end``) is served by the ``NMS=onnx`` end2end ONNX through the real ONNX Runtime
+backend, with the config write_config.py generates for that file.
+
+The checkpoints are UNTRAINED (make scratch: BatchNorm recalibrated on real images, class convolutions
+rescaled so that outputs vary); nothing here says anything about accuracy, only about sameness.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO, SCRATCH_NAME, Tree
+from yolo_triton import ensemble as ens
+from yolo_triton import postprocess as pp
+from yolo_triton import triton_config as tc
+from yolo_triton import triton_server as ts
+from yolo_triton.settings import defaults
+
+pytestmark = pytest.mark.slow
+IMGSZ = 320
+D = defaults()
+CONF, IOU, TOPK = float(D["CONF"]), float(D["IOU"]), int(D["TOPK"])
+FREE = "yolo26n_untrained"
+FP16 = "yolo11n_fp16"          # the default precision (AutoCast FP16 inside, FP32 I/O)
+INT8 = "yolo11n_int8"          # ModelOpt Q/DQ INT8
+BROKEN = "garbage"             # a checkpoint that is not one: its export fails
+PREPROCESS = ens.preprocess_model_name(IMGSZ)
+CONTROL = f"{PREPROCESS}_no_ragged_control"   # the same stand-in without allow_ragged_batch
+STANDINS = REPO / "tests" / "doubles" / "triton_python_standins"
+PROTOCOLS = ("http", "grpc")
+
+
+def _client_module():
+    spec = importlib.util.spec_from_file_location("triton_client", REPO / "scripts" / "triton_client.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+client_cli = _client_module()
+
+
+def _skip_without_server():
+    try:
+        ts.tritonserver_dir()
+    except ts.ServerError as err:
+        pytest.skip(str(err))
+    if ts.find_onnxruntime_backend() is None:
+        pytest.skip(f"no Triton ONNX Runtime backend here (set {ts.ORT_BACKEND_ENV} or provide "
+                    "../shared/triton/backends/onnxruntime): the real-server tests need one")
+
+
+def as_standin(model_dir: Path, standin: str, name: str | None = None) -> None:
+    """Serve ``model_dir``'s generated config through a Python-backend stand-in (backend python, CPU)."""
+    config = tc.parse_config(model_dir / "config.pbtxt")
+    config.ClearField("platform")
+    config.backend = "python"
+    if name:
+        config.name = name
+    for group in config.instance_group:
+        group.kind = tc.mc.ModelInstanceGroup.KIND_CPU
+    config.parameters.pop("num_threads", None)
+    shutil.rmtree(model_dir / "1", ignore_errors=True)
+    (model_dir / "1").mkdir(parents=True)
+    shutil.copy(STANDINS / standin / "model.py", model_dir / "1" / "model.py")
+    tc.write_model_config(model_dir, config)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, scratch_weights):
+    """``make`` writes the repository: Track A (FP32, FP16, INT8), end2end NMS=onnx, YOLO26 NMS=free,
+    Track D (generated DALI + ensemble configs), all with INSTANCE_KIND=cpu; plus a failed export."""
+    _skip_without_server()
+    from ultralytics.utils import ASSETS
+
+    tree = Tree(tmp_path_factory.mktemp("served"))
+    tree.weights.mkdir()
+    for stem in (SCRATCH_NAME, FP16, INT8):
+        (tree.weights / f"{stem}.pt").symlink_to(scratch_weights)
+    (tree.weights / f"{BROKEN}.pt").write_bytes(os.urandom(4096))
+    tree.make("scratch", "MODEL=yolo26n")
+    common = ("INSTANCE_KIND=cpu", f"IMGSZ={IMGSZ}")
+    m = tree.models
+    tree.make(f"{m}/{SCRATCH_NAME}/config.pbtxt", f"{m}/{SCRATCH_NAME}_end2end/config.pbtxt", "NMS=onnx",
+              "PRECISION=fp32", *common)
+    tree.make(f"{m}/{FREE}/config.pbtxt", f"{m}/{FREE}_end2end/config.pbtxt", "NMS=free", "PRECISION=fp32", *common)
+    tree.make(f"{m}/{FP16}/config.pbtxt", *common)
+    tree.make(f"{m}/{INT8}/config.pbtxt", "PRECISION=int8", f"CALIB_DIR={ASSETS}", *common)
+    failed = tree.make(f"{m}/{BROKEN}/config.pbtxt", *common, check=False)
+    assert failed.returncode != 0
+
+    # Track D: the plan's name served by the NMS=onnx end2end ONNX (real backend, generated config) ...
+    trt_dir = m / f"{SCRATCH_NAME}_trt_end2end"
+    (trt_dir / "1").mkdir(parents=True)
+    shutil.copy(m / f"{SCRATCH_NAME}_end2end" / "1" / "model.onnx", trt_dir / "1" / "model.onnx")
+    py = sys.executable
+    subprocess.run([py, REPO / "export" / "write_config.py", "--artefact", trt_dir / "1" / "model.onnx",
+                    "--max-batch", "8", "--queue-delay-us", D["QUEUE_DELAY_US"], "--instance-kind", "cpu"], check=True)
+    # ... the DALI model and the ensemble as the Track D steps write them ...
+    subprocess.run([py, REPO / "dali" / "create_dali_letterbox_pipeline.py", "--model-dir", m, "--imgsz", str(IMGSZ),
+                    "--max-batch", "8", "--device", "cpu"], check=True)
+    subprocess.run([py, REPO / "dali" / "create_ensembles.py", "--names", SCRATCH_NAME, "--imgsz", str(IMGSZ),
+                    "--model-dir", m], check=True)
+    ensemble_text = (m / ens.ensemble_name(SCRATCH_NAME) / "config.pbtxt").read_text()
+    # ... and the DALI step served by its CPU stand-in; the control lacks only allow_ragged_batch.
+    shutil.copytree(m / PREPROCESS, m / CONTROL)
+    as_standin(m / PREPROCESS, "dali_pipeline_cpu_standin")
+    as_standin(m / CONTROL, "dali_pipeline_cpu_standin", name=CONTROL)
+    control = tc.parse_config(m / CONTROL / "config.pbtxt")
+    control.input[0].allow_ragged_batch = False
+    tc.write_model_config(m / CONTROL, control)
+    return {"tree": tree, "failed": failed, "ensemble_text": ensemble_text}
+
+
+@pytest.fixture(scope="module")
+def server(built, tmp_path_factory):
+    os.environ["YOLO_TRITON_EXPORT_DIR"] = str(REPO / "export")  # for the DALI stand-in's interpreter
+    srv = ts.start_server(built["tree"].models, tmp_path_factory.mktemp("triton"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def clients(server):
+    opened = {p: client_cli.connect(server.url(p), p) for p in PROTOCOLS}
+    yield opened
+    for client in opened.values():
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def samples():
+    import cv2
+    from ultralytics.utils import ASSETS
+
+    paths = [Path(ASSETS) / "bus.jpg", Path(ASSETS) / "zidane.jpg"]
+    return paths, [cv2.imread(str(p)) for p in paths]
+
+
+def predicted(weights: Path, paths, one2one: bool = False):
+    """ultralytics' predictor at the square letterbox (rect=False); nms=False = the one-to-one head."""
+    from ultralytics import YOLO
+
+    results = YOLO(str(weights)).predict([str(p) for p in paths], imgsz=IMGSZ, conf=CONF, iou=IOU, max_det=TOPK,
+                                         rect=False, verbose=False, nms=False if one2one else None)
+    return [(r.boxes.xyxy.numpy(), r.boxes.conf.numpy(), r.boxes.cls.numpy().astype(int)) for r in results]
+
+
+def assert_same(ours: pp.Detections, theirs, box_tol: float, score_tol: float) -> None:
+    """Same count; every detection matched once (same class, box within box_tol px, score within score_tol)."""
+    boxes, scores, classes = theirs
+    assert len(ours) == len(scores), (len(ours), len(scores))
+    used: set[int] = set()
+    for box, score, cls in zip(ours.boxes, ours.scores, ours.classes):
+        match = [j for j in range(len(scores)) if j not in used and classes[j] == cls
+                 and np.abs(boxes[j] - box).max() <= box_tol and abs(scores[j] - score) <= score_tol]
+        assert match, (box, score, cls)
+        used.add(match[0])
+
+
+def as_tuple(d: pp.Detections):
+    return d.boxes, d.scores, d.classes
+
+
+# ---- the repository as compose starts it ------------------------------------------------------------
+def test_server_started_with_the_compose_flags(server):
+    import yaml
+
+    command = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["triton-api"]["command"]
+    assert {"--model-control-mode=explicit", "--load-model=*", "--strict-readiness=true",
+            "--exit-on-error=false"} <= set(command)
+    assert server.flags == [a for a in command[1:] if not a.startswith("--model-repository")]
+
+
+def test_server_is_ready_and_every_model_is_ready(server, built):
+    states = server.model_states()
+    expected = {SCRATCH_NAME, f"{SCRATCH_NAME}_end2end", FREE, f"{FREE}_end2end", FP16, INT8,
+                f"{SCRATCH_NAME}_trt_end2end", PREPROCESS, CONTROL, ens.ensemble_name(SCRATCH_NAME)}
+    assert set(states) == expected, set(states) ^ expected
+    not_ready = {name: s.get("reason") for name, s in states.items() if s.get("state") != "READY"}
+    assert not not_ready, not_ready
+    assert server.ready()  # strict readiness: the compose healthcheck would pass
+
+
+def test_a_failed_export_leaves_no_folder_in_the_repository(built):
+    """The broken checkpoint's export failed with one line, and nothing of it reached models/ (a
+    half-written model folder would keep the strict-readiness server from ever being ready)."""
+    tree, failed = built["tree"], built["failed"]
+    assert not (tree.models / BROKEN).exists()
+    assert not list(tree.models.rglob("*.tmp"))
+    errors = [line for line in failed.stderr.splitlines() if "] error: " in line]
+    assert len(errors) == 1 and BROKEN in errors[0], failed.stderr
+
+
+def test_generated_configs_are_served_unchanged(clients, built):
+    served = clients["grpc"].get_model_config(ens.ensemble_name(SCRATCH_NAME)).config
+    assert tc.to_text(served).strip() and built["ensemble_text"] == (
+        built["tree"].models / ens.ensemble_name(SCRATCH_NAME) / "config.pbtxt").read_text()
+    for name in (SCRATCH_NAME, f"{SCRATCH_NAME}_end2end", INT8):
+        config = clients["grpc"].get_model_config(name).config
+        assert config.platform == "onnxruntime_onnx" and config.backend == "onnxruntime"
+        assert [g.kind for g in config.instance_group] == [tc.mc.ModelInstanceGroup.KIND_CPU]
+        assert not config.optimization.execution_accelerators.gpu_execution_accelerator
+
+
+# ---- detections through the real server == ultralytics' --------------------------------------------
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_track_a_matches_the_predictor(clients, built, samples, protocol):
+    paths, images = samples
+    got = client_cli.infer(clients[protocol], SCRATCH_NAME, images, mode="ultralytics")
+    theirs = predicted(built["tree"].weights / f"{SCRATCH_NAME}.pt", paths)
+    assert sum(len(g) for g in got) > 10, "the scratch model should detect something"
+    for ours, t in zip(got, theirs):
+        assert_same(ours, t, box_tol=0.5, score_tol=1e-3)
+
+
+def ultralytics_multilabel(weights: Path, images):
+    """ultralytics' own ``non_max_suppression`` with ``multi_label=True`` (strict thresholds, per-class
+    NMS, best TOPK overall: the NonMaxSuppression graph's semantics) on the checkpoint's PyTorch output
+    for the square letterbox, mapped back to the original pixels."""
+    import torch
+    from ultralytics import YOLO
+    from ultralytics.utils.nms import non_max_suppression
+
+    batch, infos = pp.letterbox_batch(images, IMGSZ)
+    model = YOLO(str(weights)).model.float().eval()
+    with torch.no_grad():
+        raw = model(torch.from_numpy(batch))
+    raw = raw[0] if isinstance(raw, (list, tuple)) else raw
+    found = non_max_suppression(raw, CONF, IOU, multi_label=True, max_det=TOPK)
+    return [(pp.map_boxes_to_original(d[:, :4].numpy(), info), d[:, 4].numpy(), d[:, 5].numpy().astype(int))
+            for d, info in zip(found, infos)]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_end2end_onnx_nms_matches_ultralytics_multilabel_nms(clients, built, samples, protocol):
+    """The served NMS=onnx graph (multi-label) == ultralytics' non_max_suppression(multi_label=True) on the
+    checkpoint's own output, and == the client's strict-threshold NMS on the served Track A output."""
+    paths, images = samples
+    client = clients[protocol]
+    e2e = client_cli.infer(client, f"{SCRATCH_NAME}_end2end", images)
+    assert sum(len(d) for d in e2e) > 10
+    for ours, t in zip(e2e, ultralytics_multilabel(built["tree"].weights / f"{SCRATCH_NAME}.pt", images)):
+        assert_same(ours, t, box_tol=0.5, score_tol=1e-3)
+    for ours, t in zip(e2e, client_cli.infer(client, SCRATCH_NAME, images, mode="onnx")):
+        assert_same(ours, as_tuple(t), box_tol=1e-2, score_tol=1e-5)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_end2end_nms_free_matches_the_one2one_predictor(clients, built, samples, protocol):
+    paths, images = samples
+    got = client_cli.infer(clients[protocol], f"{FREE}_end2end", images)
+    theirs = predicted(built["tree"].weights / f"{FREE}.pt", paths, one2one=True)
+    assert sum(len(g) for g in got) > 10
+    for ours, t in zip(got, theirs):
+        assert_same(ours, t, box_tol=0.5, score_tol=1e-3)
+
+
+def test_fp16_and_int8_track_a_serve_close_to_fp32(clients, samples):
+    """Both precisions load and answer; their raw output0 stays near the FP32 model's (loose bounds:
+    the untrained net's rescaled class head amplifies rounding, see tests/test_int8.py)."""
+    _, images = samples
+    batch, _ = pp.letterbox_batch(images, IMGSZ)
+    outputs = {}
+    for name in (SCRATCH_NAME, FP16, INT8):
+        served = client_cli.describe_model(clients["grpc"], name)
+        outputs[name] = client_cli._request(clients["grpc"], served, batch, ["output0"])["output0"]
+    reference = outputs[SCRATCH_NAME]
+    assert reference.shape == (2, 84, sum((IMGSZ // s) ** 2 for s in (8, 16, 32)))
+    for name, bound_boxes, bound_scores in ((FP16, 2.0, 0.25), (INT8, 40.0, 0.9)):
+        out = outputs[name]
+        assert out.shape == reference.shape and np.isfinite(out).all()
+        assert np.percentile(np.abs(out[:, :4] - reference[:, :4]), 99) < bound_boxes, name
+        assert np.abs(out[:, 4:] - reference[:, 4:]).max() < bound_scores, name
+        assert not np.array_equal(out, reference), name
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_track_d_jpeg_bytes_in_original_pixels_out(clients, built, samples, protocol):
+    """Encoded JPEG bytes -> DALI stand-in (our pipeline, CPU) -> NMS=onnx end2end under the plan's
+    name -> boxes mapped back with the ensemble's letterbox output. Equal to running the two steps one
+    after the other by hand; and close to the client-side (OpenCV) path: DALI's JPEG decoder and
+    OpenCV's differ by a grey level here and there, which the untrained net's rescaled head amplifies,
+    so that comparison is on the confident detections (the letterbox itself is checked against
+    ultralytics in tests/test_dali_letterbox.py)."""
+    import tritonclient.grpc as grpcclient
+
+    paths, images = samples
+    name = ens.ensemble_name(SCRATCH_NAME)
+    client = clients[protocol]
+    served = client_cli.describe_model(client, name)
+    assert (served.kind, served.imgsz) == (client_cli.KIND_ENCODED, IMGSZ)
+    got = client_cli.infer(client, served, images, encoded=[p.read_bytes() for p in paths])
+    by_hand = []
+    step_client = clients["grpc"]
+    for path in paths:
+        data = np.frombuffer(path.read_bytes(), np.uint8)[None]
+        inp = grpcclient.InferInput("encoded", list(data.shape), "UINT8")
+        inp.set_data_from_numpy(data)
+        pre = step_client.infer(PREPROCESS, [inp])
+        det = client_cli._request(step_client, client_cli.describe_model(step_client, f"{SCRATCH_NAME}_trt_end2end"),
+                                  pre.as_numpy("images"), client_cli.END2END_OUTPUTS)
+        by_hand += pp.postprocess_end2end(*(det[n] for n in client_cli.END2END_OUTPUTS),
+                                          ens.letterbox_infos(pre.as_numpy("letterbox")))
+    assert sum(len(d) for d in got) > 10
+    for ours, t in zip(got, by_hand):
+        assert_same(ours, as_tuple(t), box_tol=1e-3, score_tol=1e-6)
+    # The served preprocessing against ultralytics' LetterBox on lossless PNG bytes of the same pixels:
+    # within one grey level (DALI's and OpenCV's linear resize round differently). The detection step is
+    # the end2end graph checked against ultralytics' NMS above. (Detections are not compared end to end
+    # here: on this UNTRAINED net one grey level moves scores by up to ~0.03.)
+    import cv2
+    from ultralytics.data.augment import LetterBox
+
+    for image in images:
+        png = np.frombuffer(cv2.imencode(".png", image)[1].tobytes(), np.uint8)[None]
+        inp = grpcclient.InferInput("encoded", list(png.shape), "UINT8")
+        inp.set_data_from_numpy(png)
+        served_image = step_client.infer(PREPROCESS, [inp]).as_numpy("images")[0]
+        reference = LetterBox(new_shape=(IMGSZ, IMGSZ), auto=False, scaleup=True)(image=image)
+        reference = reference[..., ::-1].transpose(2, 0, 1).astype(np.float32) / 255.0
+        assert served_image.shape == reference.shape
+        assert np.abs(served_image - reference).max() <= 1.0 / 255 + 1e-6
+
+
+def _stats(server, model: str) -> dict:
+    status, body = ts._get(f"http://{server.http_url}/v2/models/{model}/stats")
+    assert status == 200, body
+    stats = json.loads(body)["model_stats"][0]
+    return {"inferences": int(stats["inference_count"]), "executions": int(stats["execution_count"]),
+            "batch_sizes": {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in stats["batch_stats"]}}
+
+
+def test_ragged_batching_merges_jpegs_of_different_lengths(server, clients, samples):
+    """16 concurrent one-JPEG requests of two byte lengths: with allow_ragged_batch the dynamic batcher
+    merges them (executions < inferences); the control without it runs every request alone."""
+    import tritonclient.grpc as grpcclient
+
+    paths, _ = samples
+    # 16 different byte lengths (trailing bytes after the JPEG's end marker are ignored by decoders)
+    payloads = [np.frombuffer(paths[i % 2].read_bytes() + bytes(i), np.uint8)[None] for i in range(16)]
+    results = {}
+    for model in (PREPROCESS, CONTROL):
+        before = _stats(server, model)
+        errors = []
+
+        def send(i, model=model, errors=errors):
+            client = grpcclient.InferenceServerClient(server.grpc_url)
+            try:
+                data = payloads[i]
+                inp = grpcclient.InferInput("encoded", list(data.shape), "UINT8")
+                inp.set_data_from_numpy(data)
+                out = client.infer(model, [inp]).as_numpy("images")
+                assert out.shape == (1, 3, IMGSZ, IMGSZ)
+            except Exception as err:  # noqa: BLE001 - collected and asserted below
+                errors.append(err)
+            finally:
+                client.close()
+
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert not errors, errors
+        deadline = time.monotonic() + 10
+        while (after := _stats(server, model))["inferences"] - before["inferences"] < 16 and time.monotonic() < deadline:
+            time.sleep(0.2)  # statistics are updated just after the responses go out
+        results[model] = {k: after[k] - before[k] for k in ("inferences", "executions")}
+        results[model]["batch_sizes"] = after["batch_sizes"]
+    print(f"\nragged batching (16 concurrent JPEG requests): {results}")
+    assert results[PREPROCESS]["inferences"] == results[CONTROL]["inferences"] == 16
+    assert results[CONTROL]["executions"] == 16
+    assert results[PREPROCESS]["executions"] < 16
+
+
+# ---- the client CLI against the real server ----------------------------------------------------------
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_cli_prints_named_detections_and_draws_pngs(server, built, samples, tmp_path, capsys, protocol):
+    import cv2
+
+    paths, images = samples
+    out = tmp_path / "drawn.png"
+    rc = client_cli.main(["--url", server.url(protocol), "--protocol", protocol, "--model", f"{SCRATCH_NAME}_end2end",
+                          "--images", *map(str, paths), "--draw", str(out),
+                          "--model-repository", str(built["tree"].models)])
+    assert rc == 0
+    stdout = capsys.readouterr().out
+    labels = (built["tree"].models / f"{SCRATCH_NAME}_end2end" / "labels.txt").read_text().split("\n")
+    for path, image in zip(paths, images):
+        assert f"{path}: " in stdout
+        drawn = cv2.imread(str(tmp_path / f"drawn_{path.stem}.png"))
+        assert drawn is not None and drawn.shape == image.shape and not np.array_equal(drawn, image)
+    assert any(line.split()[0] in labels for line in stdout.splitlines() if not line.startswith(str(paths[0])))
+
+
+def test_cli_unknown_model_and_refused_load_are_one_line(server, samples, capsys):
+    paths, _ = samples
+    assert client_cli.main(["--url", server.grpc_url, "--protocol", "grpc", "--model", "no_such_model",
+                            "--images", str(paths[0])]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no_such_model" in err[0]
+    assert client_cli.main(["--url", server.http_url, "--model", "not_in_the_repository", "--load",
+                            "--images", str(paths[0])]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not_in_the_repository" in err[0]
