@@ -231,6 +231,26 @@ validate: $(if $(MODEL),$(MODELS_DIR)/$(MODEL)/1/model.onnx $(MODELS_DIR)/$(MODE
 bench-postprocess: ## Time the NumPy client post-processing against ultralytics' NMS (one CPU thread)
 	OMP_NUM_THREADS=1 $(PYTHON) scripts/bench_postprocess.py --json results/bench_postprocess.json
 
+# ---- demo: the first run on any machine (no GPU, no TensorRT, no network needed) ---------------------
+# The seed's nano checkpoint when it downloads, else an UNTRAINED one (said loudly); Track A and an end2end
+# ONNX that runs on a CPU (NMS=onnx), their configs (INSTANCE_KIND=cpu) in their own repository
+# $(DEMO_DIR)/models, make validate, then (where a Triton can start here) served and queried, PNGs drawn.
+DEMO_DIR ?= demo
+DEMO_MODELS = $(DEMO_DIR)/models
+DEMO_ARGS = MODELS_DIR=$(DEMO_MODELS) BUILD_DIR=$(DEMO_DIR)/.build INSTANCE_KIND=cpu NMS=onnx PRECISION=fp32
+.PHONY: demo
+demo: ## First run anywhere: checkpoint, Track A + CPU end2end, configs, validate, real Triton + client PNGs
+	@if $(MAKE) --no-print-directory $(WEIGHTS_DIR)/$(WEIGHTS_nano).pt; then name=$(WEIGHTS_nano); \
+	else name=$(WEIGHTS_nano)_untrained; \
+	  echo "######## demo: no download here: using an UNTRAINED $$name checkpoint (boxes are meaningless) ########" >&2; \
+	  test -f $(WEIGHTS_DIR)/$$name.pt || $(MAKE) --no-print-directory scratch MODEL=$(WEIGHTS_nano); fi; \
+	$(MAKE) --no-print-directory $(DEMO_ARGS) $(DEMO_MODELS)/$$name/config.pbtxt $(DEMO_MODELS)/$${name}_end2end/config.pbtxt && \
+	$(MAKE) --no-print-directory $(DEMO_ARGS) validate MODEL=$$name && \
+	{ $(PYTHON) scripts/serve_local.py --models-dir $(DEMO_MODELS) --model $$name $${name}_end2end \
+	    --draw-dir $(DEMO_DIR)/results; rc=$$?; \
+	  if [ $$rc = 3 ]; then echo "demo: built and validated; not served (no Triton here, see the line above)"; \
+	  elif [ $$rc != 0 ]; then exit $$rc; else echo "demo: served; drawn detections in $(DEMO_DIR)/results/"; fi; }
+
 # ---- serving: the running Triton (docker compose) -------------------------------------------------
 PROTOCOL ?= http
 # The running Triton: TRITON_HOST (docker-compose.yml sets triton-api inside yolo-api), its HTTP/gRPC
