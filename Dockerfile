@@ -4,9 +4,9 @@
 # ones of one NGC month; docker-compose.yml gives the SAME month (TRITON_RELEASE) to the
 # tritonserver image, so the TensorRT that builds a plan is the TensorRT that loads it.
 #   docker compose build                          # normal use (compose passes RELEASE, HOST_UID, HOST_GID)
-#   docker build --build-arg RELEASE=25.10 .      # by hand
+#   docker build --build-arg RELEASE=26.10 .      # by hand
 # The default below must equal the one in docker-compose.yml (tests/test_serving_files.py checks it).
-ARG RELEASE=25.10
+ARG RELEASE=26.10
 FROM nvcr.io/nvidia/tensorrt:${RELEASE}-py3
 
 # Owner of the files written into the bind-mounted ./models, ./pytorch_models and ./trt_cache.

@@ -136,7 +136,11 @@ def test_triton_serves_models_read_only_with_explicit_model_control(config):
     assert command[0] == "tritonserver"
     assert "--model-repository=/models" in command
     assert "--model-control-mode=explicit" in command and "--load-model=*" in command
-    assert service["volumes"] == [f"{ROOT / 'models'}:/models:ro"]
+    assert service["volumes"][0] == f"{ROOT / 'models'}:/models:ro"
+    # the one writable path: ONNX Runtime's TensorRT engine cache, where the generated configs point it
+    from yolo_triton.settings import defaults
+
+    assert service["volumes"][1:] == [f"{ROOT / 'trt_cache' / 'onnxruntime'}:{defaults()['ORT_TRT_CACHE_DIR']}:rw"]
 
 
 def test_shared_memory_and_ulimits_as_nvidia_recommends(config):
