@@ -85,10 +85,11 @@ system-tools:
 	@command -v docker-compose >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; \
 	  else echo "note: install docker-compose (Debian/Ubuntu package) for the compose-file test" >&2; fi; }
-.venv/.installed: requirements.txt
+.venv/.installed: requirements.txt pyproject.toml
 	python3 -m venv .venv
 	.venv/bin/pip install --quiet --upgrade pip
 	.venv/bin/pip install --quiet -r requirements.txt
+	.venv/bin/pip install --quiet -e . --no-deps
 	touch $@
 
 test: ## Run the test suite (CPU; TensorRT through honest doubles)

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "export"))
+from yolo_triton import settings
+from yolo_triton.cli import run_step
+from yolo_triton.ensemble import write_preprocess_model
 
-from yolo_triton import settings  # noqa: E402
-from yolo_triton.cli import run_step  # noqa: E402
-from yolo_triton.ensemble import write_preprocess_model  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 LOG = logging.getLogger("create_dali_letterbox_pipeline")
 

@@ -11,15 +11,13 @@ Reads ``yolov11_preprocess_<IMGSZ>/config.pbtxt`` and ``yolov11_<size>_trt_end2e
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "export"))
+from yolo_triton import settings
+from yolo_triton.cli import run_step
+from yolo_triton.ensemble import write_ensemble
 
-from yolo_triton import settings  # noqa: E402
-from yolo_triton.cli import run_step  # noqa: E402
-from yolo_triton.ensemble import write_ensemble  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv=None) -> argparse.Namespace:

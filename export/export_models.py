@@ -14,8 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from yolo_triton.settings import model_name_for_size, size_names  # noqa: E402
+from yolo_triton.settings import model_name_for_size, size_names
 
 REPO = Path(__file__).resolve().parents[1]
 FORMAT_SUFFIX = {"onnx": ("", "model.onnx"), "onnx_end2end": ("_end2end", "model.onnx"),

@@ -29,11 +29,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "export"))
+from yolo_triton import letterbox_check as lc
+from yolo_triton import settings
 
-from yolo_triton import letterbox_check as lc  # noqa: E402
-from yolo_triton import settings  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 LOG = logging.getLogger("bench_dali_gpu")
 

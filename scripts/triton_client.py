@@ -28,15 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
+import cv2
+import numpy as np
+from google.protobuf import json_format
+from tritonclient.grpc import model_config_pb2 as mc
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-from google.protobuf import json_format  # noqa: E402
-from tritonclient.grpc import model_config_pb2 as mc  # noqa: E402
-
-from yolo_triton import postprocess as pp  # noqa: E402
-from yolo_triton.settings import defaults  # noqa: E402
+from yolo_triton import postprocess as pp
+from yolo_triton.settings import defaults
 
 LOG = logging.getLogger("triton_client")
 

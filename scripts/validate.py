@@ -36,13 +36,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from yolo_triton import postprocess as pp  # noqa: E402
-from yolo_triton.errors import StepError  # noqa: E402
-from yolo_triton.settings import defaults, model_name_for_size, size_names, weights_stem_for_size  # noqa: E402
+from yolo_triton import postprocess as pp
+from yolo_triton.errors import StepError
+from yolo_triton.settings import defaults, model_name_for_size, size_names, weights_stem_for_size
 
 LOG = logging.getLogger("validate")
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import cv2
@@ -19,17 +18,16 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "export"))
 
 dali = pytest.importorskip("nvidia.dali", reason="nvidia-dali-cuda130 (requirements.txt) is not installed")
 LetterBox = pytest.importorskip("ultralytics.data.augment").LetterBox
 
-from yolo_triton import dali_pipeline as dp  # noqa: E402
-from yolo_triton import ensemble as ens  # noqa: E402
-from yolo_triton import letterbox_check as lc  # noqa: E402
-from yolo_triton import postprocess as pp  # noqa: E402
-from yolo_triton import settings  # noqa: E402
-from yolo_triton import triton_config as tc  # noqa: E402
+from yolo_triton import dali_pipeline as dp
+from yolo_triton import ensemble as ens
+from yolo_triton import letterbox_check as lc
+from yolo_triton import postprocess as pp
+from yolo_triton import settings
+from yolo_triton import triton_config as tc
 
 IMGSZ = int(settings.defaults()["IMGSZ"])
 
@@ -222,7 +220,6 @@ def test_autoserialize_roundtrip_cpu(tmp_path, images):
 
 
 def test_cli_defaults_write_the_model(tmp_path, restore_logging):
-    sys.path.insert(0, str(ROOT / "dali"))
     import create_dali_letterbox_pipeline as cli
 
     assert cli.main(["--model-dir", str(tmp_path)]) == 0

@@ -14,13 +14,11 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "doubles"))
-
-import build_engine  # noqa: E402
-from onnx_graphs import end2end_detector, plain_detector  # noqa: E402
-from yolo_triton import engine, engine_python  # noqa: E402
-from yolo_triton.engine import read_sidecar  # noqa: E402
-from yolo_triton.onnx_io import onnx_io  # noqa: E402
+import build_engine
+from onnx_graphs import end2end_detector, plain_detector
+from yolo_triton import engine, engine_python
+from yolo_triton.engine import read_sidecar
+from yolo_triton.onnx_io import onnx_io
 
 DOUBLES = Path(__file__).parent / "doubles"
 GPU = "NVIDIA H100 80GB HBM3"

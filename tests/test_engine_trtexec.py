@@ -14,12 +14,10 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "doubles"))
-
-import build_engine  # noqa: E402
-from onnx_graphs import end2end_detector, plain_detector  # noqa: E402
-from yolo_triton import engine  # noqa: E402
-from yolo_triton.engine import (  # noqa: E402
+import build_engine
+from onnx_graphs import end2end_detector, plain_detector
+from yolo_triton import engine
+from yolo_triton.engine import (
     make_profile,
     parse_trtexec_version,
     parse_workspace,
@@ -27,8 +25,8 @@ from yolo_triton.engine import (  # noqa: E402
     read_sidecar,
     sha256_file,
 )
-from yolo_triton.errors import StepError  # noqa: E402
-from yolo_triton.onnx_io import TensorSpec  # noqa: E402
+from yolo_triton.errors import StepError
+from yolo_triton.onnx_io import TensorSpec
 
 DOUBLES = Path(__file__).parent / "doubles"
 SIZES = {"nano": 128, "small": 64, "medium": 32}  # export/defaults.mk MAX_BATCH_<size>

@@ -24,15 +24,14 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "export"))
 
-from tritonclient.grpc import model_config_pb2 as mc  # noqa: E402
+from tritonclient.grpc import model_config_pb2 as mc
 
-from yolo_triton import ensemble as ens  # noqa: E402
-from yolo_triton import postprocess as pp  # noqa: E402
-from yolo_triton import settings  # noqa: E402
-from yolo_triton import triton_config as tc  # noqa: E402
-from yolo_triton.onnx_io import TensorSpec  # noqa: E402
+from yolo_triton import ensemble as ens
+from yolo_triton import postprocess as pp
+from yolo_triton import settings
+from yolo_triton import triton_config as tc
+from yolo_triton.onnx_io import TensorSpec
 
 DEFAULTS = settings.defaults()
 IMGSZ, TOPK, QUEUE_DELAY_US = int(DEFAULTS["IMGSZ"]), int(DEFAULTS["TOPK"]), int(DEFAULTS["QUEUE_DELAY_US"])
@@ -111,7 +110,6 @@ def test_mismatched_steps_are_refused(tmp_path):
 
 
 def test_cli(tmp_path, caplog, restore_logging):
-    sys.path.insert(0, str(ROOT / "dali"))
     import create_ensembles as cli
 
     write_preprocess_config(tmp_path)
@@ -174,9 +172,8 @@ class Server:
                                                          env.get("LD_LIBRARY_PATH")]))
         # the stub's interpreter: the venv's packages (numpy<2, cv2) and yolo_triton for the doubles
         # the stub's interpreter: this venv's python first on PATH (as PyTriton does: numpy<2, cv2); it ignores
-        # PYTHONPATH, so the DALI double finds yolo_triton through its own variable
+        # PYTHONPATH, so the DALI double imports the yolo_triton that `make setup` installed in the venv
         env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
-        env["YOLO_TRITON_EXPORT_DIR"] = str(ROOT / "export")
         self.http_port, self.grpc_port = _free_port(), _free_port()
         self.log = workdir / "tritonserver.log"
         self.proc = subprocess.Popen(
