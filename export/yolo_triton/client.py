@@ -1,5 +1,4 @@
-#!/usr/bin/env python3
-"""Triton smoke client: send real images to any track's model and print (and draw) the detections.
+"""Triton client library: send real images to any track's model, get detections (``scripts/triton_client.py``).
 
 The client asks the server for the model's configuration and works out the track from it:
 
@@ -16,14 +15,10 @@ the model's directory of the repository the server serves (``--model-repository`
 
     python scripts/triton_client.py --model yolov11_small_trt_end2end --images img.jpg --draw out.png
     python scripts/triton_client.py --protocol grpc --model yolov11_small --images photos/
-
-Exit 0 ok, 1 the request failed, 2 usage.
 """
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -339,83 +334,8 @@ def write_png(path: Path, image: np.ndarray) -> None:
     tmp.replace(path)
 
 
-# --------------------------------------------------------------------------------------------------
-# CLI
-# --------------------------------------------------------------------------------------------------
 def sample_images_dir() -> str:
+    """ultralytics' sample images (bus.jpg, zidane.jpg): the default input."""
     from ultralytics.utils import ASSETS
 
     return str(ASSETS)
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    settings = defaults()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="served model name, e.g. yolov11_small_trt_end2end")
-    parser.add_argument("--images", nargs="+", help="image files and/or directories (default: ultralytics' samples)")
-    parser.add_argument("--protocol", choices=PROTOCOLS, default="http")
-    parser.add_argument("--url", help="host:port (default 127.0.0.1:8000 for http, 127.0.0.1:8001 for grpc)")
-    parser.add_argument("--draw", type=Path, metavar="OUT.png", help="write the image(s) with boxes")
-    parser.add_argument("--conf", type=float, default=float(settings["CONF"]), help="Tracks A/B only")
-    parser.add_argument("--iou", type=float, default=float(settings["IOU"]), help="Tracks A/B only")
-    parser.add_argument("--topk", type=int, default=int(settings["TOPK"]), help="Tracks A/B only")
-    parser.add_argument("--nms-mode", choices=pp.MODES, default=default_mode(), help="Tracks A/B client NMS")
-    parser.add_argument("--imgsz", type=int, help="network input size of an encoded-image model, when the "
-                        "server does not show it (an ensemble's detector step does)")
-    parser.add_argument("--model-repository", default="models",
-                        help="where labels.txt is looked up (the directory the server serves)")
-    parser.add_argument("--load", action="store_true",
-                        help="ask the server to (re)load the model first (explicit model control)")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    args = parser.parse_args(argv)
-    if not 0.0 <= args.conf <= 1.0 or not 0.0 < args.iou <= 1.0 or args.topk <= 0:
-        parser.error(f"need 0 <= --conf <= 1, 0 < --iou <= 1, --topk > 0 (got {args.conf}, {args.iou}, {args.topk})")
-    return args
-
-
-def run(args: argparse.Namespace) -> int:
-    paths = image_paths(args.images or [sample_images_dir()])
-    images = [read_image(path) for path in paths]
-    client = connect(args.url or default_url(args.protocol), args.protocol)
-    try:
-        if args.load:
-            load_model(client, args.model)
-        served = describe_model(client, args.model, args.imgsz)
-        LOG.info("model %s: %s track, input %s %s size %s, max batch %d, outputs %s", served.name, served.kind,
-                 served.input_name, served.input_dtype, served.imgsz, served.max_batch, list(served.outputs))
-        encoded = [path.read_bytes() for path in paths] if served.kind == KIND_ENCODED else None
-        results = infer(client, served, images, args.conf, args.iou, args.topk, args.nms_mode, encoded=encoded)
-    finally:
-        client.close()
-    names = load_labels(args.model_repository, served)
-    if names is None:
-        LOG.info("no %s under %s/%s: printing class ids", LABELS_FILENAME, args.model_repository, served.name)
-    for path, detections in zip(paths, results):
-        print(f"{path}: {len(detections)} detections")
-        if len(detections):
-            print(detections.format(names))
-    if args.draw:
-        for out, image, detections in zip(draw_paths(args.draw, paths), images, results):
-            write_png(out, draw(image, detections, names))
-            LOG.info("wrote %s", out)
-    return 0
-
-
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="[triton_client] %(message)s",
-                        stream=sys.stderr)
-    try:
-        return run(args)
-    except ClientError as err:
-        print(f"[triton_client] error: {err}", file=sys.stderr)
-        return 1
-    except Exception as err:  # tritonclient raises InferenceServerException, connection errors, ...
-        print(f"[triton_client] error: {type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
-              f" (is the server at {args.url or default_url(args.protocol)} up, and model '{args.model}' loaded? "
-              "curl -s localhost:8000/v2/health/ready; docker compose logs triton-api)", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

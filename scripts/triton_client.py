@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Triton smoke client: send real images to any track's model and print (and draw) the detections.
+
+A thin command line over :mod:`yolo_triton.client`, which reads the model's configuration from the
+server and works out the track from it (Track A/B ``output0``: letterbox and NMS here; end2end: NMS on
+the server; Track D ensembles: the encoded file is sent as is). Boxes are mapped back to the original
+image. Class names come from ``labels.txt`` in the model's directory of ``--model-repository``.
+
+    python scripts/triton_client.py --model yolov11_small_trt_end2end --images img.jpg --draw out.png
+    python scripts/triton_client.py --protocol grpc --model yolov11_small --images photos/
+
+Exit 0 ok, 1 the request failed, 2 usage.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from yolo_triton import postprocess as pp
+from yolo_triton.client import (
+    KIND_ENCODED,
+    LABELS_FILENAME,
+    PROTOCOLS,
+    ClientError,
+    connect,
+    default_mode,
+    default_url,
+    describe_model,
+    draw,
+    draw_paths,
+    image_paths,
+    infer,
+    load_labels,
+    load_model,
+    read_image,
+    sample_images_dir,
+    write_png,
+)
+from yolo_triton.settings import defaults
+
+LOG = logging.getLogger("triton_client")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    settings = defaults()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="served model name, e.g. yolov11_small_trt_end2end")
+    parser.add_argument("--images", nargs="+", help="image files and/or directories (default: ultralytics' samples)")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="http")
+    parser.add_argument("--url", help="host:port (default 127.0.0.1:8000 for http, 127.0.0.1:8001 for grpc)")
+    parser.add_argument("--draw", type=Path, metavar="OUT.png", help="write the image(s) with boxes")
+    parser.add_argument("--conf", type=float, default=float(settings["CONF"]), help="Tracks A/B only")
+    parser.add_argument("--iou", type=float, default=float(settings["IOU"]), help="Tracks A/B only")
+    parser.add_argument("--topk", type=int, default=int(settings["TOPK"]), help="Tracks A/B only")
+    parser.add_argument("--nms-mode", choices=pp.MODES, default=default_mode(), help="Tracks A/B client NMS")
+    parser.add_argument("--imgsz", type=int, help="network input size of an encoded-image model, when the "
+                        "server does not show it (an ensemble's detector step does)")
+    parser.add_argument("--model-repository", default="models",
+                        help="where labels.txt is looked up (the directory the server serves)")
+    parser.add_argument("--load", action="store_true",
+                        help="ask the server to (re)load the model first (explicit model control)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    if not 0.0 <= args.conf <= 1.0 or not 0.0 < args.iou <= 1.0 or args.topk <= 0:
+        parser.error(f"need 0 <= --conf <= 1, 0 < --iou <= 1, --topk > 0 (got {args.conf}, {args.iou}, {args.topk})")
+    return args
+
+
+def run(args: argparse.Namespace) -> int:
+    paths = image_paths(args.images or [sample_images_dir()])
+    images = [read_image(path) for path in paths]
+    client = connect(args.url or default_url(args.protocol), args.protocol)
+    try:
+        if args.load:
+            load_model(client, args.model)
+        served = describe_model(client, args.model, args.imgsz)
+        LOG.info("model %s: %s track, input %s %s size %s, max batch %d, outputs %s", served.name, served.kind,
+                 served.input_name, served.input_dtype, served.imgsz, served.max_batch, list(served.outputs))
+        encoded = [path.read_bytes() for path in paths] if served.kind == KIND_ENCODED else None
+        results = infer(client, served, images, args.conf, args.iou, args.topk, args.nms_mode, encoded=encoded)
+    finally:
+        client.close()
+    names = load_labels(args.model_repository, served)
+    if names is None:
+        LOG.info("no %s under %s/%s: printing class ids", LABELS_FILENAME, args.model_repository, served.name)
+    for path, detections in zip(paths, results):
+        print(f"{path}: {len(detections)} detections")
+        if len(detections):
+            print(detections.format(names))
+    if args.draw:
+        for out, image, detections in zip(draw_paths(args.draw, paths), images, results):
+            write_png(out, draw(image, detections, names))
+            LOG.info("wrote %s", out)
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="[triton_client] %(message)s",
+                        stream=sys.stderr)
+    try:
+        return run(args)
+    except ClientError as err:
+        print(f"[triton_client] error: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:  # tritonclient raises InferenceServerException, connection errors, ...
+        print(f"[triton_client] error: {type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+              f" (is the server at {args.url or default_url(args.protocol)} up, and model '{args.model}' loaded? "
+              "curl -s localhost:8000/v2/health/ready; docker compose logs triton-api)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
