@@ -1,4 +1,4 @@
-"""scripts/triton_client.py against a REAL Triton server (PyTriton's tritonserver, CPU, 127.0.0.1).
+"""yolo_triton.client and scripts/triton_client.py against a REAL Triton server (PyTriton's tritonserver, CPU, 127.0.0.1).
 
 The served models are TEST DOUBLES (tests/trt_end2end_plan_double.py): an end2end model whose NMS
 is the NumPy model of EfficientNMS_TRT (standing in for the ``*_trt_end2end`` plan) and a Track A
@@ -8,7 +8,6 @@ letterbox and post-processing, and ultralytics' sample images.
 """
 from __future__ import annotations
 
-import importlib.util
 import socket
 import subprocess
 import sys
@@ -18,7 +17,6 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "export"))
 
 pytest.importorskip("pytriton")
 if int(np.__version__.split(".")[0]) >= 2:
@@ -26,6 +24,8 @@ if int(np.__version__.split(".")[0]) >= 2:
 
 import cv2  # noqa: E402
 
+import triton_client as cli  # noqa: E402  scripts/triton_client.py, the command line
+from yolo_triton import client as tc  # noqa: E402
 from yolo_triton import postprocess as pp  # noqa: E402
 from yolo_triton.settings import defaults  # noqa: E402
 
@@ -42,15 +42,6 @@ PROTOCOLS = ("http", "grpc")
 TEST_CONF = 0.05
 
 
-def _load_client_module():
-    spec = importlib.util.spec_from_file_location("triton_client", ROOT / "scripts" / "triton_client.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
-
-
-tc = _load_client_module()
 
 
 def _free_port() -> int:
@@ -224,7 +215,7 @@ def test_batches_larger_than_max_batch_are_split(clients, sample_images, expecte
 def test_cli_prints_named_detections_and_draws_pngs(server, repository, scratch, sample_paths, sample_images,
                                                     expected, tmp_path, capsys, protocol):
     out = tmp_path / "drawn.png"
-    rc = tc.main(["--url", server[protocol], "--protocol", protocol, "--model", END2END_MODEL,
+    rc = cli.main(["--url", server[protocol], "--protocol", protocol, "--model", END2END_MODEL,
                   "--images", str(sample_paths[0]), str(sample_paths[1]), "--draw", str(out),
                   "--model-repository", str(repository)])
     assert rc == 0
@@ -240,7 +231,7 @@ def test_cli_prints_named_detections_and_draws_pngs(server, repository, scratch,
 
 
 def test_cli_without_labels_prints_class_ids(server, sample_paths, tmp_path, capsys, expected):
-    rc = tc.main(["--url", server["http"], "--model", TRACK_A_MODEL, "--images", str(sample_paths[0]),
+    rc = cli.main(["--url", server["http"], "--model", TRACK_A_MODEL, "--images", str(sample_paths[0]),
                   "--conf", str(TEST_CONF),
                   "--model-repository", str(tmp_path)])
     assert rc == 0
@@ -250,7 +241,7 @@ def test_cli_without_labels_prints_class_ids(server, sample_paths, tmp_path, cap
 
 
 def test_cli_unknown_model_fails_with_one_line(server, sample_paths, capsys):
-    rc = tc.main(["--url", server["grpc"], "--protocol", "grpc", "--model", "no_such_model",
+    rc = cli.main(["--url", server["grpc"], "--protocol", "grpc", "--model", "no_such_model",
                   "--images", str(sample_paths[0])])
     assert rc == 1
     err = capsys.readouterr().err.strip().splitlines()
@@ -272,7 +263,7 @@ def test_encoded_image_model_gets_the_files_bytes_and_matches(clients, protocol,
 
 
 def test_cli_as_a_process_on_the_encoded_track(server, repository, sample_paths, expected):
-    """The script as users run it: its own interpreter, sys.path set up by itself, gRPC."""
+    """The script as users run it: its own interpreter, the package as installed, gRPC."""
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "triton_client.py"), "--url", server["grpc"], "--protocol", "grpc",
          "--model", ENCODED_MODEL, "--imgsz", str(TEST_IMGSZ), "--images", str(sample_paths[1]),
@@ -286,7 +277,7 @@ def test_cli_as_a_process_on_the_encoded_track(server, repository, sample_paths,
 
 def test_cli_load_asks_the_server_and_reports_its_refusal(server, sample_paths, capsys):
     """--load calls the model-repository API; this server has no such model in its repository."""
-    rc = tc.main(["--url", server["http"], "--model", "not_in_the_repository", "--load",
+    rc = cli.main(["--url", server["http"], "--model", "not_in_the_repository", "--load",
                   "--images", str(sample_paths[0])])
     assert rc == 1
     err = capsys.readouterr().err.strip().splitlines()
