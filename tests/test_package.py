@@ -6,9 +6,7 @@ import importlib.metadata
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-import pytest
 
 from conftest import REPO, skip_unless_ci
 
