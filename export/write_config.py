@@ -23,7 +23,7 @@ LOG = logging.getLogger("write_config")
 def plan_io(plan: Path, source_onnx: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """I/O of a plan: engine inspection when TensorRT is present, else the source ONNX's."""
     try:
-        from yolo_triton.engine import engine_io
+        from yolo_triton.engine_build import engine_io
     except ImportError:
         engine_io = None
     io = engine_io(plan) if engine_io else None

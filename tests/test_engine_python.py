@@ -16,7 +16,7 @@ import pytest
 
 import build_engine
 from onnx_graphs import end2end_detector, plain_detector
-from yolo_triton import engine, engine_python
+from yolo_triton import engine, engine_build, engine_python
 from yolo_triton.engine import read_sidecar
 from yolo_triton.onnx_io import onnx_io
 
@@ -105,7 +105,7 @@ def test_python_build_end_to_end(tmp_path, fake_trt, capsys, version, track, max
     side = read_sidecar(plan)
     assert (side["builder"], side["tensorrt_version"], side["precision"]) == ("python", short, "fp16")
 
-    assert engine.engine_io(plan) == onnx_io(onnx_path)  # engine inspection API, same I/O as the ONNX
+    assert engine_build.engine_io(plan) == onnx_io(onnx_path)  # engine inspection API, same I/O as the ONNX
     err = capsys.readouterr().err
     assert "Building engine" in err and "[" + "#" * 30 + "] 2/2" in err  # the progress bar
 
@@ -119,7 +119,7 @@ def test_declared_api_is_what_the_code_uses(tmp_path, fake_trt):
     trt = fake_trt("10.13.3.9")
     onnx_path = end2end_detector(tmp_path / "m.onnx")
     assert build_engine.main(_cli(onnx_path, tmp_path / "m.plan", 4, tmp_path / "c")) == 0
-    engine.engine_io(tmp_path / "m.plan")
+    engine_build.engine_io(tmp_path / "m.plan")
     accessed = set(trt._ACCESSED)
     trt = fake_trt("10.13.3.9", fail="parse")
     assert build_engine.main(_cli(onnx_path, tmp_path / "m.plan", 4, tmp_path / "c")) == 1
@@ -193,7 +193,7 @@ def test_the_11x_double_lacks_the_removed_api(fake_trt):
 
 def test_engine_io_is_none_without_tensorrt(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)
-    assert engine.engine_io(tmp_path / "model.plan") is None
+    assert engine_build.engine_io(tmp_path / "model.plan") is None
 
 
 def test_foreign_plan_cannot_be_inspected(tmp_path, fake_trt):
@@ -201,4 +201,4 @@ def test_foreign_plan_cannot_be_inspected(tmp_path, fake_trt):
     plan = tmp_path / "model.plan"
     plan.write_bytes(b"a plan from another TensorRT")
     with pytest.raises(engine.StepError, match="cannot be loaded by TensorRT 11.4.0.106"):
-        engine.engine_io(plan)
+        engine_build.engine_io(plan)

@@ -221,3 +221,18 @@ def engine_io(trt, plan_path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]
                           tuple(int(d) for d in engine.get_tensor_shape(name)))
         (inputs if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else outputs).append(spec)
     return inputs, outputs
+
+
+class PythonApiBuilder:
+    """:class:`yolo_triton.engine.Builder` through the TensorRT Python API (``trt``: the imported module)."""
+
+    name = "python"
+
+    def __init__(self, trt):
+        self.trt, self.trt_version = trt, short_version(trt.__version__)
+
+    def build(self, request: BuildRequest, plan_out: Path) -> BuildResult:
+        return build_with_python(self.trt, request, plan_out)
+
+    def engine_io(self, plan_path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+        return engine_io(self.trt, plan_path)

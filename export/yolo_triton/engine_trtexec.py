@@ -157,3 +157,15 @@ def build_with_trtexec(request: BuildRequest, trtexec: str, trt_version: str, pl
     finally:
         cache_tmp.unlink(missing_ok=True)
     return BuildResult("trtexec", trt_version, clock() - start)
+
+
+class TrtexecBuilder:
+    """:class:`yolo_triton.engine.Builder` through the ``trtexec`` command line."""
+
+    name = "trtexec"
+
+    def __init__(self, trtexec: str, trt_version: str):
+        self.trtexec, self.trt_version = trtexec, trt_version
+
+    def build(self, request: BuildRequest, plan_out: Path) -> BuildResult:
+        return build_with_trtexec(request, self.trtexec, self.trt_version, plan_out)
