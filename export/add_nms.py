@@ -7,22 +7,18 @@ Graph surgery on the Track A ONNX: boxes and scores split from the head, then on
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 
 import onnx
 
 from yolo_triton.cli import run_step
+from yolo_triton.files import atomic_path
 from yolo_triton.nms_graph import NMS_MODES, add_nms
 
 
 def write_end2end(src: str, out: str, mode: str, conf: float, iou: float, topk: int, agnostic: int) -> None:
     model = add_nms(onnx.load(src), mode, conf, iou, topk, agnostic)
-    out_path = Path(out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    onnx.save(model, str(tmp))
-    os.replace(tmp, out_path)
+    with atomic_path(out) as tmp:
+        onnx.save(model, str(tmp))
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -43,6 +43,7 @@ from yolo_triton.engine import (
 )
 from yolo_triton.engine_build import BUILDER_CHOICES, build_plan, select_builder
 from yolo_triton.errors import StepError
+from yolo_triton.settings import defaults
 
 log = logging.getLogger("build_engine")
 UNKNOWN_GPU = GpuInfo("unknown-gpu", "unknown")
@@ -121,10 +122,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--plan", help="output plan, e.g. models/yolov11_nano_trt/1/model.plan")
     parser.add_argument("--max-batch", type=int, help="profile max batch (MAX_BATCH)")
     parser.add_argument("--imgsz", type=int, help="square input size (IMGSZ)")
-    parser.add_argument("--workspace", default="4G", help="workspace pool limit, trtexec syntax (4G, 512M)")
-    parser.add_argument("--opt-level", type=int, default=3, help="builder optimization level 0..5")
-    parser.add_argument("--cache-dir", default="trt_cache", help="timing cache directory")
-    parser.add_argument("--builder", default="auto", choices=BUILDER_CHOICES)
+    d = defaults()
+    parser.add_argument("--workspace", default=d["WORKSPACE"], help="workspace pool limit, trtexec syntax (4G, 512M)")
+    parser.add_argument("--opt-level", type=int, default=int(d["OPT_LEVEL"]), help="builder optimization level 0..5")
+    parser.add_argument("--cache-dir", default=d["CACHE_DIR"], help="timing cache directory")
+    parser.add_argument("--builder", default=d["ENGINE_BUILDER"], choices=BUILDER_CHOICES)
     parser.add_argument("--trtexec", default="", help="trtexec path (empty: PATH, then /usr/src/tensorrt/bin)")
     parser.add_argument("--check-plans", nargs="*", metavar="PLAN",
                         help="only check these plans against this GPU and TensorRT version")
@@ -136,8 +138,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    if getattr(args, k) is None]
         if missing:
             parser.error("missing " + ", ".join(missing))
-        if args.max_batch < 1 or args.imgsz < 32 or args.imgsz % 32:
-            parser.error(f"--max-batch {args.max_batch} must be >= 1 and --imgsz {args.imgsz} a multiple of 32")
+        if args.max_batch < 1 or args.imgsz < 1:  # the ONNX's fixed size is checked against --imgsz
+            parser.error(f"--max-batch {args.max_batch} and --imgsz {args.imgsz} must be >= 1")
         if not 0 <= args.opt_level <= 5:
             parser.error(f"--opt-level {args.opt_level} must be 0..5")
         try:

@@ -21,3 +21,9 @@ QUEUE_DELAY_US ?= 100
 WORKSPACE ?= 4G
 OPT_LEVEL ?= 3
 ENGINE_BUILDER ?= auto
+DALI_THREADS ?= 4
+# Directories, relative to the repository root (where make runs)
+MODELS_DIR ?= models
+WEIGHTS_DIR ?= pytorch_models
+CACHE_DIR ?= trt_cache
+BUILD_DIR ?= .build

@@ -16,6 +16,7 @@ from yolo_triton import triton_config as tc
 from yolo_triton.cli import run_step
 from yolo_triton.errors import StepError
 from yolo_triton.onnx_io import TensorSpec, class_names, onnx_io, onnx_metadata
+from yolo_triton.settings import LABEL_OUTPUT
 
 LOG = logging.getLogger("write_config")
 
@@ -49,7 +50,7 @@ def build_config(artefact: Path, max_batch: int, queue_delay_us: int, source_onn
         raise StepError(f"{artefact}: expected model.onnx or model.plan")
     names = class_names(onnx_metadata(onnx_path))
     model_dir = artefact.parent.parent
-    label_output = "det_classes" if any(o.name == "det_classes" for o in outputs) else None
+    label_output = LABEL_OUTPUT if any(o.name == LABEL_OUTPUT for o in outputs) else None
     config = tc.model_config(model_dir.name, platform, inputs, outputs, max_batch, queue_delay_us, label_output)
     return model_dir, config, names
 

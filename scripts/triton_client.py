@@ -38,7 +38,7 @@ from yolo_triton.client import (
     sample_images_dir,
     write_png,
 )
-from yolo_triton.settings import defaults
+from yolo_triton.settings import defaults, directory
 
 LOG = logging.getLogger("triton_client")
 
@@ -57,7 +57,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--nms-mode", choices=pp.MODES, default=default_mode(), help="Tracks A/B client NMS")
     parser.add_argument("--imgsz", type=int, help="network input size of an encoded-image model, when the "
                         "server does not show it (an ensemble's detector step does)")
-    parser.add_argument("--model-repository", default="models",
+    parser.add_argument("--model-repository", default=str(directory("MODELS_DIR")),
                         help="where labels.txt is looked up (the directory the server serves)")
     parser.add_argument("--load", action="store_true",
                         help="ask the server to (re)load the model first (explicit model control)")

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from yolo_triton.errors import StepError
-from yolo_triton.settings import defaults
+from yolo_triton.settings import defaults, directory
 from yolo_triton.validate import LOG, Settings, format_table, validate
 
 
@@ -24,8 +24,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     d = defaults()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="model name, e.g. yolov11_small or yolo11n_untrained")
-    parser.add_argument("--models-dir", type=Path, default=Path("models"))
-    parser.add_argument("--weights-dir", type=Path, default=Path("pytorch_models"))
+    parser.add_argument("--models-dir", type=Path, default=directory("MODELS_DIR"))
+    parser.add_argument("--weights-dir", type=Path, default=directory("WEIGHTS_DIR"))
     parser.add_argument("--images", type=Path, default=None, help="folder of images (default: ultralytics samples)")
     parser.add_argument("--conf", type=float, default=float(d["CONF"]))
     parser.add_argument("--iou", type=float, default=float(d["IOU"]))

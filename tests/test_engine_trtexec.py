@@ -66,7 +66,7 @@ def _cli(onnx_path, plan, max_batch, cache_dir, *extra, imgsz=640):
 
 
 def _expected(onnx_path, plan, max_batch, cache, major, imgsz=640):
-    cmd = [f"--onnx={onnx_path}", f"--saveEngine={plan}.tmp",
+    cmd = [f"--onnx={onnx_path}", f"--saveEngine={plan}.{os.getpid()}.tmp",
            f"--minShapes=images:1x3x{imgsz}x{imgsz}",
            f"--optShapes=images:{max(1, max_batch // 2)}x3x{imgsz}x{imgsz}",
            f"--maxShapes=images:{max_batch}x3x{imgsz}x{imgsz}"]
@@ -94,7 +94,7 @@ def test_exact_trtexec_command(tmp_path, fake_bin, monkeypatch, version, track, 
     assert build == _expected(onnx_path, plan, max_batch, cache, int(version.split(".")[0]))
     assert not set(a.split("=")[0] for a in build) & set(FORBIDDEN)
     assert plan.read_bytes().startswith(b"FAKE-TRTEXEC-PLAN")
-    assert not Path(f"{plan}.tmp").exists()
+    assert not list(plan.parent.glob("*.tmp"))
     assert cache.read_bytes() == b"fake-timing-entry\n"
     assert not list(cache.parent.glob("*.tmp"))
 
@@ -154,7 +154,7 @@ def test_trtexec_failure_is_one_line_and_leaves_no_plan(tmp_path, fake_bin, monk
         assert "WORKSPACE" in error
     else:
         assert error.startswith("trtexec exited with 1; last lines:")
-    assert plan.read_bytes() == b"old plan" and not Path(f"{plan}.tmp").exists()
+    assert plan.read_bytes() == b"old plan" and not list(plan.parent.glob("*.tmp"))
     assert read_sidecar(plan) is None
     assert not list(cache_dir.glob("*"))  # neither a cache nor a half-written temp file
 

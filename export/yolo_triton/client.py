@@ -29,18 +29,17 @@ from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from yolo_triton import postprocess as pp
-from yolo_triton.settings import defaults
+from yolo_triton.files import atomic_path
+from yolo_triton.settings import END2END_OUTPUTS, LABELS_FILE, TRACK_A_OUTPUT, defaults
 
 LOG = logging.getLogger("triton_client")
 
 PROTOCOLS = ("http", "grpc")
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001}
-END2END_OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes")
-TRACK_A_OUTPUT = "output0"
 LETTERBOX_OUTPUT = "letterbox"  # Track D ensembles: ratio, pad_x, pad_y, orig_h, orig_w
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 KIND_OUTPUT0, KIND_END2END, KIND_ENCODED = "output0", "end2end", "encoded"
-LABELS_FILENAME = "labels.txt"
+LABELS_FILENAME = LABELS_FILE
 
 
 class ClientError(Exception):
@@ -327,11 +326,9 @@ def draw_paths(out: Path, images: Sequence[Path]) -> list[Path]:
 
 
 def write_png(path: Path, image: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    if not cv2.imwrite(str(tmp), image):
-        raise ClientError(f"cannot write {path}")
-    tmp.replace(path)
+    with atomic_path(path, suffix=".png") as tmp:
+        if not cv2.imwrite(str(tmp), image):
+            raise ClientError(f"cannot write {path}")
 
 
 def sample_images_dir() -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import shutil
 import subprocess
@@ -26,7 +25,9 @@ from typing import Protocol
 import onnx
 
 from yolo_triton.errors import StepError
+from yolo_triton.files import atomic_write_bytes
 from yolo_triton.onnx_io import TensorSpec, model_io
+from yolo_triton.settings import opt_batch
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +103,6 @@ def parse_workspace(text: str) -> int:
     if size <= 0:
         raise ValueError(f"WORKSPACE={text!r} must be positive")
     return size
-
-
-def opt_batch(max_batch: int) -> int:
-    """The batch size TensorRT tunes kernels for: half the maximum, at least 1."""
-    return max(1, max_batch // 2)
 
 
 def image_input(inputs: list[TensorSpec]) -> TensorSpec:
@@ -260,23 +256,6 @@ def looks_like_oom(text: str) -> bool:
 # ---------------------------------------------------------------- atomic files and sidecar
 
 
-def tmp_path(path: Path) -> Path:
-    return Path(str(path) + ".tmp")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    tmp = Path(f"{path}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def sidecar_path(plan_path: Path) -> Path:
     """``model.plan`` -> ``model.plan.json``."""
     return Path(str(plan_path) + ".json")
@@ -304,7 +283,7 @@ def sidecar_record(request: BuildRequest, result: BuildResult, gpu: GpuInfo, pre
 
 def write_sidecar(plan_path: Path, record: dict) -> Path:
     path = sidecar_path(plan_path)
-    atomic_write_bytes(path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+    atomic_write_bytes(path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode(), fsync=True)
     return path
 
 

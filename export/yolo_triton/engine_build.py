@@ -5,7 +5,6 @@ import only the shared base :mod:`yolo_triton.engine`; nothing imports this modu
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from yolo_triton import engine
@@ -13,6 +12,7 @@ from yolo_triton.engine import RUN_INSIDE_HINT, Builder, BuildRequest, BuildResu
 from yolo_triton.engine_python import PythonApiBuilder, import_tensorrt
 from yolo_triton.engine_trtexec import TrtexecBuilder, trtexec_version
 from yolo_triton.errors import StepError
+from yolo_triton.files import atomic_path
 from yolo_triton.onnx_io import TensorSpec
 
 BUILDER_CHOICES = ("auto", "trtexec", "python")
@@ -44,18 +44,11 @@ def select_builder(choice: str, trtexec_arg: str | None) -> Builder:
 
 
 def build_plan(request: BuildRequest, builder: Builder) -> BuildResult:
-    """Build into ``<plan>.tmp`` and rename it over ``<plan>``; on any failure no plan file is left."""
-    plan = Path(request.plan)
-    plan.parent.mkdir(parents=True, exist_ok=True)
-    tmp = engine.tmp_path(plan)
-    tmp.unlink(missing_ok=True)
-    try:
+    """Build into a temporary name beside ``<plan>`` and rename it over ``<plan>``; on any failure no plan file is left."""
+    with atomic_path(request.plan) as tmp:
         result = builder.build(request, tmp)
         if not tmp.is_file() or tmp.stat().st_size == 0:
             raise StepError(f"the {builder.name} builder wrote no engine; rerun with -v")
-        os.replace(tmp, plan)
-    finally:
-        tmp.unlink(missing_ok=True)
     return result
 
 

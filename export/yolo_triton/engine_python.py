@@ -24,12 +24,12 @@ from yolo_triton.engine import (
     OOM_HINT,
     BuildRequest,
     BuildResult,
-    atomic_write_bytes,
     check_supported,
     looks_like_oom,
     short_version,
 )
 from yolo_triton.errors import StepError
+from yolo_triton.files import atomic_write_bytes
 from yolo_triton.onnx_io import TensorSpec
 
 log = logging.getLogger(__name__)
@@ -198,7 +198,7 @@ def build_with_python(trt, request: BuildRequest, plan_out: Path, out: TextIO | 
     with open(plan_out, "wb") as handle:
         handle.write(serialized)
     cache_path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
+    atomic_write_bytes(cache_path, bytes(config.get_timing_cache().serialize()), fsync=True)
     log.info("timing cache saved: %s (%d bytes)", cache_path, cache_path.stat().st_size)
     return BuildResult("python", version, clock() - start)
 

@@ -11,7 +11,6 @@ TensorRT gets one clean profile axis). Precision:
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import onnx
 
 from yolo_triton import checkpoint as ckpt
 from yolo_triton.errors import StepError
+from yolo_triton.files import atomic_path
 from yolo_triton.onnx_io import metadata, set_metadata
 
 LOG = logging.getLogger(__name__)
@@ -127,8 +127,7 @@ def export_onnx(
             one2one=str(one2one),
         )
         set_metadata(model, meta)
-        tmp_out = out_path.with_name(out_path.name + ".tmp")
-        onnx.save(model, str(tmp_out))
-        os.replace(tmp_out, out_path)
+        with atomic_path(out_path) as tmp_out:
+            onnx.save(model, str(tmp_out))
     LOG.info("wrote %s (%.1f MB, %s, imgsz %d)", out_path, out_path.stat().st_size / 1e6, precision, imgsz)
     return meta

@@ -36,7 +36,7 @@ import numpy as np
 
 from yolo_triton import postprocess as pp
 from yolo_triton.errors import StepError
-from yolo_triton.settings import model_name_for_size, size_names, weights_stem_for_size
+from yolo_triton.settings import ARTEFACTS, END2END_OUTPUTS, TRACK_A_OUTPUT, artefact_path, weights_path
 
 LOG = logging.getLogger("validate")
 
@@ -55,21 +55,8 @@ PLUGIN_OP = "EfficientNMS_TRT"
 SAME_BOX_PX = 0.5  # coordinates this close are the same box, whatever its area
 
 
-def weights_path(name: str, weights_dir: Path) -> Path:
-    """``yolov11_<size>`` -> ``<WEIGHTS_size>.pt`` (the Makefile's rule); any other name -> ``<name>.pt``."""
-    for size in size_names():
-        if name == model_name_for_size(size):
-            return weights_dir / f"{weights_stem_for_size(size)}.pt"
-    return weights_dir / f"{name}.pt"
-
-
 def artefact_paths(name: str, models_dir: Path) -> dict[str, Path]:
-    return {
-        "onnx": models_dir / name / "1" / "model.onnx",
-        "end2end": models_dir / f"{name}_end2end" / "1" / "model.onnx",
-        "trt": models_dir / f"{name}_trt" / "1" / "model.plan",
-        "trt_end2end": models_dir / f"{name}_trt_end2end" / "1" / "model.plan",
-    }
+    return {kind: artefact_path(models_dir, name, kind) for kind in ARTEFACTS}
 
 
 def image_paths(images_dir: Path | None) -> list[Path]:
@@ -460,7 +447,7 @@ def end2end_detections(model, params: dict, batch, infos
         session = ort_session(model)
         names = [o.name for o in session.get_outputs()]
         values = dict(zip(names, run_ort(session, batch)))
-        outputs = tuple(values[n] for n in ("num_dets", "det_boxes", "det_scores", "det_classes"))
+        outputs = tuple(values[n] for n in END2END_OUTPUTS)
     return boxes, scores, pp.postprocess_end2end(*outputs, infos), notes
 
 
@@ -511,14 +498,13 @@ def check_trt(kind: str, path: Path, raw_ref, torch_dets, batch, infos, settings
     profile_max = (record.get("profile") or {}).get("max") or [CHUNK]
     outputs = run_trt(path, batch, int(profile_max[0]))
     if kind == "trt":
-        output0 = outputs.get("output0", next(iter(outputs.values())))
+        output0 = outputs.get(TRACK_A_OUTPUT, next(iter(outputs.values())))
         return check_output0(result, output0, raw_ref, torch_dets, infos, settings, box_tol, score_tol)
     if end2end_params is None:
         result.status = "skipped"
         result.notes.append("needs the end2end ONNX beside it for the NMS settings")
         return result
-    dets = pp.postprocess_end2end(outputs["num_dets"], outputs["det_boxes"], outputs["det_scores"],
-                                  outputs["det_classes"], infos)
+    dets = pp.postprocess_end2end(*(outputs[name] for name in END2END_OUTPUTS), infos)
     reference = nms_reference(raw_ref, infos, end2end_params)
     result.detections = compare_detections(reference, dets, end2end_params["conf"], end2end_params["topk"],
                                            score_tol, end2end_params["iou"])
