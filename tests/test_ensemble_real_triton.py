@@ -79,7 +79,7 @@ def test_ensemble_config_is_read_from_the_step_configs(tmp_path):
         ("num_dets", "int32", [1]), ("det_boxes", "float32", [TOPK, 4]), ("det_scores", "float32", [TOPK]),
         ("det_classes", "int32", [TOPK]), ("letterbox", "float64", [5])]
     pre, det = config.ensemble_scheduling.step
-    assert (pre.model_name, det.model_name) == (f"yolov11_preprocess_{IMGSZ}", f"{NAME}_trt_end2end")
+    assert (pre.model_name, det.model_name) == (f"preprocess_letterbox_{IMGSZ}", f"{NAME}_trt_end2end")
     assert dict(pre.input_map) == {"encoded": "IMAGE_BYTES"}
     assert dict(pre.output_map) == {"images": "preprocessed", "letterbox": "letterbox"}
     assert dict(det.input_map) == {"images": "preprocessed"}
@@ -102,7 +102,7 @@ def test_names_follow_the_detector_config(tmp_path):
 def test_mismatched_steps_are_refused(tmp_path):
     write_preprocess_config(tmp_path, imgsz=320)
     write_trt_end2end_config(tmp_path, imgsz=IMGSZ)
-    shutil.copytree(tmp_path / "yolov11_preprocess_320", tmp_path / f"yolov11_preprocess_{IMGSZ}")
+    shutil.copytree(tmp_path / "preprocess_letterbox_320", tmp_path / f"preprocess_letterbox_{IMGSZ}")
     with pytest.raises(ens.EnsembleError, match=r"produces images TYPE_FP32 \[3, 320, 320\].*same IMGSZ"):
         ens.write_ensemble(tmp_path, NAME, IMGSZ)
     with pytest.raises(ens.EnsembleError, match="not found: build it first"):
@@ -229,7 +229,7 @@ def server(tmp_path_factory):
     write_trt_end2end_config(repo)
     good = ens.write_ensemble(repo, NAME, IMGSZ)
     generated_text = good.read_text()
-    as_python_double(repo / f"yolov11_preprocess_{IMGSZ}", "dali_letterbox_double")
+    as_python_double(repo / f"preprocess_letterbox_{IMGSZ}", "dali_letterbox_double")
     as_python_double(repo / ens.trt_end2end_name(NAME), "trt_end2end_double")
     for broken, edit in BROKEN.items():
         config = tc.parse_config(good)
