@@ -52,6 +52,11 @@ COPY --chown=${UID}:${GID} Makefile /app/Makefile
 COPY --chown=${UID}:${GID} export/ /app/export/
 COPY --chown=${UID}:${GID} scripts/ /app/scripts/
 COPY --chown=${UID}:${GID} dali/ /app/dali/
+COPY --chown=${UID}:${GID} pyproject.toml /app/pyproject.toml
+
+# The yolo_triton library (export/yolo_triton), editable so that the bind-mounted ./export is what runs;
+# its dependencies are requirements.txt's, installed above.
+RUN python3 -m pip install --no-deps -e /app
 
 USER ${UID}:${GID}
 # ultralytics keeps its settings under $HOME/.config; give it a home that this user owns.

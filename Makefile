@@ -19,10 +19,6 @@ MAKEFLAGS += --no-builtin-rules --no-builtin-variables
 
 include export/defaults.mk
 
-MODELS_DIR ?= models
-WEIGHTS_DIR ?= pytorch_models
-CACHE_DIR ?= trt_cache
-BUILD_DIR ?= .build
 CALIB_DIR ?=
 TRTEXEC ?=
 MAX_BATCH ?=
@@ -102,10 +98,11 @@ system-tools:
 	@command -v docker-compose >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; \
 	  else echo "note: install docker-compose (Debian/Ubuntu package) for the compose-file test" >&2; fi; }
-.venv/.installed: requirements.txt
+.venv/.installed: requirements.txt pyproject.toml
 	python3 -m venv .venv
 	.venv/bin/pip install --quiet --upgrade pip
 	.venv/bin/pip install --quiet -r requirements.txt
+	.venv/bin/pip install --quiet -e . --no-deps
 	touch $@
 
 test: ## Run the test suite (CPU; TensorRT through honest doubles)
@@ -197,20 +194,20 @@ trt: $(TRT_CONFIGS) ## TensorRT plans + configs (Tracks B and C) for SIZES (or N
 all: onnx trt dali ## Everything for SIZES (Tracks A-D)
 
 # ---- Track D: DALI letterbox model + ensembles (encoded bytes -> DALI -> <name>_trt_end2end) ----------
-#   $(MODELS_DIR)/yolov11_preprocess_<IMGSZ>/{config.pbtxt,1/dali.py} <- dali/create_dali_letterbox_pipeline.py
+#   $(MODELS_DIR)/preprocess_letterbox_<IMGSZ>/{config.pbtxt,1/dali.py} <- dali/create_dali_letterbox_pipeline.py
 #   $(MODELS_DIR)/<name>_ensemble/config.pbtxt <- dali/create_ensembles.py (reads both step configs)
 # One DALI model per IMGSZ, shared by every name, max batch = the largest of NAMES' (an ensemble's is
 # the smallest of its steps'). Triton's own DALI autoserializes 1/dali.py at load time, on its GPU.
-PREPROCESS_DIR = $(MODELS_DIR)/yolov11_preprocess_$(IMGSZ)
+PREPROCESS_DIR = $(MODELS_DIR)/preprocess_letterbox_$(IMGSZ)
 DALI_MAX_BATCHES = $(foreach n,$(NAMES),$(call max_batch_for,$(n)))
-DALI_PARAMS = imgsz=$(IMGSZ) max_batch=$(DALI_MAX_BATCHES) queue_delay_us=$(QUEUE_DELAY_US)
+DALI_PARAMS = imgsz=$(IMGSZ) max_batch=$(DALI_MAX_BATCHES) queue_delay_us=$(QUEUE_DELAY_US) threads=$(DALI_THREADS)
 $(call stamp,$(STAMPS)/preprocess_$(IMGSZ).dali,$(DALI_PARAMS))
 DALI_STEP := dali/create_dali_letterbox_pipeline.py $(LIB)/dali_pipeline.py $(LIB)/ensemble.py $(LIB)/triton_config.py
 ENSEMBLE_STEP := dali/create_ensembles.py $(LIB)/ensemble.py $(LIB)/triton_config.py
 
 $(PREPROCESS_DIR)/config.pbtxt: $(DALI_STEP) $(STAMPS)/preprocess_$(IMGSZ).dali
 	$(PYTHON) dali/create_dali_letterbox_pipeline.py --model-dir $(MODELS_DIR) --imgsz $(IMGSZ) \
-	  --max-batch $(DALI_MAX_BATCHES) --queue-delay-us $(QUEUE_DELAY_US)
+	  --max-batch $(DALI_MAX_BATCHES) --queue-delay-us $(QUEUE_DELAY_US) --num-threads $(DALI_THREADS)
 
 $(MODELS_DIR)/%_ensemble/config.pbtxt: $(PREPROCESS_DIR)/config.pbtxt $(MODELS_DIR)/%_trt_end2end/config.pbtxt $(ENSEMBLE_STEP)
 	$(PYTHON) dali/create_ensembles.py --names $* --imgsz $(IMGSZ) --model-dir $(MODELS_DIR)

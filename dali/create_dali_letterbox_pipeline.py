@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Track D step: write the DALI letterbox model ``<models>/yolov11_preprocess_<IMGSZ>/``.
+"""Track D step: write the DALI letterbox model ``<models>/preprocess_letterbox_<IMGSZ>/``.
 
 Writes ``1/dali.py`` (the pipeline definition of ``export/yolo_triton/dali_pipeline.py`` plus an
 ``@autoserialize`` entry point; Triton's own DALI builds it on its GPU at load time) and
@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "export"))
+from yolo_triton import settings
+from yolo_triton.cli import run_step
+from yolo_triton.ensemble import write_preprocess_model
 
-from yolo_triton import settings  # noqa: E402
-from yolo_triton.cli import run_step  # noqa: E402
-from yolo_triton.ensemble import write_preprocess_model  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 LOG = logging.getLogger("create_dali_letterbox_pipeline")
 
@@ -35,7 +34,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         default=[settings.max_batch_for_size(s) for s in settings.size_names()],
                         help="max_batch_size; several values: their maximum (default: the MAX_BATCH_<size> values)")
     parser.add_argument("--queue-delay-us", type=int, default=int(d["QUEUE_DELAY_US"]))
-    parser.add_argument("--model-dir", type=Path, default=ROOT / "models", help="model repository (default %(default)s)")
+    parser.add_argument("--num-threads", type=int, default=settings.dali_threads(),
+                        help="DALI CPU worker threads (DALI_THREADS, default %(default)s)")
+    parser.add_argument("--model-dir", type=Path, default=ROOT / settings.directory("MODELS_DIR"),
+                        help="model repository (default %(default)s)")
     parser.add_argument("--device", choices=("gpu", "cpu"), default="gpu",
                         help="operators of the generated pipeline; cpu only for tests on machines without a GPU")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -46,7 +48,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     return run_step("create_dali_letterbox_pipeline",
                     lambda: write_preprocess_model(args.model_dir, args.imgsz, max(args.max_batch),
-                                                   args.queue_delay_us, args.device), args.verbose)
+                                                   args.queue_delay_us, args.device, args.num_threads), args.verbose)
 
 
 if __name__ == "__main__":

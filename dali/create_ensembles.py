@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Track D step: write ``<models>/yolov11_<size>_ensemble/config.pbtxt`` (bytes -> DALI -> TensorRT end2end).
 
-Reads ``yolov11_preprocess_<IMGSZ>/config.pbtxt`` and ``yolov11_<size>_trt_end2end/config.pbtxt``
+Reads ``preprocess_letterbox_<IMGSZ>/config.pbtxt`` and ``yolov11_<size>_trt_end2end/config.pbtxt``
 (build them first) and chains them; names, dtypes and dims come from those files.
 
     python dali/create_ensembles.py --models small
@@ -11,15 +11,13 @@ Reads ``yolov11_preprocess_<IMGSZ>/config.pbtxt`` and ``yolov11_<size>_trt_end2e
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "export"))
+from yolo_triton import settings
+from yolo_triton.cli import run_step
+from yolo_triton.ensemble import write_ensemble
 
-from yolo_triton import settings  # noqa: E402
-from yolo_triton.cli import run_step  # noqa: E402
-from yolo_triton.ensemble import write_ensemble  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -29,7 +27,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="model sizes (default: small unless --names is given)")
     parser.add_argument("--names", nargs="+", default=[], help="model names, e.g. yolov11_small or a custom stem")
     parser.add_argument("--imgsz", type=int, default=int(settings.defaults()["IMGSZ"]))
-    parser.add_argument("--model-dir", type=Path, default=ROOT / "models", help="model repository (default %(default)s)")
+    parser.add_argument("--model-dir", type=Path, default=ROOT / settings.directory("MODELS_DIR"),
+                        help="model repository (default %(default)s)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     models = args.models if args.models is not None else ([] if args.names else ["small"])

@@ -7,18 +7,17 @@ Graph surgery on the Track A ONNX: boxes and scores split from the head, then on
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import onnx
 
-from yolo_triton.atomic import atomic_output
 from yolo_triton.cli import run_step
+from yolo_triton.files import atomic_path
 from yolo_triton.nms_graph import NMS_MODES, add_nms
 
 
 def write_end2end(src: str, out: str, mode: str, conf: float, iou: float, topk: int, agnostic: int) -> None:
     model = add_nms(onnx.load(src), mode, conf, iou, topk, agnostic)
-    with atomic_output(Path(out)) as tmp:
+    with atomic_path(out) as tmp:
         onnx.save(model, str(tmp))
 
 

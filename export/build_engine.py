@@ -27,7 +27,6 @@ from pathlib import Path
 from yolo_triton.engine import (
     BuildRequest,
     GpuInfo,
-    build_plan,
     has_efficient_nms,
     image_input,
     make_profile,
@@ -36,14 +35,15 @@ from yolo_triton.engine import (
     parse_workspace,
     plan_is_stale,
     query_gpu,
-    select_toolchain,
     sha256_file,
     sidecar_path,
     sidecar_record,
     timing_cache_path,
     write_sidecar,
 )
+from yolo_triton.engine_build import BUILDER_CHOICES, build_plan, select_builder
 from yolo_triton.errors import StepError
+from yolo_triton.settings import defaults
 
 log = logging.getLogger("build_engine")
 UNKNOWN_GPU = GpuInfo("unknown-gpu", "unknown")
@@ -66,22 +66,22 @@ def build(args: argparse.Namespace) -> Path:
                  tensor.dtype, tensor.shape)
     log.info("profile %s: min %s opt %s max %s", profile.input_name, profile.min, profile.opt, profile.max)
 
-    toolchain = select_toolchain(args.builder, args.trtexec or None)
+    builder = select_builder(args.builder, args.trtexec or None)
     gpu = query_gpu() or UNKNOWN_GPU
     if gpu is UNKNOWN_GPU:
         log.warning("cannot read the GPU name (nvidia-smi and torch.cuda failed); timing cache and "
                     "sidecar say 'unknown-gpu'")
-    log.info("builder: %s, TensorRT %s, GPU %s (sm %s)", toolchain.builder, toolchain.trt_version,
+    log.info("builder: %s, TensorRT %s, GPU %s (sm %s)", builder.name, builder.trt_version,
              gpu.name, gpu.compute_capability)
     request = BuildRequest(
         onnx=onnx_path, plan=plan_path, profile=profile, workspace=args.workspace.strip().upper(),
         workspace_bytes=parse_workspace(args.workspace), opt_level=args.opt_level,
-        timing_cache=timing_cache_path(Path(args.cache_dir), gpu, toolchain.trt_version),
+        timing_cache=timing_cache_path(Path(args.cache_dir), gpu, builder.trt_version),
         verbose=args.verbose)
     onnx_sha = sha256_file(onnx_path)
     sidecar_path(plan_path).unlink(missing_ok=True)  # a sidecar must never describe another plan
     start = time.monotonic()
-    result = build_plan(request, toolchain)
+    result = build_plan(request, builder)
     size = plan_path.stat().st_size
     write_sidecar(plan_path, sidecar_record(request, result, gpu, precision, onnx_sha, size))
     log.info("built %s in %.1f s: %.1f MiB (%s, TensorRT %s, %s)", plan_path, time.monotonic() - start,
@@ -94,12 +94,12 @@ def check_plans(args: argparse.Namespace) -> int:
     if not args.check_plans:
         log.info("no plans to check")
         return 0
-    toolchain = select_toolchain(args.builder, args.trtexec or None)
+    builder = select_builder(args.builder, args.trtexec or None)
     gpu = query_gpu() or UNKNOWN_GPU
-    log.info("this machine: %s (sm %s), TensorRT %s", gpu.name, gpu.compute_capability, toolchain.trt_version)
+    log.info("this machine: %s (sm %s), TensorRT %s", gpu.name, gpu.compute_capability, builder.trt_version)
     stale = 0
     for plan in map(Path, args.check_plans):
-        reason = plan_is_stale(plan, gpu.name, toolchain.trt_version)
+        reason = plan_is_stale(plan, gpu.name, builder.trt_version)
         if reason is None:
             log.info("ok: %s", plan)
             continue
@@ -122,10 +122,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--plan", help="output plan, e.g. models/yolov11_nano_trt/1/model.plan")
     parser.add_argument("--max-batch", type=int, help="profile max batch (MAX_BATCH)")
     parser.add_argument("--imgsz", type=int, help="square input size (IMGSZ)")
-    parser.add_argument("--workspace", default="4G", help="workspace pool limit, trtexec syntax (4G, 512M)")
-    parser.add_argument("--opt-level", type=int, default=3, help="builder optimization level 0..5")
-    parser.add_argument("--cache-dir", default="trt_cache", help="timing cache directory")
-    parser.add_argument("--builder", default="auto", choices=("auto", "trtexec", "python"))
+    d = defaults()
+    parser.add_argument("--workspace", default=d["WORKSPACE"], help="workspace pool limit, trtexec syntax (4G, 512M)")
+    parser.add_argument("--opt-level", type=int, default=int(d["OPT_LEVEL"]), help="builder optimization level 0..5")
+    parser.add_argument("--cache-dir", default=d["CACHE_DIR"], help="timing cache directory")
+    parser.add_argument("--builder", default=d["ENGINE_BUILDER"], choices=BUILDER_CHOICES)
     parser.add_argument("--trtexec", default="", help="trtexec path (empty: PATH, then /usr/src/tensorrt/bin)")
     parser.add_argument("--check-plans", nargs="*", metavar="PLAN",
                         help="only check these plans against this GPU and TensorRT version")
@@ -137,8 +138,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    if getattr(args, k) is None]
         if missing:
             parser.error("missing " + ", ".join(missing))
-        if args.max_batch < 1 or args.imgsz < 32 or args.imgsz % 32:
-            parser.error(f"--max-batch {args.max_batch} must be >= 1 and --imgsz {args.imgsz} a multiple of 32")
+        if args.max_batch < 1 or args.imgsz < 1:  # the ONNX's fixed size is checked against --imgsz
+            parser.error(f"--max-batch {args.max_batch} and --imgsz {args.imgsz} must be >= 1")
         if not 0 <= args.opt_level <= 5:
             parser.error(f"--opt-level {args.opt_level} must be 0..5")
         try:

@@ -21,6 +21,12 @@ QUEUE_DELAY_US ?= 100
 WORKSPACE ?= 4G
 OPT_LEVEL ?= 3
 ENGINE_BUILDER ?= auto
+DALI_THREADS ?= 4
+# Directories, relative to the repository root (where make runs)
+MODELS_DIR ?= models
+WEIGHTS_DIR ?= pytorch_models
+CACHE_DIR ?= trt_cache
+BUILD_DIR ?= .build
 # Serving: Triton instance kind (gpu, or cpu for a Triton without GPUs: Track A and end2end NMS=onnx/free
 # only), and the engine cache of ONNX Runtime's TensorRT execution provider AS THE SERVER SEES IT
 # (NMS=efficient end2end ONNX; docker-compose.yml mounts ./trt_cache/onnxruntime there, writable).

@@ -14,12 +14,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from yolo_triton.settings import model_name_for_size, size_names  # noqa: E402
+from yolo_triton.settings import CONFIG_FILE, artefact_path, directory, model_name_for_size, size_names
 
 REPO = Path(__file__).resolve().parents[1]
-FORMAT_SUFFIX = {"onnx": ("", "model.onnx"), "onnx_end2end": ("_end2end", "model.onnx"),
-                 "trt": ("_trt", "model.plan"), "trt_end2end": ("_trt_end2end", "model.plan")}
+# the seed's format names -> artefact kinds of yolo_triton.settings.ARTEFACTS
+FORMATS = {"onnx": "onnx", "onnx_end2end": "end2end", "trt": "trt", "trt_end2end": "trt_end2end"}
 
 
 @dataclass
@@ -36,9 +35,8 @@ def targets_for(sizes: list[str], formats: list[str], models_dir: str) -> list[t
     rows = []
     for size in sizes:
         for fmt in formats:
-            suffix, filename = FORMAT_SUFFIX[fmt]
-            model_dir = Path(models_dir) / f"{model_name_for_size(size)}{suffix}"
-            rows.append((size, fmt, model_dir / "1" / filename, model_dir / "config.pbtxt"))
+            artefact = artefact_path(models_dir, model_name_for_size(size), FORMATS[fmt])
+            rows.append((size, fmt, artefact, artefact.parent.parent / CONFIG_FILE))
     return rows
 
 
@@ -72,8 +70,8 @@ def summary(outcomes: list[Outcome]) -> str:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["all"], choices=[*size_names(), "all"])
-    parser.add_argument("--formats", nargs="+", default=["all"], choices=[*FORMAT_SUFFIX, "all"])
-    parser.add_argument("--models-dir", default="models")
+    parser.add_argument("--formats", nargs="+", default=["all"], choices=[*FORMATS, "all"])
+    parser.add_argument("--models-dir", default=str(directory("MODELS_DIR")))
     parser.add_argument("make_vars", nargs="*", metavar="VAR=VALUE", help="extra Make settings, e.g. TOPK=50")
     return parser.parse_args(argv)
 
@@ -85,7 +83,7 @@ def main(argv=None) -> int:
         print(f"error: expected VAR=VALUE settings, got {bad}", file=sys.stderr)
         return 2
     sizes = size_names() if "all" in args.models else list(dict.fromkeys(args.models))
-    formats = list(FORMAT_SUFFIX) if "all" in args.formats else list(dict.fromkeys(args.formats))
+    formats = list(FORMATS) if "all" in args.formats else list(dict.fromkeys(args.formats))
     make_vars = [f"MODELS_DIR={args.models_dir}", *args.make_vars]
     outcomes = build(sizes, formats, make_vars, args.models_dir)
     print(summary(outcomes))

@@ -19,6 +19,7 @@ from yolo_triton.cli import run_step
 from yolo_triton.engine import parse_workspace
 from yolo_triton.errors import StepError
 from yolo_triton.onnx_io import TensorSpec, class_names, has_efficient_nms, onnx_io, onnx_metadata, onnx_precision
+from yolo_triton.settings import LABEL_OUTPUT
 
 LOG = logging.getLogger("write_config")
 
@@ -26,7 +27,7 @@ LOG = logging.getLogger("write_config")
 def plan_io(plan: Path, source_onnx: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """I/O of a plan: engine inspection when TensorRT is present, else the source ONNX's."""
     try:
-        from yolo_triton.engine import engine_io
+        from yolo_triton.engine_build import engine_io
     except ImportError:
         engine_io = None
     io = engine_io(plan) if engine_io else None
@@ -66,7 +67,7 @@ def build_config(artefact: Path, max_batch: int, queue_delay_us: int, source_onn
     else:
         raise StepError(f"{artefact}: expected model.onnx or model.plan")
     names = class_names(onnx_metadata(onnx_path))
-    label_output = "det_classes" if any(o.name == "det_classes" for o in outputs) else None
+    label_output = LABEL_OUTPUT if any(o.name == LABEL_OUTPUT for o in outputs) else None
     config = tc.model_config(model_dir.name, platform, inputs, outputs, max_batch, queue_delay_us, label_output,
                              kind, accelerator)
     return model_dir, config, names

@@ -19,10 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "export"))
+from yolo_triton.settings import defaults
 
-from yolo_triton.settings import defaults  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def timed(cmd: list[str], **kwargs) -> float:

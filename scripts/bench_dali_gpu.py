@@ -29,11 +29,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "export"))
+from yolo_triton import letterbox_check as lc
+from yolo_triton import settings
 
-from yolo_triton import letterbox_check as lc  # noqa: E402
-from yolo_triton import settings  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 LOG = logging.getLogger("bench_dali_gpu")
 
@@ -64,7 +64,7 @@ def accuracy(paths: dict[str, Path], imgsz: int, device: str = "gpu") -> dict:
     encoded = [np.fromfile(paths[n], np.uint8) for n in names]
     results = {}
     for key, dev in (("gpu", device), ("cpu", "cpu")):  # "gpu" is the device under test
-        pipe = dp.letterbox_pipeline(imgsz, dev, len(names), num_threads=4)
+        pipe = dp.letterbox_pipeline(imgsz, dev, len(names), num_threads=settings.dali_threads())
         pipe.build()
         results[key] = lc.run_pipeline(pipe, encoded, dp.INPUT_NAME)
         del pipe
@@ -103,10 +103,10 @@ def autoserialize_roundtrip(image: Path, imgsz: int, max_batch: int, queue_delay
         invoke_autoserialize(module, str(serialized))
         seconds = time.perf_counter() - t0
         size = serialized.stat().st_size
-        pipe = Pipeline.deserialize(filename=str(serialized), batch_size=1, num_threads=4, device_id=0)
+        pipe = Pipeline.deserialize(filename=str(serialized), batch_size=1, num_threads=settings.dali_threads(), device_id=0)
         pipe.build()
         loaded = lc.run_pipeline(pipe, [np.fromfile(image, np.uint8)], dp.INPUT_NAME)
-        direct = dp.letterbox_pipeline(imgsz, "gpu", 1, num_threads=4)
+        direct = dp.letterbox_pipeline(imgsz, "gpu", 1, num_threads=settings.dali_threads())
         direct.build()
         built = lc.run_pipeline(direct, [np.fromfile(image, np.uint8)], dp.INPUT_NAME)
     same = bool(np.array_equal(loaded[0][0], built[0][0]) and np.array_equal(loaded[1][0], built[1][0]))
@@ -201,7 +201,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--seconds", type=float, default=8.0, help="timed seconds per measurement")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="CPU baseline processes (default: all cores)")
-    parser.add_argument("--dali-threads", type=int, default=4)
+    parser.add_argument("--dali-threads", type=int, default=settings.dali_threads())
     parser.add_argument("--images", type=int, default=32, help="distinct 1080p JPEGs")
     parser.add_argument("--assets", type=Path, default=lc.ultralytics_assets() or ROOT / ".build" / "assets",
                         help="folder with bus.jpg and zidane.jpg (default: ultralytics' assets)")

@@ -21,10 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "export"))
+from yolo_triton.timing import time_calls
 
-from timing import time_calls  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def latency(session, batch: np.ndarray, runs: int) -> list[float]:

@@ -16,14 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
-
-from timing import time_calls  # noqa: E402
+from yolo_triton.timing import time_calls
 
 # Agreement bounds between ORT-GPU FP16 (AutoCast, FP32 I/O) and PyTorch FP16 (model.half()).
 SCORE_P999_TOL = 0.05   # 99.9th percentile of |score difference|

@@ -22,18 +22,15 @@ import argparse
 import json
 import logging
 import platform
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
+from yolo_triton.timing import time_calls
 
-from timing import time_calls  # noqa: E402
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from yolo_triton import postprocess as pp  # noqa: E402
-from yolo_triton.errors import StepError  # noqa: E402
-from yolo_triton.settings import defaults  # noqa: E402
+from yolo_triton import postprocess as pp
+from yolo_triton.errors import StepError
+from yolo_triton.settings import defaults
 
 LOG = logging.getLogger("bench_postprocess")
 TARGET_SPEEDUP = 5.0

@@ -1,18 +1,10 @@
 #!/usr/bin/env python3
 """Triton smoke client: send real images to any track's model and print (and draw) the detections.
 
-The client asks the server for the model's configuration and works out the track from it:
-
-* output ``output0`` (Tracks A and B): letterbox here, NMS here (``yolo_triton.postprocess``,
-  EfficientNMS semantics by default so the result matches the end2end engines);
-* outputs ``num_dets``/``det_boxes``/``det_scores``/``det_classes`` with an FP32 ``images`` input
-  (end2end, Track C): letterbox here, NMS on the server;
-* a UINT8 ``[-1]`` input (Track D ensembles, ``IMAGE_BYTES``): the encoded file is sent as is, the
-  server decodes and letterboxes; the end2end outputs come back.
-
-Boxes are mapped back to the original image in every case. Class names come from ``labels.txt`` in
-the model's directory of the repository the server serves (``--model-repository``, default
-``models``: the client usually runs beside ``docker compose``); without it, class ids are printed.
+A thin command line over :mod:`yolo_triton.client`, which reads the model's configuration from the
+server and works out the track from it (Track A/B ``output0``: letterbox and NMS here; end2end: NMS on
+the server; Track D ensembles: the encoded file is sent as is). Boxes are mapped back to the original
+image. Class names come from ``labels.txt`` in the model's directory of ``--model-repository``.
 
     python scripts/triton_client.py --model yolov11_small_trt_end2end --images img.jpg --draw out.png
     python scripts/triton_client.py --protocol grpc --model yolov11_small --images photos/
@@ -24,330 +16,31 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
-
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-from google.protobuf import json_format  # noqa: E402
-from tritonclient.grpc import model_config_pb2 as mc  # noqa: E402
-
-from yolo_triton import postprocess as pp  # noqa: E402
-from yolo_triton.settings import defaults  # noqa: E402
+from yolo_triton import postprocess as pp
+from yolo_triton.client import (
+    KIND_ENCODED,
+    LABELS_FILENAME,
+    PROTOCOLS,
+    ClientError,
+    connect,
+    default_mode,
+    default_url,
+    describe_model,
+    draw,
+    draw_paths,
+    image_paths,
+    infer,
+    load_labels,
+    load_model,
+    read_image,
+    sample_images_dir,
+    write_png,
+)
+from yolo_triton.settings import defaults, directory
 
 LOG = logging.getLogger("triton_client")
-
-PROTOCOLS = ("http", "grpc")
-DEFAULT_PORTS = {"http": 8000, "grpc": 8001}
-END2END_OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes")
-TRACK_A_OUTPUT = "output0"
-LETTERBOX_OUTPUT = "letterbox"  # Track D ensembles: ratio, pad_x, pad_y, orig_h, orig_w
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-KIND_OUTPUT0, KIND_END2END, KIND_ENCODED = "output0", "end2end", "encoded"
-LABELS_FILENAME = "labels.txt"
-
-
-class ClientError(Exception):
-    """A failure with a one-line cause and the way forward."""
-
-
-@dataclass(frozen=True)
-class ServedModel:
-    """What the client needs to know about a served model, read from the server's config."""
-
-    name: str
-    kind: str  # KIND_OUTPUT0, KIND_END2END or KIND_ENCODED
-    input_name: str
-    input_dtype: str  # Triton wire type: "FP32", "UINT8"
-    imgsz: int | None  # network input size (None for an ensemble whose steps are not visible)
-    max_batch: int  # 0 = the model takes no batch dimension
-    outputs: tuple[str, ...]
-    steps: tuple[str, ...] = field(default=())  # composing models of an ensemble
-
-
-# --------------------------------------------------------------------------------------------------
-# Connection and model configuration
-# --------------------------------------------------------------------------------------------------
-def default_url(protocol: str) -> str:
-    return f"127.0.0.1:{DEFAULT_PORTS[protocol]}"
-
-
-def connect(url: str, protocol: str):
-    """A ``tritonclient`` client for ``url`` (``host:port``, no scheme). Close it when done."""
-    if protocol == "http":
-        import tritonclient.http as httpclient
-
-        return httpclient.InferenceServerClient(url=url)
-    if protocol == "grpc":
-        import tritonclient.grpc as grpcclient
-
-        return grpcclient.InferenceServerClient(url=url)
-    raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-
-
-def _protocol_module(client):
-    if type(client).__module__.startswith("tritonclient.grpc"):
-        import tritonclient.grpc as module
-    else:
-        import tritonclient.http as module
-    return module
-
-
-def get_config(client, model: str) -> mc.ModelConfig:
-    """The model's configuration as Triton's ModelConfig message, over HTTP or gRPC."""
-    response = client.get_model_config(model)
-    if isinstance(response, dict):  # HTTP: the config as JSON
-        return json_format.ParseDict(response, mc.ModelConfig(), ignore_unknown_fields=True)
-    return response.config  # gRPC: ModelConfigResponse
-
-
-def _wire_dtype(data_type: int) -> str:
-    return mc.DataType.Name(data_type).removeprefix("TYPE_").replace("STRING", "BYTES")
-
-
-def _image_size(dims: Sequence[int], max_batch: int) -> int | None:
-    """``S`` from the dims of an ``images`` input: ``[3, S, S]`` (or ``[B, 3, S, S]`` when unbatched)."""
-    dims = list(dims)[0 if max_batch > 0 else 1:]
-    if len(dims) == 3 and dims[0] == 3 and dims[1] == dims[2] and dims[1] > 0:
-        return int(dims[1])
-    return None
-
-
-def describe_model(client, model: str, imgsz: int | None = None) -> ServedModel:
-    """Read ``model``'s config from the server and decide which track it is.
-
-    ``imgsz`` is only used for a model that takes encoded images and whose steps do not reveal the
-    detector's input size (an ensemble's steps do).
-    """
-    config = get_config(client, model)
-    if len(config.input) != 1:
-        raise ClientError(f"model '{model}' has {len(config.input)} inputs; a YOLO detector has one")
-    (tensor,) = config.input
-    outputs = tuple(o.name for o in config.output)
-    dtype = _wire_dtype(tensor.data_type)
-    steps = tuple(step.model_name for step in config.ensemble_scheduling.step)
-    if dtype == "UINT8":
-        if not set(END2END_OUTPUTS) <= set(outputs):
-            raise ClientError(f"model '{model}' takes encoded images but has outputs {list(outputs)}, "
-                              f"expected {list(END2END_OUTPUTS)}")
-        kind, imgsz = KIND_ENCODED, _ensemble_image_size(client, steps) or imgsz
-    elif dtype == "FP32":
-        imgsz = _image_size(tensor.dims, config.max_batch_size)
-        if imgsz is None:
-            raise ClientError(f"input '{tensor.name}' of '{model}' has dims {list(tensor.dims)}; "
-                              "expected [3, S, S] (batch implicit)")
-        if set(END2END_OUTPUTS) <= set(outputs):
-            kind = KIND_END2END
-        elif TRACK_A_OUTPUT in outputs:
-            kind = KIND_OUTPUT0
-        else:
-            raise ClientError(f"model '{model}' has outputs {list(outputs)}: neither '{TRACK_A_OUTPUT}' "
-                              f"(Tracks A/B) nor {list(END2END_OUTPUTS)} (end2end)")
-    else:
-        raise ClientError(f"input '{tensor.name}' of '{model}' is {dtype}; expected FP32 images or UINT8 bytes")
-    return ServedModel(model, kind, tensor.name, dtype, imgsz, int(config.max_batch_size), outputs, steps)
-
-
-def _ensemble_image_size(client, steps: Sequence[str]) -> int | None:
-    """The ``images`` size of the detector inside an ensemble (the step with an FP32 [3, S, S] input)."""
-    for step in steps:
-        try:
-            config = get_config(client, step)
-        except Exception:  # a step the server does not expose: try the next one
-            continue
-        for tensor in config.input:
-            size = _image_size(tensor.dims, config.max_batch_size)
-            if size is not None and _wire_dtype(tensor.data_type) == "FP32":
-                return size
-    return None
-
-
-def load_model(client, model: str) -> None:
-    """Ask the server to (re)load ``model`` from its repository (needs --model-control-mode=explicit)."""
-    client.load_model(model)
-    if not client.is_model_ready(model):
-        raise ClientError(f"model '{model}' did not become ready after loading; see the server's log")
-
-
-def load_labels(repository: str | Path | None, served: ServedModel) -> list[str] | None:
-    """Class names from ``<repository>/<model>/labels.txt`` (for an ensemble also its steps' dirs)."""
-    if repository is None:
-        return None
-    for name in (served.name, *served.steps):
-        path = Path(repository) / name / LABELS_FILENAME
-        if path.is_file():
-            return [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    return None
-
-
-# --------------------------------------------------------------------------------------------------
-# Inference
-# --------------------------------------------------------------------------------------------------
-def _request(client, served: ServedModel, batch: np.ndarray, output_names: Sequence[str]) -> dict[str, np.ndarray]:
-    module = _protocol_module(client)
-    data = batch if served.max_batch > 0 else batch[0]
-    infer_input = module.InferInput(served.input_name, list(data.shape), served.input_dtype)
-    infer_input.set_data_from_numpy(data)
-    outputs = [module.InferRequestedOutput(name) for name in output_names]
-    result = client.infer(served.name, [infer_input], outputs=outputs)
-    arrays = {name: result.as_numpy(name) for name in output_names}
-    if served.max_batch <= 0:
-        arrays = {name: value[None] for name, value in arrays.items()}
-    return arrays
-
-
-def _chunks(count: int, max_batch: int) -> list[slice]:
-    step = max(max_batch, 1)
-    return [slice(i, min(i + step, count)) for i in range(0, count, step)]
-
-
-def infer(
-    client,
-    model: str | ServedModel,
-    images: Sequence[np.ndarray],
-    conf: float | None = None,
-    iou: float | None = None,
-    topk: int | None = None,
-    mode: str | None = None,
-    agnostic: bool | None = None,
-    encoded: Sequence[bytes] | None = None,
-) -> list[pp.Detections]:
-    """Detections per image (original-image pixels) for BGR ``images`` from any track's ``model``.
-
-    ``conf``/``iou``/``topk``/``mode``/``agnostic`` default to export/defaults.mk and only act on Track
-    A/B models (end2end models apply the values they were built with). ``encoded`` gives the files'
-    bytes for models that take encoded images (read from disk by the CLI; re-encoded as PNG if absent).
-    """
-    served = model if isinstance(model, ServedModel) else describe_model(client, model)
-    if not images:
-        return []
-    settings = defaults()
-    conf = float(settings["CONF"]) if conf is None else conf
-    iou = float(settings["IOU"]) if iou is None else iou
-    topk = int(settings["TOPK"]) if topk is None else topk
-    agnostic = settings["AGNOSTIC"] == "1" if agnostic is None else agnostic
-    mode = default_mode() if mode is None else mode
-
-    if served.kind == KIND_ENCODED:
-        return _infer_encoded(client, served, images, encoded)
-    results: list[pp.Detections] = []
-    for part in _chunks(len(images), served.max_batch):
-        batch, infos = pp.letterbox_batch(list(images[part]), served.imgsz)
-        if served.kind == KIND_OUTPUT0:
-            out = _request(client, served, batch, [TRACK_A_OUTPUT])[TRACK_A_OUTPUT]
-            if out.ndim == 3 and out.shape[2] == 6:  # an NMS-free export: [B, max_det, 6], no NMS
-                results += pp.postprocess_one2one(out, infos, conf)
-            else:
-                results += pp.postprocess_track_a(out, infos, conf, iou, topk, mode, agnostic)
-        else:
-            out = _request(client, served, batch, END2END_OUTPUTS)
-            results += pp.postprocess_end2end(*(out[name] for name in END2END_OUTPUTS), infos)
-    return results
-
-
-def _infer_encoded(client, served: ServedModel, images, encoded) -> list[pp.Detections]:
-    """One request per image (encoded files differ in length). The letterbox geometry comes from the
-    ensemble's ``letterbox`` output when it has one (Track D), else from the image size and ``imgsz``."""
-    if LETTERBOX_OUTPUT in served.outputs:
-        from yolo_triton.ensemble import letterbox_infos
-
-        results = []
-        for index, image in enumerate(images):
-            data = encoded[index] if encoded is not None else cv2.imencode(".png", image)[1].tobytes()
-            out = _request(client, served, np.frombuffer(data, dtype=np.uint8)[None],
-                           [*END2END_OUTPUTS, LETTERBOX_OUTPUT])
-            results += pp.postprocess_end2end(*(out[name] for name in END2END_OUTPUTS),
-                                              letterbox_infos(out[LETTERBOX_OUTPUT]))
-        return results
-    if served.imgsz is None:
-        raise ClientError(f"cannot tell the network input size of '{served.name}' (no ensemble step with an "
-                          "FP32 [3, S, S] input is visible); pass --imgsz S to map boxes back")
-    results = []
-    for index, image in enumerate(images):
-        data = encoded[index] if encoded is not None else cv2.imencode(".png", image)[1].tobytes()
-        payload = np.frombuffer(data, dtype=np.uint8)[None]
-        out = _request(client, served, payload, END2END_OUTPUTS)
-        info, _ = pp.letterbox_params(image.shape[0], image.shape[1], served.imgsz)
-        results += pp.postprocess_end2end(*(out[name] for name in END2END_OUTPUTS), [info])
-    return results
-
-
-def default_mode() -> str:
-    """Client NMS semantics: the end2end graphs' (NMS in defaults.mk) so both tracks agree."""
-    nms = defaults().get("NMS", "efficient")
-    return nms if nms in pp.MODES else "efficient"
-
-
-# --------------------------------------------------------------------------------------------------
-# Images in, text and pictures out
-# --------------------------------------------------------------------------------------------------
-def image_paths(items: Sequence[str | Path]) -> list[Path]:
-    """Files as given, directories expanded to their images (sorted)."""
-    paths: list[Path] = []
-    for item in map(Path, items):
-        if item.is_dir():
-            found = sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise ClientError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in directory {item}")
-            paths += found
-        elif item.is_file():
-            paths.append(item)
-        else:
-            raise ClientError(f"image not found: {item}")
-    return paths
-
-
-def read_image(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ClientError(f"cannot decode {path} as an image")
-    return image
-
-
-def _colour(class_id: int) -> tuple[int, int, int]:
-    rng = np.random.default_rng(class_id)
-    return tuple(int(v) for v in rng.integers(64, 256, size=3))
-
-
-def draw(image_bgr: np.ndarray, detections: pp.Detections, names: Sequence[str] | None = None) -> np.ndarray:
-    """A copy of the image with a box and 'label score' per detection."""
-    canvas = image_bgr.copy()
-    thickness = max(1, round(sum(canvas.shape[:2]) / 600))
-    for row in detections.to_list(names):
-        x1, y1, x2, y2 = (int(round(v)) for v in row["box"])
-        colour = _colour(row["class_id"])
-        cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
-        text = f"{row.get('label', row['class_id'])} {row['score']:.2f}"
-        cv2.putText(canvas, text, (x1, max(y1 - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, colour,
-                    max(1, thickness // 2), cv2.LINE_AA)
-    return canvas
-
-
-def draw_paths(out: Path, images: Sequence[Path]) -> list[Path]:
-    """``out`` for one image; ``<out stem>_<image stem><suffix>`` beside it for several."""
-    if len(images) == 1:
-        return [out]
-    return [out.with_name(f"{out.stem}_{image.stem}{out.suffix}") for image in images]
-
-
-def write_png(path: Path, image: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    if not cv2.imwrite(str(tmp), image):
-        raise ClientError(f"cannot write {path}")
-    tmp.replace(path)
-
-
-# --------------------------------------------------------------------------------------------------
-# CLI
-# --------------------------------------------------------------------------------------------------
-def sample_images_dir() -> str:
-    from ultralytics.utils import ASSETS
-
-    return str(ASSETS)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -364,7 +57,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--nms-mode", choices=pp.MODES, default=default_mode(), help="Tracks A/B client NMS")
     parser.add_argument("--imgsz", type=int, help="network input size of an encoded-image model, when the "
                         "server does not show it (an ensemble's detector step does)")
-    parser.add_argument("--model-repository", default="models",
+    parser.add_argument("--model-repository", default=str(directory("MODELS_DIR")),
                         help="where labels.txt is looked up (the directory the server serves)")
     parser.add_argument("--load", action="store_true",
                         help="ask the server to (re)load the model first (explicit model control)")

@@ -13,6 +13,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("YOLO_VERBOSE", "False")
+# Subprocesses (make, the step scripts, the servers' doubles) import yolo_triton from THIS checkout, not from
+# whatever the venv's editable install points at (git worktrees of the project share one .venv). In-process
+# imports get the same from pytest's `pythonpath` setting in pyproject.toml. No file edits sys.path.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "export"), os.environ.get("PYTHONPATH")]))
 TEST_IMGSZ = 320
 SCRATCH_ARCH = "yolo11n"
 SCRATCH_NAME = f"{SCRATCH_ARCH}_untrained"

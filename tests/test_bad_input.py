@@ -108,14 +108,37 @@ def test_a_step_killed_midway_leaves_nothing_make_takes_as_built(built_copy):
     cmd = ["make", "--no-print-directory", "-C", str(REPO), *built_copy.make_vars(), "onnx",
            f"NAMES={SCRATCH_NAME}", "PRECISION=fp32", "IMGSZ=256"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while not list(target.parent.glob(".export-*")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(1.0)  # inside ultralytics' export
+    _wait_until_exporting(proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert target.read_bytes() == before
     again = built_copy.make("-q", "onnx", f"NAMES={SCRATCH_NAME}", "PRECISION=fp32", "IMGSZ=256", check=False)
     assert again.returncode == 1
-    # Nothing with the artefact's final name was half-written; a stale temp dir may remain and is not a target.
-    assert {p.name for p in target.parent.iterdir() if not p.name.startswith(".export-")} == {"model.onnx"}
+    # Nothing with the artefact's final name was half-written (the export works outside the repository).
+    assert {p.name for p in target.parent.iterdir()} == {"model.onnx"}
+
+
+def _wait_until_exporting(proc, timeout: float = 60.0) -> None:
+    """Until the export step's work folder (in the system temp dir) exists, then a second more."""
+    import tempfile
+
+    seen = set(Path(tempfile.gettempdir()).glob("yolo-triton-export-*"))
+    deadline = time.monotonic() + timeout
+    while set(Path(tempfile.gettempdir()).glob("yolo-triton-export-*")) <= seen:
+        assert proc.poll() is None and time.monotonic() < deadline, "the export never started"
+        time.sleep(0.05)
+    time.sleep(1.0)  # inside ultralytics' export
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_an_interrupted_first_export_leaves_no_model_folder(built_copy, sig):
+    """Ctrl-C (SIGINT to the process group) or SIGTERM during the FIRST export of a model: make fails,
+    and no folder of that model is left in the repository (Triton would take it for a broken model)."""
+    (built_copy.weights / "fresh.pt").symlink_to((built_copy.weights / f"{SCRATCH_NAME}.pt").resolve())
+    cmd = ["make", "--no-print-directory", "-C", str(REPO), *built_copy.make_vars(),
+           str(built_copy.artefact("fresh")), "PRECISION=fp32", "IMGSZ=256"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    _wait_until_exporting(proc)
+    os.killpg(proc.pid, sig)
+    assert proc.wait(timeout=60) != 0
+    assert not (built_copy.models / "fresh").exists()

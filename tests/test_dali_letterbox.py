@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import cv2
@@ -19,17 +18,16 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "export"))
 
 dali = pytest.importorskip("nvidia.dali", reason="nvidia-dali-cuda130 (requirements.txt) is not installed")
 LetterBox = pytest.importorskip("ultralytics.data.augment").LetterBox
 
-from yolo_triton import dali_pipeline as dp  # noqa: E402
-from yolo_triton import ensemble as ens  # noqa: E402
-from yolo_triton import letterbox_check as lc  # noqa: E402
-from yolo_triton import postprocess as pp  # noqa: E402
-from yolo_triton import settings  # noqa: E402
-from yolo_triton import triton_config as tc  # noqa: E402
+from yolo_triton import dali_pipeline as dp
+from yolo_triton import ensemble as ens
+from yolo_triton import letterbox_check as lc
+from yolo_triton import postprocess as pp
+from yolo_triton import settings
+from yolo_triton import triton_config as tc
 
 IMGSZ = int(settings.defaults()["IMGSZ"])
 
@@ -166,9 +164,9 @@ def test_bad_bytes_raise_an_error_not_a_crash(images, payload):
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="device"):
-        dp.letterbox_pipeline(IMGSZ, "tpu", 1)
-    with pytest.raises(ValueError, match="multiple of 32"):
-        dp.autoserialize_source(IMGSZ + 1, 8, 2, "cpu")
+        dp.letterbox_pipeline(IMGSZ, "tpu", 1, num_threads=2)
+    with pytest.raises(ValueError, match="positive integer"):
+        dp.autoserialize_source(0, 8, 2, "cpu")
 
 
 # ---- the Triton model directory and autoserialization -----------------------------------------------
@@ -183,7 +181,7 @@ def test_preprocess_model_dir_gpu(tmp_path):
     """What Triton gets: config through the schema (backend dali) and a dali.py with one @autoserialize GPU pipeline."""
     max_batch = max(settings.max_batch_for_size(s) for s in settings.size_names())
     model_dir = ens.write_preprocess_model(tmp_path, IMGSZ, max_batch, 100)
-    assert model_dir.name == f"yolov11_preprocess_{IMGSZ}"
+    assert model_dir.name == f"preprocess_letterbox_{IMGSZ}"
     assert sorted(p.name for p in (model_dir / "1").iterdir()) == ["dali.py"]
     config = tc.parse_config(model_dir / "config.pbtxt")
     assert (config.backend, config.platform, config.max_batch_size) == ("dali", "", max_batch)
@@ -222,10 +220,9 @@ def test_autoserialize_roundtrip_cpu(tmp_path, images):
 
 
 def test_cli_defaults_write_the_model(tmp_path, restore_logging):
-    sys.path.insert(0, str(ROOT / "dali"))
     import create_dali_letterbox_pipeline as cli
 
     assert cli.main(["--model-dir", str(tmp_path)]) == 0
-    config = tc.parse_config(tmp_path / f"yolov11_preprocess_{IMGSZ}" / "config.pbtxt")
+    config = tc.parse_config(tmp_path / f"preprocess_letterbox_{IMGSZ}" / "config.pbtxt")
     assert config.max_batch_size == max(settings.max_batch_for_size(s) for s in settings.size_names())
-    assert cli.main(["--model-dir", str(tmp_path), "--imgsz", "100"]) == 1  # not a multiple of 32: refused
+    assert cli.main(["--model-dir", str(tmp_path), "--imgsz", "0"]) == 1  # refused, one line

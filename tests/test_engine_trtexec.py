@@ -14,12 +14,10 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "doubles"))
-
-import build_engine  # noqa: E402
-from onnx_graphs import end2end_detector, plain_detector  # noqa: E402
-from yolo_triton import engine  # noqa: E402
-from yolo_triton.engine import (  # noqa: E402
+import build_engine
+from onnx_graphs import end2end_detector, plain_detector
+from yolo_triton import engine
+from yolo_triton.engine import (
     make_profile,
     parse_trtexec_version,
     parse_workspace,
@@ -27,8 +25,8 @@ from yolo_triton.engine import (  # noqa: E402
     read_sidecar,
     sha256_file,
 )
-from yolo_triton.errors import StepError  # noqa: E402
-from yolo_triton.onnx_io import TensorSpec  # noqa: E402
+from yolo_triton.errors import StepError
+from yolo_triton.onnx_io import TensorSpec
 
 DOUBLES = Path(__file__).parent / "doubles"
 SIZES = {"nano": 128, "small": 64, "medium": 32}  # export/defaults.mk MAX_BATCH_<size>
@@ -68,7 +66,7 @@ def _cli(onnx_path, plan, max_batch, cache_dir, *extra, imgsz=640):
 
 
 def _expected(onnx_path, plan, max_batch, cache, major, imgsz=640):
-    cmd = [f"--onnx={onnx_path}", f"--saveEngine={plan}.tmp",
+    cmd = [f"--onnx={onnx_path}", f"--saveEngine={plan}.{os.getpid()}.tmp",
            f"--minShapes=images:1x3x{imgsz}x{imgsz}",
            f"--optShapes=images:{max(1, max_batch // 2)}x3x{imgsz}x{imgsz}",
            f"--maxShapes=images:{max_batch}x3x{imgsz}x{imgsz}"]
@@ -96,7 +94,7 @@ def test_exact_trtexec_command(tmp_path, fake_bin, monkeypatch, version, track, 
     assert build == _expected(onnx_path, plan, max_batch, cache, int(version.split(".")[0]))
     assert not set(a.split("=")[0] for a in build) & set(FORBIDDEN)
     assert plan.read_bytes().startswith(b"FAKE-TRTEXEC-PLAN")
-    assert not Path(f"{plan}.tmp").exists()
+    assert not list(plan.parent.glob("*.tmp"))
     assert cache.read_bytes() == b"fake-timing-entry\n"
     assert not list(cache.parent.glob("*.tmp"))
 
@@ -156,7 +154,7 @@ def test_trtexec_failure_is_one_line_and_leaves_no_plan(tmp_path, fake_bin, monk
         assert "WORKSPACE" in error
     else:
         assert error.startswith("trtexec exited with 1; last lines:")
-    assert plan.read_bytes() == b"old plan" and not Path(f"{plan}.tmp").exists()
+    assert plan.read_bytes() == b"old plan" and not list(plan.parent.glob("*.tmp"))
     assert read_sidecar(plan) is None
     assert not list(cache_dir.glob("*"))  # neither a cache nor a half-written temp file
 

@@ -24,15 +24,14 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "export"))
 
-from tritonclient.grpc import model_config_pb2 as mc  # noqa: E402
+from tritonclient.grpc import model_config_pb2 as mc
 
-from yolo_triton import ensemble as ens  # noqa: E402
-from yolo_triton import postprocess as pp  # noqa: E402
-from yolo_triton import settings  # noqa: E402
-from yolo_triton import triton_config as tc  # noqa: E402
-from yolo_triton.onnx_io import TensorSpec  # noqa: E402
+from yolo_triton import ensemble as ens
+from yolo_triton import postprocess as pp
+from yolo_triton import settings
+from yolo_triton import triton_config as tc
+from yolo_triton.onnx_io import TensorSpec
 
 DEFAULTS = settings.defaults()
 IMGSZ, TOPK, QUEUE_DELAY_US = int(DEFAULTS["IMGSZ"]), int(DEFAULTS["TOPK"]), int(DEFAULTS["QUEUE_DELAY_US"])
@@ -80,7 +79,7 @@ def test_ensemble_config_is_read_from_the_step_configs(tmp_path):
         ("num_dets", "int32", [1]), ("det_boxes", "float32", [TOPK, 4]), ("det_scores", "float32", [TOPK]),
         ("det_classes", "int32", [TOPK]), ("letterbox", "float64", [5])]
     pre, det = config.ensemble_scheduling.step
-    assert (pre.model_name, det.model_name) == (f"yolov11_preprocess_{IMGSZ}", f"{NAME}_trt_end2end")
+    assert (pre.model_name, det.model_name) == (f"preprocess_letterbox_{IMGSZ}", f"{NAME}_trt_end2end")
     assert dict(pre.input_map) == {"encoded": "IMAGE_BYTES"}
     assert dict(pre.output_map) == {"images": "preprocessed", "letterbox": "letterbox"}
     assert dict(det.input_map) == {"images": "preprocessed"}
@@ -103,7 +102,7 @@ def test_names_follow_the_detector_config(tmp_path):
 def test_mismatched_steps_are_refused(tmp_path):
     write_preprocess_config(tmp_path, imgsz=320)
     write_trt_end2end_config(tmp_path, imgsz=IMGSZ)
-    shutil.copytree(tmp_path / "yolov11_preprocess_320", tmp_path / f"yolov11_preprocess_{IMGSZ}")
+    shutil.copytree(tmp_path / "preprocess_letterbox_320", tmp_path / f"preprocess_letterbox_{IMGSZ}")
     with pytest.raises(ens.EnsembleError, match=r"produces images TYPE_FP32 \[3, 320, 320\].*same IMGSZ"):
         ens.write_ensemble(tmp_path, NAME, IMGSZ)
     with pytest.raises(ens.EnsembleError, match="not found: build it first"):
@@ -111,7 +110,6 @@ def test_mismatched_steps_are_refused(tmp_path):
 
 
 def test_cli(tmp_path, caplog, restore_logging):
-    sys.path.insert(0, str(ROOT / "dali"))
     import create_ensembles as cli
 
     write_preprocess_config(tmp_path)
@@ -174,9 +172,8 @@ class Server:
                                                          env.get("LD_LIBRARY_PATH")]))
         # the stub's interpreter: the venv's packages (numpy<2, cv2) and yolo_triton for the doubles
         # the stub's interpreter: this venv's python first on PATH (as PyTriton does: numpy<2, cv2); it ignores
-        # PYTHONPATH, so the DALI double finds yolo_triton through its own variable
+        # PYTHONPATH, so the DALI double imports the yolo_triton that `make setup` installed in the venv
         env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
-        env["YOLO_TRITON_EXPORT_DIR"] = str(ROOT / "export")
         self.http_port, self.grpc_port = _free_port(), _free_port()
         self.log = workdir / "tritonserver.log"
         self.proc = subprocess.Popen(
@@ -232,7 +229,7 @@ def server(tmp_path_factory):
     write_trt_end2end_config(repo)
     good = ens.write_ensemble(repo, NAME, IMGSZ)
     generated_text = good.read_text()
-    as_python_double(repo / f"yolov11_preprocess_{IMGSZ}", "dali_letterbox_double")
+    as_python_double(repo / f"preprocess_letterbox_{IMGSZ}", "dali_letterbox_double")
     as_python_double(repo / ens.trt_end2end_name(NAME), "trt_end2end_double")
     for broken, edit in BROKEN.items():
         config = tc.parse_config(good)

@@ -182,12 +182,12 @@ def test_make_validate_covers_nms_free_checkpoints(nms_free_tree, mode, tmp_path
     the one-to-many end2end graph against PyTorch, the NMS=free graph against the one-to-one head."""
     import json
 
-    import validate
+    import validate as validate_cli  # scripts/validate.py
 
     arch, name, trees = nms_free_tree
     tree = trees[mode]
     report = tmp_path / "report.json"
-    assert validate.main(["--model", name, "--models-dir", str(tree.models), "--weights-dir", str(tree.weights),
+    assert validate_cli.main(["--model", name, "--models-dir", str(tree.models), "--weights-dir", str(tree.weights),
                           "--json", str(report)]) == 0
     formats = {r["name"]: r for r in json.loads(report.read_text())["formats"]}
     assert formats["onnx"]["status"] == formats["end2end"]["status"] == "passed"

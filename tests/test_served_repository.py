@@ -17,7 +17,6 @@ rescaled so that outputs vary); nothing here says anything about accuracy, only 
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -31,6 +30,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, SCRATCH_NAME, Tree
+from yolo_triton import client as client_cli
 from yolo_triton import ensemble as ens
 from yolo_triton import postprocess as pp
 from yolo_triton import triton_config as tc
@@ -51,16 +51,7 @@ STANDINS = REPO / "tests" / "doubles" / "triton_python_standins"
 PROTOCOLS = ("http", "grpc")
 
 
-def _client_module():
-    spec = importlib.util.spec_from_file_location("triton_client", REPO / "scripts" / "triton_client.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-client_cli = _client_module()
-
+import triton_client as client_script  # noqa: E402 - scripts/triton_client.py, the command line
 
 def _skip_without_server():
     try:
@@ -136,7 +127,6 @@ def built(tmp_path_factory, scratch_weights):
 
 @pytest.fixture(scope="module")
 def server(built, tmp_path_factory):
-    os.environ["YOLO_TRITON_EXPORT_DIR"] = str(REPO / "export")  # for the DALI stand-in's interpreter
     srv = ts.start_server(built["tree"].models, tmp_path_factory.mktemp("triton"))
     yield srv
     srv.stop()
@@ -403,7 +393,7 @@ def test_cli_prints_named_detections_and_draws_pngs(server, built, samples, tmp_
 
     paths, images = samples
     out = tmp_path / "drawn.png"
-    rc = client_cli.main(["--url", server.url(protocol), "--protocol", protocol, "--model", f"{SCRATCH_NAME}_end2end",
+    rc = client_script.main(["--url", server.url(protocol), "--protocol", protocol, "--model", f"{SCRATCH_NAME}_end2end",
                           "--images", *map(str, paths), "--draw", str(out),
                           "--model-repository", str(built["tree"].models)])
     assert rc == 0
@@ -418,11 +408,11 @@ def test_cli_prints_named_detections_and_draws_pngs(server, built, samples, tmp_
 
 def test_cli_unknown_model_and_refused_load_are_one_line(server, samples, capsys):
     paths, _ = samples
-    assert client_cli.main(["--url", server.grpc_url, "--protocol", "grpc", "--model", "no_such_model",
+    assert client_script.main(["--url", server.grpc_url, "--protocol", "grpc", "--model", "no_such_model",
                             "--images", str(paths[0])]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no_such_model" in err[0]
-    assert client_cli.main(["--url", server.http_url, "--model", "not_in_the_repository", "--load",
+    assert client_script.main(["--url", server.http_url, "--model", "not_in_the_repository", "--load",
                             "--images", str(paths[0])]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not_in_the_repository" in err[0]

@@ -2,25 +2,11 @@
 The client against the real server and the real ONNX Runtime backend: tests/test_served_repository.py."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from yolo_triton import client as tc
+
 END2END_OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes")
-
-
-def _load_client_module():
-    spec = importlib.util.spec_from_file_location("triton_client", ROOT / "scripts" / "triton_client.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
-
-
-tc = _load_client_module()
 
 
 class _ConfigOnlyClientFake:

@@ -1,4 +1,4 @@
-"""scripts/validate.py: its pure comparison functions, and whole runs on artefacts built by the real Make
+"""yolo_triton.validate (behind scripts/validate.py): its pure comparison functions, and whole runs on artefacts built by the real Make
 targets for an untrained, output-varied checkpoint (passes; fails on a corrupted artefact)."""
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import pytest
 from conftest import SCRATCH_NAME, TEST_IMGSZ, Tree, _tree_with_weights
 from onnx import numpy_helper
 
-import validate
+import validate as validate_cli  # scripts/validate.py, the command line
 from yolo_triton import postprocess as pp
+from yolo_triton import validate
 from yolo_triton.settings import defaults
 
 
@@ -78,7 +79,7 @@ def test_compare_raw_reports_differences():
 
 
 def test_missing_artefacts_and_empty_image_folder_exit_1(tmp_path, capsys):
-    assert validate.main(["--model", "nothing", "--models-dir", str(tmp_path), "--weights-dir", str(tmp_path)]) == 1
+    assert validate_cli.main(["--model", "nothing", "--models-dir", str(tmp_path), "--weights-dir", str(tmp_path)]) == 1
     assert "no ONNX artefact for 'nothing'" in capsys.readouterr().err
     with pytest.raises(validate.StepError, match="no images"):
         validate.image_paths(tmp_path)
@@ -87,7 +88,7 @@ def test_missing_artefacts_and_empty_image_folder_exit_1(tmp_path, capsys):
 # ---------------------------------------------------------------------------------------- whole runs
 def run_validate(tree: Tree, tmp_path: Path, *extra: str) -> tuple[int, dict]:
     out = tmp_path / "report.json"
-    code = validate.main(["--model", SCRATCH_NAME, "--models-dir", str(tree.models), "--weights-dir",
+    code = validate_cli.main(["--model", SCRATCH_NAME, "--models-dir", str(tree.models), "--weights-dir",
                           str(tree.weights), "--json", str(out), *extra])
     return code, json.loads(out.read_text())
 

@@ -36,8 +36,10 @@ DEVICES = ("cpu", "gpu")
 def check_args(imgsz: int, device: str) -> None:
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
-    if int(imgsz) != imgsz or imgsz <= 0 or imgsz % 32:
-        raise ValueError(f"imgsz must be a positive multiple of 32 (the detector's stride), got {imgsz}")
+    # The letterbox itself works at any size; the detector's stride is checked against its checkpoint at
+    # export (checkpoint.check_imgsz) and the ensemble checks that both steps use the same size.
+    if int(imgsz) != imgsz or imgsz <= 0:
+        raise ValueError(f"imgsz must be a positive integer, got {imgsz}")
 
 
 def _round_half_even(x):
@@ -85,7 +87,7 @@ def letterbox_graph(encoded, imgsz: int, device: str):
     return image, letterbox
 
 
-def letterbox_pipeline(imgsz: int, device: str, batch_size: int, num_threads: int = 4, device_id: int | None = None,
+def letterbox_pipeline(imgsz: int, device: str, batch_size: int, num_threads: int, device_id: int | None = None,
                        source=None, prefetch_queue_depth: int = 2):
     """A pipeline (not built) whose external source is :data:`INPUT_NAME` (``device_id`` None = CPU only).
 

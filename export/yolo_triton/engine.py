@@ -1,9 +1,11 @@
-"""TensorRT engine step: what both builders share (profile, precision, GPU, timing cache, sidecar).
+"""TensorRT engine step, bottom layer: what both builders share (profile, precision, GPU, timing cache,
+sidecar) and the :class:`Builder` interface they implement.
 
-The two builders live beside this module: :mod:`yolo_triton.engine_trtexec` (the ``trtexec``
-command line) and :mod:`yolo_triton.engine_python` (the TensorRT Python API). Both take the same
-:class:`BuildRequest`, so the profile, the precision (read from the ONNX graph, strongly typed) and
-the timing cache are the same whichever one runs.
+    engine.py  <-  engine_trtexec.py (TrtexecBuilder), engine_python.py (PythonApiBuilder)  <-  engine_build.py
+
+The two builders take the same :class:`BuildRequest`, so the profile, the precision (read from the ONNX
+graph, strongly typed) and the timing cache are the same whichever one runs; :mod:`yolo_triton.engine_build`
+chooses one and writes the plan atomically. This module imports neither builder.
 
 Everything here is a pure function of paths and parameters; nothing imports ``tensorrt`` at module
 level, so this runs (and is tested) on machines without TensorRT.
@@ -13,17 +15,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 import onnx
 
 from yolo_triton.errors import StepError
+from yolo_triton.files import atomic_write_bytes
 from yolo_triton.onnx_io import TensorSpec, has_efficient_nms, model_io, onnx_precision  # noqa: F401 (re-exported)
+from yolo_triton.settings import opt_batch
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +79,17 @@ class BuildResult:
     seconds: float
 
 
+class Builder(Protocol):
+    """One way to build a plan: ``engine_trtexec.TrtexecBuilder`` or ``engine_python.PythonApiBuilder``."""
+
+    name: str  # "trtexec" | "python"
+    trt_version: str  # the TensorRT version this builder carries, e.g. "10.13.3"
+
+    def build(self, request: BuildRequest, plan_out: Path) -> BuildResult:
+        """Build ``request`` into ``plan_out`` (a temporary path; the caller renames it)."""
+        ...
+
+
 # ---------------------------------------------------------------- parameters
 
 
@@ -88,11 +103,6 @@ def parse_workspace(text: str) -> int:
     if size <= 0:
         raise ValueError(f"WORKSPACE={text!r} must be positive")
     return size
-
-
-def opt_batch(max_batch: int) -> int:
-    """The batch size TensorRT tunes kernels for: half the maximum, at least 1."""
-    return max(1, max_batch // 2)
 
 
 def image_input(inputs: list[TensorSpec]) -> TensorSpec:
@@ -221,23 +231,6 @@ def looks_like_oom(text: str) -> bool:
 # ---------------------------------------------------------------- atomic files and sidecar
 
 
-def tmp_path(path: Path) -> Path:
-    return Path(str(path) + ".tmp")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    tmp = Path(f"{path}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def sidecar_path(plan_path: Path) -> Path:
     """``model.plan`` -> ``model.plan.json``."""
     return Path(str(plan_path) + ".json")
@@ -265,7 +258,7 @@ def sidecar_record(request: BuildRequest, result: BuildResult, gpu: GpuInfo, pre
 
 def write_sidecar(plan_path: Path, record: dict) -> Path:
     path = sidecar_path(plan_path)
-    atomic_write_bytes(path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+    atomic_write_bytes(path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode(), fsync=True)
     return path
 
 
@@ -299,79 +292,7 @@ def plan_is_stale(plan_path: Path, gpu_name: str, trt_version: str) -> str | Non
     return None
 
 
-def engine_io(plan_path: Path) -> tuple[list[TensorSpec], list[TensorSpec]] | None:
-    """Inputs and outputs of a built plan via TensorRT's engine inspection API; None without tensorrt."""
-    from yolo_triton import engine_python  # noqa: PLC0415 - keeps this module TensorRT-free
-
-    trt = engine_python.import_tensorrt()
-    if trt is None:
-        return None
-    return engine_python.engine_io(trt, Path(plan_path))
-
-
 def onnx_summary(path: Path) -> tuple[onnx.ModelProto, list[TensorSpec], list[TensorSpec]]:
     model = onnx.load(str(path), load_external_data=False)
     inputs, outputs = model_io(model)
     return model, inputs, outputs
-
-
-# ---------------------------------------------------------------- choosing and running a builder
-
-
-@dataclass(frozen=True)
-class Toolchain:
-    """The builder that will run and the TensorRT version it carries."""
-
-    builder: str  # "trtexec" | "python"
-    trt_version: str  # "10.13.3"
-    trtexec: str | None = None  # path, for builder == "trtexec"
-    trt: object = None  # the tensorrt module, for builder == "python"
-
-
-def select_toolchain(choice: str, trtexec_arg: str | None) -> Toolchain:
-    """``auto``: trtexec when found, else the Python API; ``trtexec``/``python`` force one.
-
-    Raises a one-line StepError naming the way forward when TensorRT is not there at all.
-    """
-    from yolo_triton import engine_python, engine_trtexec  # noqa: PLC0415 - avoid an import cycle
-
-    if choice not in ("auto", "trtexec", "python"):
-        raise StepError(f"ENGINE_BUILDER={choice!r} must be auto, trtexec or python")
-    if choice in ("auto", "trtexec"):
-        trtexec = find_trtexec(trtexec_arg)
-        if trtexec:
-            version = engine_trtexec.trtexec_version(trtexec)
-            check_supported(version)
-            return Toolchain("trtexec", version, trtexec=trtexec)
-        if choice == "trtexec":
-            raise StepError(f"ENGINE_BUILDER=trtexec but no trtexec on PATH or at {DEFAULT_TRTEXEC}; "
-                            f"set TRTEXEC=/path/to/trtexec or {RUN_INSIDE_HINT}")
-    trt = engine_python.import_tensorrt()
-    if trt is None:
-        where = "no trtexec and no Python module 'tensorrt'" if choice == "auto" else \
-            "ENGINE_BUILDER=python but 'import tensorrt' fails"
-        raise StepError(f"TensorRT is missing here ({where}); {RUN_INSIDE_HINT}")
-    version = short_version(trt.__version__)
-    check_supported(version)
-    return Toolchain("python", version, trt=trt)
-
-
-def build_plan(request: BuildRequest, toolchain: Toolchain) -> BuildResult:
-    """Build into ``<plan>.tmp`` and rename it over ``<plan>``; on any failure no plan file is left."""
-    from yolo_triton import engine_python, engine_trtexec  # noqa: PLC0415 - avoid an import cycle
-
-    plan = Path(request.plan)
-    plan.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_path(plan)
-    tmp.unlink(missing_ok=True)
-    try:
-        if toolchain.builder == "trtexec":
-            result = engine_trtexec.build_with_trtexec(request, toolchain.trtexec, toolchain.trt_version, tmp)
-        else:
-            result = engine_python.build_with_python(toolchain.trt, request, tmp)
-        if not tmp.is_file() or tmp.stat().st_size == 0:
-            raise StepError(f"the {toolchain.builder} builder wrote no engine; rerun with -v")
-        os.replace(tmp, plan)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return result

@@ -24,12 +24,12 @@ from yolo_triton.engine import (
     OOM_HINT,
     BuildRequest,
     BuildResult,
-    atomic_write_bytes,
     check_supported,
     looks_like_oom,
     short_version,
 )
 from yolo_triton.errors import StepError
+from yolo_triton.files import atomic_write_bytes
 from yolo_triton.onnx_io import TensorSpec
 
 log = logging.getLogger(__name__)
@@ -198,7 +198,7 @@ def build_with_python(trt, request: BuildRequest, plan_out: Path, out: TextIO | 
     with open(plan_out, "wb") as handle:
         handle.write(serialized)
     cache_path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
+    atomic_write_bytes(cache_path, bytes(config.get_timing_cache().serialize()), fsync=True)
     log.info("timing cache saved: %s (%d bytes)", cache_path, cache_path.stat().st_size)
     return BuildResult("python", version, clock() - start)
 
@@ -221,3 +221,18 @@ def engine_io(trt, plan_path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]
                           tuple(int(d) for d in engine.get_tensor_shape(name)))
         (inputs if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else outputs).append(spec)
     return inputs, outputs
+
+
+class PythonApiBuilder:
+    """:class:`yolo_triton.engine.Builder` through the TensorRT Python API (``trt``: the imported module)."""
+
+    name = "python"
+
+    def __init__(self, trt):
+        self.trt, self.trt_version = trt, short_version(trt.__version__)
+
+    def build(self, request: BuildRequest, plan_out: Path) -> BuildResult:
+        return build_with_python(self.trt, request, plan_out)
+
+    def engine_io(self, plan_path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+        return engine_io(self.trt, plan_path)

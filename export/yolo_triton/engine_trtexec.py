@@ -32,6 +32,7 @@ from yolo_triton.engine import (
     parse_trtexec_version,
 )
 from yolo_triton.errors import StepError
+from yolo_triton.files import tmp_name
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ def build_with_trtexec(request: BuildRequest, trtexec: str, trt_version: str, pl
     out = out or sys.stderr
     cache = request.timing_cache
     cache.parent.mkdir(parents=True, exist_ok=True)
-    cache_tmp = Path(f"{cache}.{os.getpid()}.tmp")
+    cache_tmp = tmp_name(cache)
     if cache.is_file():
         shutil.copyfile(cache, cache_tmp)
         log.info("timing cache: %s (%d bytes, loaded)", cache, cache.stat().st_size)
@@ -157,3 +158,15 @@ def build_with_trtexec(request: BuildRequest, trtexec: str, trt_version: str, pl
     finally:
         cache_tmp.unlink(missing_ok=True)
     return BuildResult("trtexec", trt_version, clock() - start)
+
+
+class TrtexecBuilder:
+    """:class:`yolo_triton.engine.Builder` through the ``trtexec`` command line."""
+
+    name = "trtexec"
+
+    def __init__(self, trtexec: str, trt_version: str):
+        self.trtexec, self.trt_version = trtexec, trt_version
+
+    def build(self, request: BuildRequest, plan_out: Path) -> BuildResult:
+        return build_with_trtexec(request, self.trtexec, self.trt_version, plan_out)

@@ -1,6 +1,6 @@
 """Track D: the DALI letterbox model and the ``<name>_ensemble`` configs (encoded bytes -> detections).
 
-* :func:`write_preprocess_model` writes ``<models>/yolov11_preprocess_<S>/``: ``config.pbtxt``
+* :func:`write_preprocess_model` writes ``<models>/preprocess_letterbox_<S>/``: ``config.pbtxt``
   (``backend: "dali"``) and ``1/dali.py``, the pipeline definition that Triton's DALI backend
   autoserializes at load time (dali_backend precedence: ``model.dali``, then ``dali.py``). No
   ``model.dali`` is written: a GPU pipeline cannot be serialized without CUDA, and a file serialized
@@ -22,40 +22,41 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from yolo_triton import triton_config as tc
 from yolo_triton.postprocess import LetterboxInfo
+from yolo_triton.settings import (
+    CONFIG_FILE,
+    DALI_FILE,
+    VERSION_DIR,
+    dali_threads,
+    ensemble_name,
+    model_dir_name,
+    preprocess_model_name,
+)
 
 LOG = logging.getLogger(__name__)
 
 DALI_BACKEND = "dali"
-DALI_FILENAME = "dali.py"  # dali_backend's autoserialization fallback file in the version dir
+DALI_FILENAME = DALI_FILE
 # Mirrors of yolo_triton.dali_pipeline's names, kept here so that writing configs needs no DALI import;
 # tests/test_dali_letterbox.py checks that the two agree.
 INPUT_NAME = "encoded"
 OUTPUT_IMAGES, OUTPUT_LETTERBOX = "images", "letterbox"
 LETTERBOX_LEN = 5  # ratio, pad_x, pad_y, orig_h, orig_w
 ENSEMBLE_INPUT = "IMAGE_BYTES"  # what clients send (README, perf_analyzer --shape IMAGE_BYTES:<n>)
-DALI_NUM_THREADS = 4
 
 
 class EnsembleError(ValueError):
     """A step model's config does not fit the chain; the message names the tensor and the fix."""
 
 
-def preprocess_model_name(imgsz: int) -> str:
-    return f"yolov11_preprocess_{int(imgsz)}"
-
-
-def ensemble_name(model_name: str) -> str:
-    return f"{model_name}_ensemble"
-
-
 def trt_end2end_name(model_name: str) -> str:
-    return f"{model_name}_trt_end2end"
+    return model_dir_name(model_name, "trt_end2end")
 
 
 # --------------------------------------------------------------------------------------------------
 # The DALI model
 # --------------------------------------------------------------------------------------------------
-def preprocess_config(name: str, imgsz: int, max_batch: int, queue_delay_us: int) -> mc.ModelConfig:
+def preprocess_config(name: str, imgsz: int, max_batch: int, queue_delay_us: int,
+                      num_threads: int | None = None) -> mc.ModelConfig:
     """``backend: "dali"``: ``encoded`` uint8 [-1] -> ``images`` fp32 [3, S, S], ``letterbox`` fp64 [5]."""
     if max_batch <= 0:
         raise ValueError(f"max batch must be > 0, got {max_batch}")
@@ -70,29 +71,30 @@ def preprocess_config(name: str, imgsz: int, max_batch: int, queue_delay_us: int
     config.instance_group.add(count=1, kind=mc.ModelInstanceGroup.KIND_GPU)
     config.dynamic_batching.preferred_batch_size.extend(tc.preferred_batch_sizes(max_batch))
     config.dynamic_batching.max_queue_delay_microseconds = queue_delay_us
-    config.parameters["num_threads"].string_value = str(DALI_NUM_THREADS)
+    config.parameters["num_threads"].string_value = str(num_threads or dali_threads())
     config.version_policy.latest.num_versions = 1
     return config
 
 
 def write_preprocess_model(models_dir: str | Path, imgsz: int, max_batch: int, queue_delay_us: int,
-                           device: str = "gpu") -> Path:
+                           device: str = "gpu", num_threads: int | None = None) -> Path:
     """Write ``1/dali.py`` then ``config.pbtxt`` (each atomically); return the model directory."""
     try:
         from yolo_triton.dali_pipeline import autoserialize_source  # the pipeline module imports DALI
     except ImportError as err:
         raise EnsembleError(f"cannot import DALI ({err}): install requirements.txt (nvidia-dali-cuda130)") from None
 
+    num_threads = num_threads or dali_threads()
     name = preprocess_model_name(imgsz)
     model_dir = Path(models_dir) / name
-    (model_dir / "1").mkdir(parents=True, exist_ok=True)
-    stale = model_dir / "1" / "model.dali"
+    (model_dir / VERSION_DIR).mkdir(parents=True, exist_ok=True)
+    stale = model_dir / VERSION_DIR / "model.dali"
     if stale.exists():  # it would win over dali.py (dali_backend tries model.dali first)
         stale.unlink()
         LOG.info("removed %s: the model is autoserialized from %s", stale, DALI_FILENAME)
-    tc.write_atomic(model_dir / "1" / DALI_FILENAME,
-                    autoserialize_source(imgsz, max_batch, DALI_NUM_THREADS, device))
-    tc.write_model_config(model_dir, preprocess_config(name, imgsz, max_batch, queue_delay_us))
+    tc.write_atomic(model_dir / VERSION_DIR / DALI_FILENAME,
+                    autoserialize_source(imgsz, max_batch, num_threads, device))
+    tc.write_model_config(model_dir, preprocess_config(name, imgsz, max_batch, queue_delay_us, num_threads))
     LOG.info("wrote %s: backend dali, imgsz %d, max_batch_size %d, device %s", model_dir, imgsz, max_batch, device)
     remove_stale_preprocess_models(Path(models_dir), imgsz)
     return model_dir
@@ -179,8 +181,8 @@ def ensemble_config(name: str, preprocess: mc.ModelConfig, detector: mc.ModelCon
 def write_ensemble(models_dir: str | Path, model_name: str, imgsz: int) -> Path:
     """Read the two step configs under ``models_dir``, write ``<model_name>_ensemble/config.pbtxt`` and ``1/``."""
     models_dir = Path(models_dir)
-    paths = [models_dir / preprocess_model_name(imgsz) / "config.pbtxt",
-             models_dir / trt_end2end_name(model_name) / "config.pbtxt"]
+    paths = [models_dir / preprocess_model_name(imgsz) / CONFIG_FILE,
+             models_dir / trt_end2end_name(model_name) / CONFIG_FILE]
     for path in paths:
         if not path.is_file():
             raise EnsembleError(f"{path} not found: build it first (make {path})")
@@ -188,7 +190,7 @@ def write_ensemble(models_dir: str | Path, model_name: str, imgsz: int) -> Path:
     name = ensemble_name(model_name)
     config = ensemble_config(name, preprocess, detector)
     model_dir = models_dir / name
-    (model_dir / "1").mkdir(parents=True, exist_ok=True)  # Triton wants a version dir, even empty
+    (model_dir / VERSION_DIR).mkdir(parents=True, exist_ok=True)  # Triton wants a version dir, even empty
     path = tc.write_model_config(model_dir, config)
     LOG.info("wrote %s: %s -> %s, max_batch_size %d (steps %d, %d)", path, preprocess.name, detector.name,
              config.max_batch_size, preprocess.max_batch_size, detector.max_batch_size)

@@ -22,12 +22,12 @@ import onnx_graphsurgeon as gs
 
 from yolo_triton.errors import StepError
 from yolo_triton.onnx_io import class_names, metadata, set_metadata
+from yolo_triton.settings import END2END_OUTPUTS
 
 LOG = logging.getLogger(__name__)
 
 NMS_MODES = ("efficient", "onnx", "free")
 BOXES, SCORES = "boxes", "scores"
-END2END_OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes")
 # ONNX Runtime knows TensorRT plugins only through its TensorRT execution provider, and only in this
 # domain (onnxruntime docs, "TensorRT Plugins Support"; onnxruntime/core/providers/tensorrt/
 # tensorrt_execution_provider_custom_ops.cc); TensorRT's own ONNX parser finds the plugin by op type,
@@ -74,11 +74,12 @@ def split_head(graph: gs.Graph, num_classes: int) -> tuple[gs.Variable, gs.Varia
 
 
 def end2end_outputs(topk: int) -> list[gs.Variable]:
+    num_dets, det_boxes, det_scores, det_classes = END2END_OUTPUTS
     return [
-        gs.Variable("num_dets", dtype=np.int32, shape=["batch", 1]),
-        gs.Variable("det_boxes", dtype=np.float32, shape=["batch", topk, 4]),
-        gs.Variable("det_scores", dtype=np.float32, shape=["batch", topk]),
-        gs.Variable("det_classes", dtype=np.int32, shape=["batch", topk]),
+        gs.Variable(num_dets, dtype=np.int32, shape=["batch", 1]),
+        gs.Variable(det_boxes, dtype=np.float32, shape=["batch", topk, 4]),
+        gs.Variable(det_scores, dtype=np.float32, shape=["batch", topk]),
+        gs.Variable(det_classes, dtype=np.int32, shape=["batch", topk]),
     ]
 
 

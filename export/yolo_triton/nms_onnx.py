@@ -38,7 +38,9 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-OUTPUT_NAMES = ("num_dets", "det_boxes", "det_scores", "det_classes")
+from yolo_triton.settings import END2END_OUTPUTS
+
+OUTPUT_NAMES = END2END_OUTPUTS
 NOT_SELECTED = -1.0  # fill value of the dense score tensor; real scores are >= 0
 
 
@@ -166,11 +168,8 @@ def add_onnx_nms(
     picked_boxes = b.op("GatherND", [corners, anchor_idx], f32, ["batch", topk, 4], {"batch_dims": 1})
 
     num_dets, det_boxes, det_scores, det_classes = (
-        gs.Variable("num_dets", dtype=i32, shape=["batch", 1]),
-        gs.Variable("det_boxes", dtype=f32, shape=["batch", topk, 4]),
-        gs.Variable("det_scores", dtype=f32, shape=["batch", topk]),
-        gs.Variable("det_classes", dtype=i32, shape=["batch", topk]),
-    )
+        gs.Variable(name, dtype=dtype, shape=shape) for name, dtype, shape in zip(
+            OUTPUT_NAMES, (i32, f32, f32, i32), (["batch", 1], ["batch", topk, 4], ["batch", topk], ["batch", topk])))
     b.op("Cast", [count], i32, None, {"to": _onnx_type(i32)}, out=num_dets)
     valid3 = b.op("Unsqueeze", [valid, b.const("axis_last3", np.array([2], i64))], bool, ["batch", topk, 1])
     zero_f, zero_i = b.const("zero_f", np.array(0, f32)), b.const("zero_i", np.array(0, i32))

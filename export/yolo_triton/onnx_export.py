@@ -18,7 +18,7 @@ import onnx
 
 from yolo_triton import checkpoint as ckpt
 from yolo_triton.errors import StepError
-from yolo_triton.atomic import atomic_output
+from yolo_triton.files import atomic_path
 from yolo_triton.onnx_io import metadata, set_metadata
 
 LOG = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def export_onnx(
     pt_path, out_path = Path(pt_path), Path(out_path)
     if not pt_path.is_file():
         ckpt.load_yolo(pt_path)  # raises the one-line 'checkpoint not found'
-    # The work happens outside the model repository; only the finished file goes in (atomic_output).
+    # The work happens outside the model repository; only the finished file goes in (atomic_path).
     with tempfile.TemporaryDirectory(prefix="yolo-triton-export-") as tmp:
         workdir = Path(tmp)
         link = workdir / "model.pt"
@@ -127,7 +127,7 @@ def export_onnx(
             one2one=str(one2one),
         )
         set_metadata(model, meta)
-        with atomic_output(out_path) as tmp_out:
+        with atomic_path(out_path) as tmp_out:
             onnx.save(model, str(tmp_out))
     LOG.info("wrote %s (%.1f MB, %s, imgsz %d)", out_path, out_path.stat().st_size / 1e6, precision, imgsz)
     return meta

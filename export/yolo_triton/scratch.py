@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from yolo_triton.files import atomic_path
+
 LOG = logging.getLogger(__name__)
 
 TARGET_FRACTION_ABOVE = 2e-4   # share of (anchor, class) pairs to lift above the score below
@@ -129,7 +131,6 @@ def make_scratch_checkpoint(arch: str, out_path: str | Path, num_classes: int | 
     }
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    torch.save(checkpoint, tmp)
-    tmp.replace(out_path)
+    with atomic_path(out_path) as tmp:
+        torch.save(checkpoint, tmp)
     return out_path

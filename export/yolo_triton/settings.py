@@ -1,7 +1,10 @@
-"""Default settings, read from ``export/defaults.mk`` (the single source of truth).
+"""Settings and layout, the bottom layer: every default and every name the pipeline's files carry.
 
-The Makefile includes that file; Python tools that run outside Make (validation, the Triton client,
-benchmarks) call :func:`defaults` so that they agree with Make without repeating a number.
+Defaults are read from ``export/defaults.mk``, the single source of truth that the Makefile includes, so
+Python tools that run outside Make (validation, the Triton client, benchmarks) agree with Make without
+repeating a number. Layout facts (folder names, file names, tensor names) are constants and small pure
+functions here; the Makefile spells the same layout in its pattern rules, and tests/test_layout.py
+checks that the two agree. Nothing in this module imports another yolo_triton module.
 """
 from __future__ import annotations
 
@@ -11,6 +14,27 @@ from pathlib import Path
 
 DEFAULTS_MK = Path(__file__).resolve().parent.parent / "defaults.mk"
 _ASSIGNMENT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*\?=\s*(.*?)\s*$")
+
+# ---- the model repository: <models>/<model dir>/<VERSION_DIR>/<file>, with config.pbtxt beside 1/ -----
+VERSION_DIR = "1"
+ONNX_FILE = "model.onnx"
+PLAN_FILE = "model.plan"
+CONFIG_FILE = "config.pbtxt"
+LABELS_FILE = "labels.txt"
+DALI_FILE = "dali.py"  # dali_backend's autoserialization file in the version directory
+# artefact kind -> (model directory suffix after <name>, file in the version directory)
+ARTEFACTS = {
+    "onnx": ("", ONNX_FILE),  # Track A
+    "end2end": ("_end2end", ONNX_FILE),  # ONNX + NMS stage
+    "trt": ("_trt", PLAN_FILE),  # Track B
+    "trt_end2end": ("_trt_end2end", PLAN_FILE),  # Track C
+}
+ENSEMBLE_SUFFIX = "_ensemble"  # Track D: <name>_ensemble chains the DALI model into <name>_trt_end2end
+
+# ---- tensor names ---------------------------------------------------------------------------------
+TRACK_A_OUTPUT = "output0"  # ultralytics' raw head output [B, 4+nc, anchors]
+END2END_OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes")  # EfficientNMS_TRT's four
+LABEL_OUTPUT = "det_classes"  # the output whose values index labels.txt
 
 
 @lru_cache(maxsize=None)
@@ -41,3 +65,46 @@ def weights_stem_for_size(size: str) -> str:
 
 def max_batch_for_size(size: str) -> int:
     return int(defaults()[f"MAX_BATCH_{size}"])
+
+
+def weights_path(name: str, weights_dir: Path) -> Path:
+    """``yolov11_<size>`` -> ``<WEIGHTS_size>.pt`` (the Makefile's ``weights_for``); any other name -> ``<name>.pt``."""
+    for size in size_names():
+        if name == model_name_for_size(size):
+            return Path(weights_dir) / f"{weights_stem_for_size(size)}.pt"
+    return Path(weights_dir) / f"{name}.pt"
+
+
+def model_dir_name(name: str, kind: str) -> str:
+    """``("yolov11_small", "trt_end2end")`` -> ``yolov11_small_trt_end2end``."""
+    return name + ARTEFACTS[kind][0]
+
+
+def artefact_path(models_dir: str | Path, name: str, kind: str) -> Path:
+    """``<models>/<name><suffix>/1/model.{onnx,plan}`` for an artefact kind of :data:`ARTEFACTS`."""
+    suffix, filename = ARTEFACTS[kind]
+    return Path(models_dir) / f"{name}{suffix}" / VERSION_DIR / filename
+
+
+def preprocess_model_name(imgsz: int) -> str:
+    """The DALI letterbox model, one per image size and shared by every detector: ``preprocess_letterbox_640``."""
+    return f"preprocess_letterbox_{int(imgsz)}"
+
+
+def ensemble_name(name: str) -> str:
+    return name + ENSEMBLE_SUFFIX
+
+
+def opt_batch(max_batch: int) -> int:
+    """The batch TensorRT tunes kernels for (profile opt) and Triton prefers with max: half the maximum, >= 1."""
+    return max(1, int(max_batch) // 2)
+
+
+def dali_threads() -> int:
+    """CPU worker threads of the DALI letterbox pipeline (DALI_THREADS)."""
+    return int(defaults()["DALI_THREADS"])
+
+
+def directory(setting: str) -> Path:
+    """A directory default of defaults.mk (MODELS_DIR, WEIGHTS_DIR, CACHE_DIR, BUILD_DIR), relative to the cwd."""
+    return Path(defaults()[setting])

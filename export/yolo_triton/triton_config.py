@@ -5,18 +5,19 @@ from a string template; :func:`parse_config` reads one back through the same sch
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from yolo_triton.files import atomic_write_text
 from yolo_triton.onnx_io import TensorSpec
+from yolo_triton.settings import LABELS_FILE, opt_batch
 
 ONNX_PLATFORM = "onnxruntime_onnx"
 TENSORRT_PLATFORM = "tensorrt_plan"
 ENSEMBLE_PLATFORM = "ensemble"
-LABELS_FILENAME = "labels.txt"
+LABELS_FILENAME = LABELS_FILE
 
 _NUMPY_TO_TRITON = {
     "bool": mc.TYPE_BOOL,
@@ -80,7 +81,7 @@ def ort_tensorrt_accelerator(precision: str, workspace_bytes: int, engine_cache_
 
 def preferred_batch_sizes(max_batch: int) -> list[int]:
     """Half the maximum and the maximum: the profile's opt and max shapes of the engines."""
-    return sorted({max(1, max_batch // 2), max_batch})
+    return sorted({opt_batch(max_batch), max_batch})
 
 
 def _tensor(spec: TensorSpec, batched: bool, message):
@@ -140,12 +141,7 @@ def parse_config(path: str | Path) -> mc.ModelConfig:
     return text_format.Parse(Path(path).read_text(), mc.ModelConfig())
 
 
-def write_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+write_atomic = atomic_write_text  # the one atomic writer (yolo_triton.files)
 
 
 def write_model_config(model_dir: str | Path, config: mc.ModelConfig, labels: list[str] | None = None) -> Path:

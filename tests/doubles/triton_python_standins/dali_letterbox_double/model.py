@@ -1,15 +1,12 @@
 """TEST DOUBLE for the DALI letterbox model: OpenCV decode + NumPy letterbox, same inputs/outputs as its config."""
 import json
-import os
-import sys
 
 import cv2
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-# The stub's interpreter ignores PYTHONPATH; the test names the project's export/ dir in this variable.
-sys.path.insert(0, os.environ["YOLO_TRITON_EXPORT_DIR"])
-from yolo_triton.postprocess import letterbox  # noqa: E402
+# The stub's interpreter ignores PYTHONPATH: yolo_triton comes from the venv's install (make setup).
+from yolo_triton.postprocess import letterbox
 
 
 class TritonPythonModel:

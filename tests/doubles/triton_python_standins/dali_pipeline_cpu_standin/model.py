@@ -2,16 +2,12 @@
 that runs the project's OWN DALI pipeline (yolo_triton.dali_pipeline) with CPU operators. Same inputs
 and outputs as the generated DALI config; requests the dynamic batcher merged run as one DALI batch."""
 import json
-import os
-import sys
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-# The stub's interpreter ignores PYTHONPATH; the test names the package's parent folder in this variable.
-if os.environ.get("YOLO_TRITON_EXPORT_DIR"):
-    sys.path.insert(0, os.environ["YOLO_TRITON_EXPORT_DIR"])
-from yolo_triton.dali_pipeline import INPUT_NAME, letterbox_pipeline  # noqa: E402
+# The stub's interpreter ignores PYTHONPATH: yolo_triton comes from the venv's install (make setup).
+from yolo_triton.dali_pipeline import INPUT_NAME, letterbox_pipeline
 
 
 class TritonPythonModel:
