@@ -9,10 +9,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
+import signal
 import stat
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -27,7 +29,8 @@ HINT_MARK = "under its own name: "
 
 class _Handler(BaseHTTPRequestHandler):
     """GET /<name>: ("full", bytes) -> 200 with the bytes; ("truncated", bytes) -> a Content-Length
-    larger than what is written, then the connection is closed; anything else -> 404."""
+    larger than what is written, then the connection is closed; ("stalled", bytes) -> the same, but the
+    connection stays open until server.release is set; anything else -> 404."""
 
     def do_GET(self):  # noqa: N802 (http.server's name)
         self.server.requests.append(self.path)
@@ -37,10 +40,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(body) * (2 if kind == "truncated" else 1)))
+        self.send_header("Content-Length", str(len(body) * (1 if kind == "full" else 2)))
         self.end_headers()
         self.wfile.write(body)
         self.wfile.flush()
+        if kind == "stalled":
+            self.server.release.wait(timeout=60)
         self.close_connection = True
 
     def log_message(self, *args):
@@ -50,11 +55,12 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.routes, httpd.requests = {}, []
+    httpd.routes, httpd.requests, httpd.release = {}, [], threading.Event()
     httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield httpd
+    httpd.release.set()
     httpd.shutdown()
     httpd.server_close()
     thread.join(timeout=10)
@@ -125,6 +131,28 @@ def test_interrupted_transfer_leaves_nothing_make_takes_as_built(tmp_path, serve
     assert make(*settings, "-q", str(target), env=hook_env).returncode != 0  # still to be made
 
 
+def test_interrupt_mid_download_leaves_no_temp_file(tmp_path, server, hook_env):
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) while curl is writing the temp file."""
+    server.routes["/yolo11n.pt"] = ("stalled", PAYLOAD)
+    weights = tmp_path / "w"
+    proc = subprocess.Popen(["bash", str(REPO / "export/download_pytorch_models.sh"), "--dir", str(weights), "yolo11n"],
+                            env={**hook_env, "YOLO_WEIGHTS_BASE_URL": server.url}, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (weights.is_dir() and any(p.stat().st_size > 0 for p in weights.glob("yolo11n.pt.*.tmp"))):
+            assert proc.poll() is None and time.monotonic() < deadline, "the download never started writing"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130
+    assert list(weights.iterdir()) == []
+
+
 def test_404_names_the_url_in_one_line(tmp_path, server, hook_env):
     weights, settings = dirs(tmp_path)
     result = make(*settings, f"WEIGHTS_BASE_URL={server.url}/", "download", "SIZES=nano", env=hook_env)
@@ -177,6 +205,21 @@ def test_bad_checksum_table_is_one_line(tmp_path):
     assert line == f"error: {table} line 1: expected '<sha256>  <name>.pt', got 'not-a-hash  yolo11n.pt'"
 
 
+def test_offline_run_of_the_script_names_url_and_both_ways_forward(tmp_path):
+    """Run directly (no Make), with nothing listening on the port: the default hint, WEIGHTS_DIR kept."""
+    env = {**os.environ, "YOLO_WEIGHTS_BASE_URL": "http://127.0.0.1:9/assets"}
+    weights = tmp_path / "w"
+    result = subprocess.run(["bash", str(REPO / "export/download_pytorch_models.sh"), "--dir", str(weights), "yolo11n"],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: could not download http://127.0.0.1:9/assets/yolo11n.pt (curl: (7)")
+    assert f"copy your own checkpoint to {weights}/yolo11n.pt" in line
+    assert line.endswith(f"{HINT_MARK}make scratch MODEL=yolo11n WEIGHTS_DIR={weights} && "
+                         f"make models/yolo11n_untrained_trt_end2end/1/model.plan WEIGHTS_DIR={weights}")
+    assert list(weights.iterdir()) == []  # no temp file left behind
+
+
 # ---- the hints name a command that then works --------------------------------------------------------
 def _hint(stderr: str) -> str:
     (line,) = script_lines(stderr)
@@ -224,19 +267,25 @@ def test_missing_checkpoint_hint_builds_the_untrained_model_under_its_own_name(t
     assert sorted(p.name for p in weights.iterdir()) == ["yolo11n_untrained.pt"]
 
 
-def test_hint_for_aggregate_goals_and_plain_download(tmp_path, server):
-    """`make onnx` is renamed through NAMES; `make download` (no model goal) names the README's main
-    job for the untrained checkpoint, which Make then knows how to build (-n: no TensorRT here)."""
+def test_hint_for_aggregate_goals_and_plain_download(tmp_path, server, scratch_weights):
+    """`make onnx` is renamed through NAMES, `make validate` through MODEL; `make download` (no model goal) names the README's main
+    job for the untrained checkpoint, which Make then knows how to build (-n: no TensorRT here). The
+    scratch step, run literally above, is stood in for by the session's `make scratch MODEL=yolo11n`."""
     weights, models, settings = _tree(tmp_path)
     onnx = make(*settings, f"WEIGHTS_BASE_URL={server.url}", "onnx", "SIZES=nano")
     assert " && make onnx NAMES=yolo11n_untrained " in _hint(onnx.stderr)
+    validate = make(*settings, f"WEIGHTS_BASE_URL={server.url}", "validate", "MODEL=yolov11_nano")
+    assert " && make validate MODEL=yolo11n_untrained " in _hint(validate.stderr)
+    assert " MODEL=yolov11_nano" not in _hint(validate.stderr)
 
     download = make(*settings, f"WEIGHTS_BASE_URL={server.url}", "download", "SIZES=nano")
     hint = _hint(download.stderr)
     scratch, build = hint.split(" && ")
     assert scratch == f"make scratch MODEL=yolo11n WEIGHTS_DIR={shlex.quote(str(weights))}"
     assert build == f"make models/yolo11n_untrained_trt_end2end/1/model.plan WEIGHTS_DIR={shlex.quote(str(weights))}"
-    assert _follow(scratch).returncode == 0 and (weights / "yolo11n_untrained.pt").is_file()
+    assert scratch_weights.name == "yolo11n_untrained.pt"
+    weights.mkdir(exist_ok=True)  # the failed download made it, empty
+    (weights / scratch_weights.name).symlink_to(scratch_weights)
     dry = _follow(build.replace("make ", "make -n ", 1))  # in the repository's models/, but -n writes nothing
     assert dry.returncode == 0, dry.stderr
     assert "export/export_onnx.py --weights" in dry.stdout and "export/build_engine.py --onnx" in dry.stdout
