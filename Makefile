@@ -111,7 +111,7 @@ system-tools:
 test: ## Run the test suite (CPU; TensorRT through honest doubles)
 	$(PYTHON) -m pytest -q tests
 
-# ---- checkpoints ----------------------------------------------------------------------------------
+# ---- checkpoints ------------------------------------------------------------------------------------
 # WEIGHTS_BASE_URL: a mirror serving the same yolo11n/s/m.pt (checksums still pinned); empty = the script's.
 WEIGHTS_BASE_URL ?=
 SEED_WEIGHTS := $(foreach s,$(SIZES),$(WEIGHTS_DIR)/$(WEIGHTS_$(s)).pt)
@@ -139,8 +139,11 @@ $(foreach s,nano small medium,$(WEIGHTS_DIR)/$(WEIGHTS_$(s)).pt):
 	@$(DOWNLOAD) --dir $(WEIGHTS_DIR) --scratch-hint $(call squote,$(call scratch_hint,$(basename $(notdir $@)),$(basename $(notdir $@)))) \
 	  $(basename $(notdir $@))
 
+# Any other missing checkpoint: <arch>_untrained.pt is made by make scratch MODEL=<arch>; yours by you.
+scratch_arch = $(if $(filter %_untrained,$(1)),$(patsubst %_untrained,%,$(1)),yolo11n)
 $(WEIGHTS_DIR)/%.pt:
-	@printf '%s\n' $(call squote,error: checkpoint $@ not found: copy your .pt there$(comma) or build from an UNTRAINED test checkpoint under its own name: $(call scratch_hint,$*,$(if $(filter %_untrained,$*),$(patsubst %_untrained,%,$*),yolo11n))) >&2; exit 1
+	@printf '%s\n' $(call squote,error: checkpoint $@ not found: copy your .pt there$(comma) or build from an \
+	  UNTRAINED test checkpoint under its own name: $(call scratch_hint,$*,$(call scratch_arch,$*))) >&2; exit 1
 
 MODEL ?=
 NC ?=
