@@ -109,16 +109,38 @@ test: ## Run the test suite (CPU; TensorRT through honest doubles)
 	$(PYTHON) -m pytest -q tests
 
 # ---- checkpoints ------------------------------------------------------------------------------------
+# WEIGHTS_BASE_URL: a mirror serving the same yolo11n/s/m.pt (checksums still pinned); empty = the script's.
+WEIGHTS_BASE_URL ?=
 SEED_WEIGHTS := $(foreach s,$(SIZES),$(WEIGHTS_DIR)/$(WEIGHTS_$(s)).pt)
+squote = '$(subst ','\'',$(1))'
+comma := ,
+DOWNLOAD = $(if $(WEIGHTS_BASE_URL),YOLO_WEIGHTS_BASE_URL=$(call squote,$(WEIGHTS_BASE_URL)) )bash export/download_pytorch_models.sh
+# A checkpoint that cannot be had: the hint names a command that then works. The UNTRAINED checkpoint of
+# `make scratch` is served under its own name <arch>_untrained, never under the seed's or yours: the goals
+# asked for, with the model name swapped, and the command-line settings kept.
+# $(1): the missing checkpoint's stem, $(2): the architecture for make scratch.
+names_using = $(1) $(foreach s,$(sort $(SIZES) nano small medium),$(if $(filter $(1),$(WEIGHTS_$(s))),yolov11_$(s)))
+goal_model = $(if $(filter $(MODELS_DIR)/%,$(1)),$(call base_of,$(patsubst %_ensemble,%,$(firstword $(subst /, ,$(patsubst $(MODELS_DIR)/%,%,$(1)))))))
+renamed_goal = $(if $(filter $(2),$(call goal_model,$(1))),$(patsubst $(MODELS_DIR)/$(call goal_model,$(1))%,$(MODELS_DIR)/$(3)%,$(1)))
+NAMES_GOALS := onnx trt all dali trackd
+scratch_hint = make scratch MODEL=$(2) $(filter WEIGHTS_DIR=% PYTHON=%,$(MAKEOVERRIDES)) && make $(strip \
+  $(or $(foreach g,$(MAKECMDGOALS),$(call renamed_goal,$(g),$(call names_using,$(1)),$(2)_untrained) \
+  $(filter $(NAMES_GOALS) validate,$(g))),$(MODELS_DIR)/$(2)_untrained_trt_end2end/1/model.plan) \
+  $(if $(filter $(NAMES_GOALS),$(MAKECMDGOALS)),NAMES=$(2)_untrained) \
+  $(if $(filter validate,$(MAKECMDGOALS)),MODEL=$(2)_untrained) $(filter-out MODEL=% NAMES=%,$(MAKEOVERRIDES)))
 .PHONY: download scratch
-download: ## Download yolo11n/s/m.pt for SIZES (checksums verified)
-	bash export/download_pytorch_models.sh --dir $(WEIGHTS_DIR) $(foreach s,$(SIZES),$(WEIGHTS_$(s)))
+download: ## Download yolo11n/s/m.pt for SIZES (checksums verified; WEIGHTS_BASE_URL= for a mirror)
+	$(DOWNLOAD) --dir $(WEIGHTS_DIR) $(foreach s,$(SIZES),$(WEIGHTS_$(s)))
 
 $(foreach s,nano small medium,$(WEIGHTS_DIR)/$(WEIGHTS_$(s)).pt):
-	bash export/download_pytorch_models.sh --dir $(WEIGHTS_DIR) $(basename $(notdir $@))
+	@$(DOWNLOAD) --dir $(WEIGHTS_DIR) --scratch-hint $(call squote,$(call scratch_hint,$(basename $(notdir $@)),$(basename $(notdir $@)))) \
+	  $(basename $(notdir $@))
 
+# Any other missing checkpoint: <arch>_untrained.pt is made by make scratch MODEL=<arch>; yours by you.
+scratch_arch = $(if $(filter %_untrained,$(1)),$(patsubst %_untrained,%,$(1)),yolo11n)
 $(WEIGHTS_DIR)/%.pt:
-	@echo "error: checkpoint $@ not found: copy your .pt there, or 'make scratch MODEL=yolo11n' for an untrained test checkpoint" >&2; exit 1
+	@printf '%s\n' $(call squote,error: checkpoint $@ not found: copy your .pt there$(comma) or build from an \
+	  UNTRAINED test checkpoint under its own name: $(call scratch_hint,$*,$(call scratch_arch,$*))) >&2; exit 1
 
 MODEL ?=
 NC ?=

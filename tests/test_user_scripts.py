@@ -1,5 +1,5 @@
-"""The seed's scripts: download (allow-list, checksum, offline message), clean-up for re-export,
-export_models.py (drives Make, summary table), export_small_only.sh."""
+"""The seed's scripts: clean-up for re-export, export_models.py (drives Make, summary table),
+export_small_only.sh. The download script has its own module, tests/test_download.py."""
 from __future__ import annotations
 
 import shutil
@@ -13,41 +13,6 @@ from conftest import REPO, SCRATCH_NAME, Tree
 
 def bash(script: str, *args: str, env=None) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(REPO / "export" / script), *args], capture_output=True, text=True, env=env)
-
-
-def test_download_refuses_names_outside_the_allow_list(tmp_path):
-    result = bash("download_pytorch_models.sh", "--dir", str(tmp_path), "yolo99x")
-    assert result.returncode == 2 and "not an allowed name" in result.stderr
-    assert not any(tmp_path.iterdir())
-
-
-def test_download_offline_fails_with_url_and_both_ways_forward(tmp_path):
-    # An unreachable mirror stands in for "offline" so the test never depends on the network.
-    script = (REPO / "export/download_pytorch_models.sh").read_text().replace(
-        "https://github.com/ultralytics/assets/releases/download/v8.3.0", "http://127.0.0.1:9/assets")
-    offline = tmp_path / "download_offline.sh"
-    offline.write_text(script)
-    result = subprocess.run(["bash", str(offline), "--dir", str(tmp_path / "w"), "yolo11n"], capture_output=True, text=True)
-    assert result.returncode == 1
-    (message,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert "http://127.0.0.1:9/assets/yolo11n.pt" in message
-    assert "copy your own checkpoint" in message and "make scratch" in message
-    assert not list((tmp_path / "w").iterdir())  # no temp file left behind
-
-
-def test_download_skips_a_file_whose_checksum_matches(tmp_path):
-    """With the pinned hash swapped for the hash of a local file, the script must not download."""
-    weights = tmp_path / "w"
-    weights.mkdir()
-    (weights / "yolo11n.pt").write_bytes(b"stand-in bytes")
-    digest = subprocess.run(["sha256sum", str(weights / "yolo11n.pt")], capture_output=True, text=True).stdout.split()[0]
-    script = (REPO / "export/download_pytorch_models.sh").read_text()
-    script = script.replace("0ebbc80d4a7680d14987a577cd21342b65ecfd94632bd9a8da63ae6417644ee1", digest)
-    script = script.replace("https://github.com", "http://127.0.0.1:9")
-    patched = tmp_path / "download_patched.sh"
-    patched.write_text(script)
-    result = subprocess.run(["bash", str(patched), "--dir", str(weights), "yolo11n"], capture_output=True, text=True)
-    assert result.returncode == 0 and "present, checksum ok" in result.stdout
 
 
 def test_cleanup_backs_up_configs_and_removes_only_artefacts(fp32_tree, tmp_path):
