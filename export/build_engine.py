@@ -112,7 +112,7 @@ def check_plans(args: argparse.Namespace) -> int:
             log.warning("stale: %s: %s", plan, reason)
     if stale and not args.remove_stale:
         raise StepError(f"{stale} plan(s) were built for another GPU or TensorRT version; "
-                        "run make check-plans REMOVE_STALE=1 then make engines")
+                        "run make check-plans REMOVE_STALE=1 then make trt")
     return 0
 
 

@@ -211,7 +211,7 @@ def engine_io(trt, plan_path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]
     engine = runtime.deserialize_cuda_engine(Path(plan_path).read_bytes())
     if engine is None:
         raise StepError(f"{plan_path} cannot be loaded by TensorRT {trt.__version__} "
-                        f"({' | '.join(logger._errors[-2:])}); rebuild it: make check-plans engines")
+                        f"({' | '.join(logger._errors[-2:])}); rebuild it: make check-plans REMOVE_STALE=1 then make trt")
     inputs: list[TensorSpec] = []
     outputs: list[TensorSpec] = []
     for i in range(engine.num_io_tensors):
