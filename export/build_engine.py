@@ -79,8 +79,9 @@ def build(args: argparse.Namespace) -> Path:
         timing_cache=timing_cache_path(Path(args.cache_dir), gpu, builder.trt_version),
         verbose=args.verbose)
     onnx_sha = sha256_file(onnx_path)
-    sidecar_path(plan_path).unlink(missing_ok=True)  # a sidecar must never describe another plan
     start = time.monotonic()
+    # A failed build leaves the old plan AND its sidecar as they were (check-plans still knows that plan);
+    # after a success the new sidecar replaces the old one (until then plan_bytes no longer matches).
     result = build_plan(request, builder)
     size = plan_path.stat().st_size
     write_sidecar(plan_path, sidecar_record(request, result, gpu, precision, onnx_sha, size))
