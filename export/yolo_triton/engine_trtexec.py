@@ -93,6 +93,9 @@ def trtexec_command(trtexec: str, request: BuildRequest, trt_version: str, plan_
     ]
     if request.verbose:
         cmd.append("--verbose")
+    forbidden = [arg for arg in cmd[1:] if arg.split("=", 1)[0] in FORBIDDEN_FLAGS]
+    if forbidden:  # a bug here, not a user error: these flags are gone or deprecated in TensorRT 10/11
+        raise RuntimeError(f"refusing to run trtexec with {forbidden}: not valid for TensorRT 10.x/11.x")
     return cmd
 
 
