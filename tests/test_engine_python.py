@@ -202,3 +202,32 @@ def test_foreign_plan_cannot_be_inspected(tmp_path, fake_trt):
     plan.write_bytes(b"a plan from another TensorRT")
     with pytest.raises(engine.StepError, match="cannot be loaded by TensorRT 11.4.0.106"):
         engine_build.engine_io(plan)
+
+
+@pytest.fixture
+def broken_tensorrt(tmp_path, monkeypatch, no_trtexec_gpu):
+    """A ``tensorrt`` package whose import fails the way a missing libnvinfer does (a TEST DOUBLE)."""
+    package = tmp_path / "broken" / "tensorrt"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(
+        'raise OSError("libnvinfer.so.10: cannot open shared object file: No such file or directory")\n')
+    monkeypatch.syspath_prepend(str(package.parent))
+    monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
+
+
+def test_a_broken_tensorrt_is_reported_with_its_import_error(broken_tensorrt):
+    with pytest.raises(engine.StepError, match=r"installed but does not import: OSError: libnvinfer\.so\.10"):
+        engine_build.select_builder("auto", None)
+
+
+def test_a_missing_tensorrt_is_reported_as_missing(no_trtexec_gpu, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with pytest.raises(engine.StepError, match="TensorRT is missing here"):
+        engine_build.select_builder("auto", None)
+
+
+def test_build_engine_says_broken_in_one_line(broken_tensorrt, tmp_path, caplog, restore_logging):
+    onnx_path = plain_detector(tmp_path / "m.onnx")
+    assert build_engine.main(_cli(onnx_path, tmp_path / "m.plan", 8, tmp_path / "c")) == 1
+    (error,) = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert "libnvinfer.so.10" in error and "missing" not in error

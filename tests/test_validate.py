@@ -187,5 +187,7 @@ def test_plans_are_skipped_with_a_note_without_tensorrt_or_gpu():
     why_not = validate.trt_available()
     try:
         import tensorrt  # noqa: F401
-    except Exception:
-        assert why_not and "tensorrt does not import" in why_not
+    except ModuleNotFoundError:
+        assert why_not == "tensorrt is not installed"
+    except Exception as err:
+        assert why_not and "installed but does not import" in why_not and type(err).__name__ in why_not

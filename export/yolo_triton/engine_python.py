@@ -61,12 +61,21 @@ _NP_DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT8":
 
 
 def import_tensorrt():
-    """The ``tensorrt`` module, or None when it (or its libraries) cannot be loaded."""
+    """The ``tensorrt`` module, or None when it is not installed.
+
+    A TensorRT that is installed but does not load (a missing ``libnvinfer``, a CUDA mismatch, a broken
+    wheel) is not "missing": that raises a one-line StepError carrying the import error itself.
+    """
     try:
         import tensorrt  # noqa: PLC0415 - optional; only inside the TensorRT images
-    except Exception as err:  # noqa: BLE001 - ImportError, OSError from missing libnvinfer, ...
-        log.debug("import tensorrt failed: %s", err)
+    except ModuleNotFoundError as err:
+        if err.name != "tensorrt":
+            raise StepError(f"TensorRT is installed but does not import: {err}") from err
+        log.debug("no Python module 'tensorrt': %s", err)
         return None
+    except Exception as err:  # noqa: BLE001 - ImportError or OSError from libnvinfer, a bad wheel, ...
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise StepError(f"TensorRT is installed but does not import: {type(err).__name__}: {first}") from err
     return tensorrt
 
 

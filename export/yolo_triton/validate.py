@@ -214,8 +214,13 @@ def trt_available() -> str | None:
     """None when TensorRT and a GPU can run plans here, else why not."""
     try:
         import tensorrt  # noqa: F401
-    except Exception as err:  # ImportError, or a library that fails to load
-        return f"tensorrt does not import ({type(err).__name__})"
+    except ModuleNotFoundError as err:
+        if err.name == "tensorrt":
+            return "tensorrt is not installed"
+        return f"tensorrt is installed but does not import: {err}"
+    except Exception as err:  # a library that fails to load: say which
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        return f"tensorrt is installed but does not import: {type(err).__name__}: {first}"
     try:
         from polygraphy import cuda
 
