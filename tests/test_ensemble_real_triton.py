@@ -265,7 +265,7 @@ def _infer(ctx, protocol: str, payloads: list[bytes]):
 
 
 def _jpeg(name: str) -> bytes:
-    from yolo_triton.letterbox_check import ultralytics_assets
+    from letterbox_check import ultralytics_assets  # scripts/letterbox_check.py
 
     return (ultralytics_assets() / name).read_bytes()
 
