@@ -51,7 +51,10 @@ def build_config(artefact: Path, max_batch: int, queue_delay_us: int, source_onn
     names = class_names(onnx_metadata(onnx_path))
     model_dir = artefact.parent.parent
     label_output = LABEL_OUTPUT if any(o.name == LABEL_OUTPUT for o in outputs) else None
-    config = tc.model_config(model_dir.name, platform, inputs, outputs, max_batch, queue_delay_us, label_output)
+    try:
+        config = tc.model_config(model_dir.name, platform, inputs, outputs, max_batch, queue_delay_us, label_output)
+    except ValueError as err:  # the artefact's tensors or the settings do not fit a Triton config
+        raise StepError(f"{artefact}: {err}") from None
     return model_dir, config, names
 
 
