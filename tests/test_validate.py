@@ -191,3 +191,11 @@ def test_plans_are_skipped_with_a_note_without_tensorrt_or_gpu():
         assert why_not == "tensorrt is not installed"
     except Exception as err:
         assert why_not and "installed but does not import" in why_not and type(err).__name__ in why_not
+
+
+def test_output0_must_be_exactly_4_plus_nc():
+    validate.check_output0_shape((2, 84, 8400), 80, "m")
+    validate.check_output0_shape((2, 6, 2100), 2, "m")
+    for shape, nc in (((1, 300, 6), 80), ((1, 300, 6), 2), ((1, 85, 8400), 80), ((84, 8400), 80)):
+        with pytest.raises(validate.StepError, match=r"is not \[B, 4\+nc"):
+            validate.check_output0_shape(shape, nc, "m")
