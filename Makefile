@@ -17,6 +17,11 @@ SHELL := bash
 MAKEFLAGS += --no-builtin-rules --no-builtin-variables
 .SECONDEXPANSION:
 
+# GNU Make 4.2 or newer: the parameter stamps below are read with $(file <...), new in 4.2.
+ifeq ($(filter-out 3.% 4.0 4.0.% 4.1 4.1.%,$(MAKE_VERSION)),)
+$(error GNU Make >= 4.2 is needed, this is $(or $(MAKE_VERSION),not GNU Make); install a newer make (macOS: brew install make, then run gmake))
+endif
+
 include export/defaults.mk
 
 CALIB_DIR ?=

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
 
 import pytest
 
@@ -21,10 +20,9 @@ def planned_steps(tree, *extra) -> list[str]:
 
 def test_up_to_date_tree_is_a_noop_without_python(fp32_tree):
     assert fp32_tree.make("-q", "onnx", *SETTINGS, check=False).returncode == 0
-    start = time.monotonic()
-    # PYTHON=false: if make started any step the command would fail.
+    # PYTHON=false: if make started any step the command would fail. How long a no-op takes is a benchmark
+    # figure (scripts/bench_build_steps.py, benchmarks/cpu_build_steps.json), not a timed assert.
     result = fp32_tree.make("onnx", *SETTINGS, PYTHON="false")
-    assert time.monotonic() - start < 0.5
     assert "Nothing to be done" in result.stdout
 
 
@@ -74,3 +72,12 @@ def test_help_is_the_default_goal():
     out = subprocess.run(["make", "-C", str(REPO)], capture_output=True, text=True, check=True).stdout
     for target in ("setup", "test", "onnx", "trt", "all", "download", "clean-reexport", "scratch"):
         assert re.search(rf"\b{target}\b", out), target
+
+
+@pytest.mark.parametrize("version", ["3.81", "4.1"])
+def test_an_old_gnu_make_is_refused_in_one_line(version):
+    """$(file <...) needs GNU Make 4.2; an older make stops at once and says so (MAKE_VERSION stands in)."""
+    result = subprocess.run(["make", "-C", str(REPO), f"MAKE_VERSION={version}", "help"], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    assert f"GNU Make >= 4.2 is needed, this is {version}" in line
