@@ -77,7 +77,8 @@ def test_help_is_the_default_goal():
 @pytest.mark.parametrize("version", ["3.81", "4.1"])
 def test_an_old_gnu_make_is_refused_in_one_line(version):
     """$(file <...) needs GNU Make 4.2; an older make stops at once and says so (MAKE_VERSION stands in)."""
-    result = subprocess.run(["make", "-C", str(REPO), f"MAKE_VERSION={version}", "help"], capture_output=True, text=True)
+    result = subprocess.run(["make", "--no-print-directory", "-C", str(REPO), f"MAKE_VERSION={version}", "help"],
+                            capture_output=True, text=True)
     assert result.returncode == 2 and result.stdout == ""
     (line,) = result.stderr.strip().splitlines()
     assert f"GNU Make >= 4.2 is needed, this is {version}" in line
