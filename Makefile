@@ -79,11 +79,14 @@ help: ## Show the targets and the settings
 
 # ---- set-up and tests -------------------------------------------------------------------------------
 .PHONY: setup test system-tools
-setup: .venv/.installed system-tools ## Create .venv with the pinned dependencies (+ docker-compose when root)
+setup: .venv/.installed system-tools ## .venv with the pinned dependencies + yolo_triton (as root: apt-get docker-compose; SYSTEM_TOOLS=0 skips)
 
-# Debian's docker-compose reads docker-compose.yml in the tests (no Docker engine needed).
+# Debian's docker-compose reads docker-compose.yml in the tests (no Docker engine needed). As root, with
+# apt-get, it is installed after saying so; SYSTEM_TOOLS=0 never touches the system.
+SYSTEM_TOOLS ?= 1
 system-tools:
-	@command -v docker-compose >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	@command -v docker-compose >/dev/null || { if [ "$(SYSTEM_TOOLS)" = 1 ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "make setup: running as root, installing the Debian package docker-compose with apt-get (SYSTEM_TOOLS=0 skips this)" >&2; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; \
 	  else echo "note: install docker-compose (Debian/Ubuntu package) for the compose-file test" >&2; fi; }
 .venv/.installed: requirements.txt pyproject.toml

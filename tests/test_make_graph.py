@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 
 import pytest
@@ -82,3 +83,26 @@ def test_an_old_gnu_make_is_refused_in_one_line(version):
     assert result.returncode == 2 and result.stdout == ""
     (line,) = result.stderr.strip().splitlines()
     assert f"GNU Make >= 4.2 is needed, this is {version}" in line
+
+
+@pytest.mark.parametrize("system_tools,runs_apt", [("1", True), ("0", False)])
+def test_setup_says_before_it_runs_apt_get_as_root(tmp_path, system_tools, runs_apt):
+    """Without docker-compose, as root: `make system-tools` announces apt-get, or with SYSTEM_TOOLS=0 skips it.
+    apt-get and id are TEST DOUBLES on a PATH without docker-compose."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "apt-get.calls"
+    (bin_dir / "apt-get").write_text(f'#!/bin/sh\necho "$@" >> "{calls}"\n')
+    (bin_dir / "id").write_text("#!/bin/sh\necho 0\n")  # root
+    for tool in (bin_dir / "apt-get", bin_dir / "id"):
+        tool.chmod(0o755)
+    (bin_dir / "bash").symlink_to(shutil.which("bash"))
+    result = subprocess.run([shutil.which("make"), "--no-print-directory", "-C", str(REPO), "system-tools",
+                             f"SYSTEM_TOOLS={system_tools}"], capture_output=True, text=True,
+                            env={"PATH": str(bin_dir)})
+    assert result.returncode == 0, result.stderr
+    if runs_apt:
+        assert result.stderr.startswith("make setup: running as root, installing the Debian package docker-compose")
+        assert calls.read_text().splitlines() == ["update -qq", "install -y -qq docker-compose"]
+    else:
+        assert not calls.exists() and "note: install docker-compose" in result.stderr
