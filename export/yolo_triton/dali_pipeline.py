@@ -37,7 +37,7 @@ def check_args(imgsz: int, device: str) -> None:
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
     # The letterbox itself works at any size; the detector's stride is checked against its checkpoint at
-    # export (checkpoint.check_imgsz) and the ensemble checks that both steps use the same size.
+    # export (the options rule on imgsz and stride) and the ensemble checks that both steps use the same size.
     if int(imgsz) != imgsz or imgsz <= 0:
         raise ValueError(f"imgsz must be a positive integer, got {imgsz}")
 
