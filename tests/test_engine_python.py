@@ -18,7 +18,7 @@ import build_engine
 from onnx_graphs import end2end_detector, plain_detector
 from yolo_triton import engine, engine_build, engine_python
 from yolo_triton.engine import read_sidecar
-from yolo_triton.onnx_io import onnx_io
+from yolo_triton.onnx_io import TensorSpec
 
 DOUBLES = Path(__file__).parent / "doubles"
 GPU = "NVIDIA H100 80GB HBM3"
@@ -105,7 +105,13 @@ def test_python_build_end_to_end(tmp_path, fake_trt, capsys, version, track, max
     side = read_sidecar(plan)
     assert (side["builder"], side["tensorrt_version"], side["precision"]) == ("python", short, "fp16")
 
-    assert engine_build.engine_io(plan) == onnx_io(onnx_path)  # engine inspection API, same I/O as the ONNX
+    # The engine inspection API read back into TensorSpecs: names, numpy dtypes, -1 for dynamic dims, and
+    # which side each tensor is on, stated here (not derived from the ONNX the double was built from).
+    images = [TensorSpec("images", "float32", (-1, 3, 640, 640))]
+    expected = (images, [TensorSpec("output0", "float32", (-1, 84, -1))]) if track == "B" else (images, [
+        TensorSpec("num_dets", "int32", (-1, 1)), TensorSpec("det_boxes", "float32", (-1, 100, 4)),
+        TensorSpec("det_scores", "float32", (-1, 100)), TensorSpec("det_classes", "int32", (-1, 100))])
+    assert engine_build.engine_io(plan) == expected
     err = capsys.readouterr().err
     assert "Building engine" in err and "[" + "#" * 30 + "] 2/2" in err  # the progress bar
 
