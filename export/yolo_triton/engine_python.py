@@ -1,4 +1,7 @@
-"""Build a plan with the TensorRT Python API (10.x and 11.x; spec §3, §8).
+"""Build a plan with the TensorRT Python API (10.x and 11.x).
+
+Bindings: https://github.com/NVIDIA/TensorRT/blob/release/10.16/python/src/infer/pyCore.cpp (10.x);
+11.x changes: NVIDIA's "Migrating from TensorRT 10.x to 11.x" (docs.nvidia.com/deeplearning/tensorrt).
 
 The same profile, precision and timing cache as the trtexec path:
 

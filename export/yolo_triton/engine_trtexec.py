@@ -1,4 +1,7 @@
-"""Build a plan with the ``trtexec`` command line (TensorRT 10.x and 11.x; spec §2, §8).
+"""Build a plan with the ``trtexec`` command line (TensorRT 10.x and 11.x).
+
+Flags: https://github.com/NVIDIA/TensorRT/blob/release/10.16/samples/common/sampleOptions.cpp (10.x);
+11.x changes: NVIDIA's "Migrating from TensorRT 10.x to 11.x" (docs.nvidia.com/deeplearning/tensorrt).
 
 Flags are chosen from the version trtexec reports in its banner, never guessed:
 
@@ -72,7 +75,7 @@ def trtexec_version(trtexec: str, run=subprocess.run) -> str:
 
 def trtexec_command(trtexec: str, request: BuildRequest, trt_version: str, plan_out: Path,
                     cache_file: Path) -> list[str]:
-    """The exact trtexec argv (``=`` syntax everywhere; spec §2.1)."""
+    """The exact trtexec argv (``=`` syntax everywhere, as sampleOptions.cpp parses it)."""
     major = check_supported(trt_version)
     profile = request.profile
     cmd = [
