@@ -17,6 +17,11 @@ SHELL := bash
 MAKEFLAGS += --no-builtin-rules --no-builtin-variables
 .SECONDEXPANSION:
 
+# GNU Make 4.2 or newer: the parameter stamps below are read with $(file <...), new in 4.2.
+ifeq ($(filter-out 3.% 4.0 4.0.% 4.1 4.1.%,$(MAKE_VERSION)),)
+$(error GNU Make >= 4.2 is needed, this is $(or $(MAKE_VERSION),not GNU Make); install a newer make (macOS: brew install make, then run gmake))
+endif
+
 include export/defaults.mk
 
 CALIB_DIR ?=
@@ -75,11 +80,13 @@ endif
 endif
 
 LIB := export/yolo_triton
-ONNX_STEP := export/export_onnx.py $(LIB)/onnx_export.py $(LIB)/checkpoint.py $(LIB)/onnx_io.py \
-  $(if $(filter int8,$(PRECISION)),$(LIB)/int8.py $(LIB)/postprocess.py)
-NMS_STEP := export/add_nms.py $(LIB)/nms_graph.py $(wildcard $(LIB)/nms_onnx.py)
-CONFIG_STEP := export/write_config.py $(LIB)/triton_config.py $(LIB)/onnx_io.py
-ENGINE_STEP := export/build_engine.py $(wildcard $(LIB)/engine*.py)
+# Each step's command and the library modules it runs (ARCHITECTURE.md): editing one rebuilds what it makes.
+BASE := $(LIB)/settings.py $(LIB)/files.py
+ONNX_STEP := export/export_onnx.py $(LIB)/onnx_export.py $(LIB)/checkpoint.py $(LIB)/onnx_io.py $(LIB)/options.py \
+  $(BASE) $(if $(filter int8,$(PRECISION)),$(LIB)/int8.py $(LIB)/postprocess.py)
+NMS_STEP := export/add_nms.py $(LIB)/nms_graph.py $(wildcard $(LIB)/nms_onnx.py) $(BASE)
+CONFIG_STEP := export/write_config.py $(LIB)/triton_config.py $(LIB)/onnx_io.py $(BASE)
+ENGINE_STEP := export/build_engine.py $(wildcard $(LIB)/engine*.py) $(BASE)
 
 # ---- help -------------------------------------------------------------------------------------------
 .PHONY: help
@@ -91,11 +98,14 @@ help: ## Show the targets and the settings
 
 # ---- set-up and tests -------------------------------------------------------------------------------
 .PHONY: setup test system-tools
-setup: .venv/.installed system-tools ## Create .venv with the pinned dependencies (+ docker-compose when root)
+setup: .venv/.installed system-tools ## .venv with the pinned dependencies + yolo_triton (as root: apt-get docker-compose; SYSTEM_TOOLS=0 skips)
 
-# Debian's docker-compose reads docker-compose.yml in the tests (no Docker engine needed).
+# Debian's docker-compose reads docker-compose.yml in the tests (no Docker engine needed). As root, with
+# apt-get, it is installed after saying so; SYSTEM_TOOLS=0 never touches the system.
+SYSTEM_TOOLS ?= 1
 system-tools:
-	@command -v docker-compose >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	@command -v docker-compose >/dev/null || { if [ "$(SYSTEM_TOOLS)" = 1 ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "make setup: running as root, installing the Debian package docker-compose with apt-get (SYSTEM_TOOLS=0 skips this)" >&2; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; \
 	  else echo "note: install docker-compose (Debian/Ubuntu package) for the compose-file test" >&2; fi; }
 .venv/.installed: requirements.txt pyproject.toml
@@ -224,8 +234,8 @@ PREPROCESS_DIR = $(MODELS_DIR)/preprocess_letterbox_$(IMGSZ)
 DALI_MAX_BATCHES = $(foreach n,$(NAMES),$(call max_batch_for,$(n)))
 DALI_PARAMS = imgsz=$(IMGSZ) max_batch=$(DALI_MAX_BATCHES) queue_delay_us=$(QUEUE_DELAY_US) threads=$(DALI_THREADS)
 $(call stamp,$(STAMPS)/preprocess_$(IMGSZ).dali,$(DALI_PARAMS))
-DALI_STEP := dali/create_dali_letterbox_pipeline.py $(LIB)/dali_pipeline.py $(LIB)/ensemble.py $(LIB)/triton_config.py
-ENSEMBLE_STEP := dali/create_ensembles.py $(LIB)/ensemble.py $(LIB)/triton_config.py
+DALI_STEP := dali/create_dali_letterbox_pipeline.py $(LIB)/dali_pipeline.py $(LIB)/ensemble.py $(LIB)/triton_config.py $(BASE)
+ENSEMBLE_STEP := dali/create_ensembles.py $(LIB)/ensemble.py $(LIB)/triton_config.py $(BASE)
 
 $(PREPROCESS_DIR)/config.pbtxt: $(DALI_STEP) $(STAMPS)/preprocess_$(IMGSZ).dali
 	$(PYTHON) dali/create_dali_letterbox_pipeline.py --model-dir $(MODELS_DIR) --imgsz $(IMGSZ) \

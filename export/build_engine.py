@@ -79,8 +79,9 @@ def build(args: argparse.Namespace) -> Path:
         timing_cache=timing_cache_path(Path(args.cache_dir), gpu, builder.trt_version),
         verbose=args.verbose)
     onnx_sha = sha256_file(onnx_path)
-    sidecar_path(plan_path).unlink(missing_ok=True)  # a sidecar must never describe another plan
     start = time.monotonic()
+    # A failed build leaves the old plan AND its sidecar as they were (check-plans still knows that plan);
+    # after a success the new sidecar replaces the old one (until then plan_bytes no longer matches).
     result = build_plan(request, builder)
     size = plan_path.stat().st_size
     write_sidecar(plan_path, sidecar_record(request, result, gpu, precision, onnx_sha, size))
@@ -112,7 +113,7 @@ def check_plans(args: argparse.Namespace) -> int:
             log.warning("stale: %s: %s", plan, reason)
     if stale and not args.remove_stale:
         raise StepError(f"{stale} plan(s) were built for another GPU or TensorRT version; "
-                        "run make check-plans REMOVE_STALE=1 then make engines")
+                        "run make check-plans REMOVE_STALE=1 then make trt")
     return 0
 
 

@@ -68,8 +68,11 @@ def build_config(artefact: Path, max_batch: int, queue_delay_us: int, source_onn
         raise StepError(f"{artefact}: expected model.onnx or model.plan")
     names = class_names(onnx_metadata(onnx_path))
     label_output = LABEL_OUTPUT if any(o.name == LABEL_OUTPUT for o in outputs) else None
-    config = tc.model_config(model_dir.name, platform, inputs, outputs, max_batch, queue_delay_us, label_output,
-                             kind, accelerator)
+    try:
+        config = tc.model_config(model_dir.name, platform, inputs, outputs, max_batch, queue_delay_us, label_output,
+                                 kind, accelerator)
+    except ValueError as err:  # the artefact's tensors or the settings do not fit a Triton config
+        raise StepError(f"{artefact}: {err}") from None
     return model_dir, config, names
 
 

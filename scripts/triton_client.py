@@ -30,6 +30,7 @@ from yolo_triton.client import (
     describe_model,
     draw,
     draw_paths,
+    explain_failure,
     image_paths,
     infer,
     load_labels,
@@ -105,10 +106,11 @@ def main(argv=None) -> int:
     except ClientError as err:
         print(f"[triton_client] error: {err}", file=sys.stderr)
         return 1
-    except Exception as err:  # tritonclient raises InferenceServerException, connection errors, ...
-        print(f"[triton_client] error: {type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
-              f" (is the server at {args.url or default_url(args.protocol)} up, and model '{args.model}' loaded? "
-              "curl -s localhost:8000/v2/health/ready; docker compose logs triton-api)", file=sys.stderr)
+    except Exception as err:  # the connection or the server's answer: one line; anything else is a bug
+        message = explain_failure(err, args.url or default_url(args.protocol), args.model)
+        if message is None:
+            raise
+        print(f"[triton_client] error: {message}", file=sys.stderr)
         return 1
 
 

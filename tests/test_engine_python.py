@@ -18,7 +18,7 @@ import build_engine
 from onnx_graphs import end2end_detector, plain_detector
 from yolo_triton import engine, engine_build, engine_python
 from yolo_triton.engine import read_sidecar
-from yolo_triton.onnx_io import onnx_io
+from yolo_triton.onnx_io import TensorSpec
 
 DOUBLES = Path(__file__).parent / "doubles"
 GPU = "NVIDIA H100 80GB HBM3"
@@ -105,7 +105,13 @@ def test_python_build_end_to_end(tmp_path, fake_trt, capsys, version, track, max
     side = read_sidecar(plan)
     assert (side["builder"], side["tensorrt_version"], side["precision"]) == ("python", short, "fp16")
 
-    assert engine_build.engine_io(plan) == onnx_io(onnx_path)  # engine inspection API, same I/O as the ONNX
+    # The engine inspection API read back into TensorSpecs: names, numpy dtypes, -1 for dynamic dims, and
+    # which side each tensor is on, stated here (not derived from the ONNX the double was built from).
+    images = [TensorSpec("images", "float32", (-1, 3, 640, 640))]
+    expected = (images, [TensorSpec("output0", "float32", (-1, 84, -1))]) if track == "B" else (images, [
+        TensorSpec("num_dets", "int32", (-1, 1)), TensorSpec("det_boxes", "float32", (-1, 100, 4)),
+        TensorSpec("det_scores", "float32", (-1, 100)), TensorSpec("det_classes", "int32", (-1, 100))])
+    assert engine_build.engine_io(plan) == expected
     err = capsys.readouterr().err
     assert "Building engine" in err and "[" + "#" * 30 + "] 2/2" in err  # the progress bar
 
@@ -202,3 +208,32 @@ def test_foreign_plan_cannot_be_inspected(tmp_path, fake_trt):
     plan.write_bytes(b"a plan from another TensorRT")
     with pytest.raises(engine.StepError, match="cannot be loaded by TensorRT 11.4.0.106"):
         engine_build.engine_io(plan)
+
+
+@pytest.fixture
+def broken_tensorrt(tmp_path, monkeypatch, no_trtexec_gpu):
+    """A ``tensorrt`` package whose import fails the way a missing libnvinfer does (a TEST DOUBLE)."""
+    package = tmp_path / "broken" / "tensorrt"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(
+        'raise OSError("libnvinfer.so.10: cannot open shared object file: No such file or directory")\n')
+    monkeypatch.syspath_prepend(str(package.parent))
+    monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
+
+
+def test_a_broken_tensorrt_is_reported_with_its_import_error(broken_tensorrt):
+    with pytest.raises(engine.StepError, match=r"installed but does not import: OSError: libnvinfer\.so\.10"):
+        engine_build.select_builder("auto", None)
+
+
+def test_a_missing_tensorrt_is_reported_as_missing(no_trtexec_gpu, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with pytest.raises(engine.StepError, match="TensorRT is missing here"):
+        engine_build.select_builder("auto", None)
+
+
+def test_build_engine_says_broken_in_one_line(broken_tensorrt, tmp_path, caplog, restore_logging):
+    onnx_path = plain_detector(tmp_path / "m.onnx")
+    assert build_engine.main(_cli(onnx_path, tmp_path / "m.plan", 8, tmp_path / "c")) == 1
+    (error,) = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert "libnvinfer.so.10" in error and "missing" not in error

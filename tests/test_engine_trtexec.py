@@ -16,7 +16,7 @@ import pytest
 
 import build_engine
 from onnx_graphs import end2end_detector, plain_detector
-from yolo_triton import engine
+from yolo_triton import engine, engine_trtexec
 from yolo_triton.engine import (
     make_profile,
     parse_trtexec_version,
@@ -254,3 +254,30 @@ def test_timing_cache_name_per_gpu_cc_and_version(tmp_path):
         "timing_NVIDIA-L4_sm89_trt11.4.0.cache"
     assert timing_cache_path(tmp_path, GpuInfo("unknown-gpu", "unknown"), "10.13.3").name == \
         "timing_unknown-gpu_sm-unknown_trt10.13.3.cache"
+
+
+def test_a_failed_rebuild_keeps_the_surviving_plan_and_its_sidecar(tmp_path, fake_bin, monkeypatch):
+    """The old plan survives a failed build; so must its sidecar, or check-plans REMOVE_STALE=1 deletes it."""
+    onnx_path = plain_detector(tmp_path / "m.onnx")
+    plan = tmp_path / "m.plan"
+    assert build_engine.main(_cli(onnx_path, plan, 8, tmp_path / "c")) == 0
+    built, sidecar = plan.read_bytes(), read_sidecar(plan)
+    monkeypatch.setenv("FAKE_TRTEXEC_FAIL", "error")
+    assert build_engine.main(_cli(onnx_path, plan, 8, tmp_path / "c")) == 1
+    assert plan.read_bytes() == built and read_sidecar(plan) == sidecar
+    assert plan_is_stale(plan, GPU, "10.13.3") is None
+    assert build_engine.main(["--check-plans", str(plan), "--remove-stale", "--trtexec", ""]) == 0
+    assert plan.exists()
+
+
+def test_a_forbidden_flag_never_reaches_trtexec(tmp_path, monkeypatch):
+    """FORBIDDEN_FLAGS is enforced where the command is built (here: a flag the builder does pass)."""
+    spec = TensorSpec("images", "float32", (-1, 3, 640, 640))
+    request = engine.BuildRequest(onnx=tmp_path / "m.onnx", plan=tmp_path / "m.plan", profile=make_profile(spec, 8, 640),
+                                  workspace="4G", workspace_bytes=4 << 30, opt_level=3,
+                                  timing_cache=tmp_path / "t.cache")
+    cmd = engine_trtexec.trtexec_command("trtexec", request, "10.13.3", tmp_path / "m.plan.tmp", tmp_path / "t.tmp")
+    assert "--stronglyTyped" in cmd
+    monkeypatch.setattr(engine_trtexec, "FORBIDDEN_FLAGS", (*engine_trtexec.FORBIDDEN_FLAGS, "--stronglyTyped"))
+    with pytest.raises(RuntimeError, match="--stronglyTyped"):
+        engine_trtexec.trtexec_command("trtexec", request, "10.13.3", tmp_path / "m.plan.tmp", tmp_path / "t.tmp")

@@ -2,9 +2,11 @@
 export_small_only.sh. The download script has its own module, tests/test_download.py."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -64,11 +66,35 @@ def test_export_models_drives_make_and_summarises(fp32_tree, tmp_path):
     assert "small    onnx         FAILED" in result.stdout
 
 
-def test_export_small_only_names_the_track_d_next_steps():
-    text = (REPO / "export/export_small_only.sh").read_text()
-    assert "--models small --formats trt trt_end2end" in text
-    assert "python /app/dali/create_dali_letterbox_pipeline.py" in text
-    assert "python /app/dali/create_ensembles.py --models small" in text
+def test_export_small_only_builds_the_plans_and_its_next_steps_work(scratch_weights, tmp_path):
+    """The script builds yolov11_small's two plans through Make (TensorRT is a TEST DOUBLE here: the fake
+    trtexec and nvidia-smi of tests/doubles), then the Track D commands it prints run as printed (with /app
+    the repository, and this test's image size and model folder)."""
+    doubles = REPO / "tests" / "doubles"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool, script in (("trtexec", "fake_trtexec.py"), ("nvidia-smi", "fake_nvidia_smi.py")):
+        (bin_dir / tool).write_text(f'#!/bin/sh\nexec "{sys.executable}" "{doubles / script}" "$@"\n')
+        (bin_dir / tool).chmod(0o755)
+    weights, models = tmp_path / "w", tmp_path / "models"
+    weights.mkdir()
+    (weights / scratch_weights.name).symlink_to(scratch_weights)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_GPU_NAME": "NVIDIA H100 80GB HBM3"}
+    settings = ["--models-dir", str(models), f"WEIGHTS_DIR={weights}", f"WEIGHTS_small={scratch_weights.stem}",
+                f"BUILD_DIR={tmp_path / 'b'}", f"CACHE_DIR={tmp_path / 'c'}", "PRECISION=fp32", "IMGSZ=320",
+                f"PYTHON={sys.executable}"]
+    result = bash("export_small_only.sh", *settings, env=env)
+    assert result.returncode == 0, result.stderr
+    for model_dir in ("yolov11_small_trt", "yolov11_small_trt_end2end"):
+        assert (models / model_dir / "1" / "model.plan").is_file() and (models / model_dir / "config.pbtxt").is_file()
+    next_steps = [line.split() for line in result.stdout.splitlines() if line.strip().startswith("python /app/")]
+    assert [Path(step[1]).name for step in next_steps] == ["create_dali_letterbox_pipeline.py", "create_ensembles.py"]
+    for step in next_steps:
+        script = REPO / Path(step[1]).relative_to("/app")
+        run = subprocess.run([sys.executable, str(script), *step[2:], "--imgsz", "320", "--model-dir", str(models)],
+                             capture_output=True, text=True, env=env)
+        assert run.returncode == 0, run.stderr
+    assert (models / "yolov11_small_ensemble" / "config.pbtxt").is_file()
 
 
 def test_export_models_builds_then_skips(scratch_weights, tmp_path):

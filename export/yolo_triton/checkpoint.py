@@ -80,8 +80,3 @@ def inspect(yolo, path: str | Path) -> CheckpointInfo:
         stride=int(max(model.stride)),
         has_one2one_head=getattr(head, "one2one_cv2", None) is not None,
     )
-
-
-def check_imgsz(imgsz: int, stride: int) -> None:
-    if imgsz <= 0 or imgsz % stride:
-        raise StepError(f"IMGSZ={imgsz} is not a positive multiple of the model stride {stride} (try {max(stride, imgsz - imgsz % stride)})")

@@ -331,6 +331,28 @@ def write_png(path: Path, image: np.ndarray) -> None:
             raise ClientError(f"cannot write {path}")
 
 
+def _first_line(text: str) -> str:
+    text = str(text).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def explain_failure(err: BaseException, url: str, model: str) -> str | None:
+    """One line saying what failed: the connection (is the server up?) or the server's own answer (an
+    unknown model, a refused load, a bad request). None when ``err`` is neither: a bug, to be raised."""
+    from tritonclient.utils import InferenceServerException
+
+    unreachable = (f"cannot reach Triton at {url} ({{}}); is the server up? "
+                   f"curl -s http://{url}/v2/health/ready (HTTP port); docker compose logs triton-api")
+    if isinstance(err, InferenceServerException):
+        text = _first_line(err.message() or str(err))
+        if "UNAVAILABLE" in str(err.status()) or "failed to connect" in text.lower():
+            return unreachable.format(text)
+        return f"Triton at {url} refused the request for model '{model}': {text}"
+    if isinstance(err, OSError):  # ConnectionRefusedError, a timeout, a reset, DNS (socket.gaierror)
+        return unreachable.format(f"{type(err).__name__}: {_first_line(err) or err.errno}")
+    return None
+
+
 def sample_images_dir() -> str:
     """ultralytics' sample images (bus.jpg, zidane.jpg): the default input."""
     from ultralytics.utils import ASSETS

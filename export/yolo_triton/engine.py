@@ -32,7 +32,8 @@ from yolo_triton.settings import opt_batch
 log = logging.getLogger(__name__)
 
 SUPPORTED_TRT_MAJORS = (10, 11)
-DEFAULT_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"  # where Triton images keep it (spec §6.3)
+# Where Triton's own QA scripts find trtexec (triton-inference-server/server, qa/L0_perf_resnet/test.sh)
+DEFAULT_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
 RUN_INSIDE_HINT = "run it inside the yolo-api compose service: docker compose exec yolo-api make ..."
 OOM_HINT = "lower MAX_BATCH (e.g. make MAX_BATCH_nano=64 ...) or WORKSPACE (e.g. make WORKSPACE=2G ...)"
 _OOM_PATTERNS = re.compile(

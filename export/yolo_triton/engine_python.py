@@ -1,4 +1,7 @@
-"""Build a plan with the TensorRT Python API (10.x and 11.x; spec §3, §8).
+"""Build a plan with the TensorRT Python API (10.x and 11.x).
+
+Bindings: https://github.com/NVIDIA/TensorRT/blob/release/10.16/python/src/infer/pyCore.cpp (10.x);
+11.x changes: NVIDIA's "Migrating from TensorRT 10.x to 11.x" (docs.nvidia.com/deeplearning/tensorrt).
 
 The same profile, precision and timing cache as the trtexec path:
 
@@ -61,12 +64,21 @@ _NP_DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT8":
 
 
 def import_tensorrt():
-    """The ``tensorrt`` module, or None when it (or its libraries) cannot be loaded."""
+    """The ``tensorrt`` module, or None when it is not installed.
+
+    A TensorRT that is installed but does not load (a missing ``libnvinfer``, a CUDA mismatch, a broken
+    wheel) is not "missing": that raises a one-line StepError carrying the import error itself.
+    """
     try:
         import tensorrt  # noqa: PLC0415 - optional; only inside the TensorRT images
-    except Exception as err:  # noqa: BLE001 - ImportError, OSError from missing libnvinfer, ...
-        log.debug("import tensorrt failed: %s", err)
+    except ModuleNotFoundError as err:
+        if err.name != "tensorrt":
+            raise StepError(f"TensorRT is installed but does not import: {err}") from err
+        log.debug("no Python module 'tensorrt': %s", err)
         return None
+    except Exception as err:  # noqa: BLE001 - ImportError or OSError from libnvinfer, a bad wheel, ...
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise StepError(f"TensorRT is installed but does not import: {type(err).__name__}: {first}") from err
     return tensorrt
 
 
@@ -211,7 +223,7 @@ def engine_io(trt, plan_path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]
     engine = runtime.deserialize_cuda_engine(Path(plan_path).read_bytes())
     if engine is None:
         raise StepError(f"{plan_path} cannot be loaded by TensorRT {trt.__version__} "
-                        f"({' | '.join(logger._errors[-2:])}); rebuild it: make check-plans engines")
+                        f"({' | '.join(logger._errors[-2:])}); rebuild it: make check-plans REMOVE_STALE=1 then make trt")
     inputs: list[TensorSpec] = []
     outputs: list[TensorSpec] = []
     for i in range(engine.num_io_tensors):

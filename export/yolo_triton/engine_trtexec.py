@@ -1,4 +1,7 @@
-"""Build a plan with the ``trtexec`` command line (TensorRT 10.x and 11.x; spec §2, §8).
+"""Build a plan with the ``trtexec`` command line (TensorRT 10.x and 11.x).
+
+Flags: https://github.com/NVIDIA/TensorRT/blob/release/10.16/samples/common/sampleOptions.cpp (10.x);
+11.x changes: NVIDIA's "Migrating from TensorRT 10.x to 11.x" (docs.nvidia.com/deeplearning/tensorrt).
 
 Flags are chosen from the version trtexec reports in its banner, never guessed:
 
@@ -72,7 +75,7 @@ def trtexec_version(trtexec: str, run=subprocess.run) -> str:
 
 def trtexec_command(trtexec: str, request: BuildRequest, trt_version: str, plan_out: Path,
                     cache_file: Path) -> list[str]:
-    """The exact trtexec argv (``=`` syntax everywhere; spec §2.1)."""
+    """The exact trtexec argv (``=`` syntax everywhere, as sampleOptions.cpp parses it)."""
     major = check_supported(trt_version)
     profile = request.profile
     cmd = [
@@ -93,6 +96,9 @@ def trtexec_command(trtexec: str, request: BuildRequest, trt_version: str, plan_
     ]
     if request.verbose:
         cmd.append("--verbose")
+    forbidden = [arg for arg in cmd[1:] if arg.split("=", 1)[0] in FORBIDDEN_FLAGS]
+    if forbidden:  # a bug here, not a user error: these flags are gone or deprecated in TensorRT 10/11
+        raise RuntimeError(f"refusing to run trtexec with {forbidden}: not valid for TensorRT 10.x/11.x")
     return cmd
 
 

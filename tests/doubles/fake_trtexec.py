@@ -9,7 +9,7 @@ MAJOR, MINOR, PATCH = (int(p) for p in VERSION.split(".")[:3])
 KNOWN = {"--onnx", "--saveEngine", "--minShapes", "--optShapes", "--maxShapes", "--stronglyTyped",
          "--memPoolSize", "--builderOptimizationLevel", "--timingCacheFile", "--skipInference",
          "--verbose", "--help", "--noTF32"}
-if MAJOR == 10:  # deprecated weak-typing flags are still parsed in 10.x (spec §2.3)
+if MAJOR == 10:  # deprecated weak-typing flags are still parsed in 10.x (TensorRT 10.0 release notes)
     KNOWN |= {"--fp16", "--int8", "--best", "--bf16"}
 
 
