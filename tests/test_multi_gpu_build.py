@@ -202,6 +202,62 @@ def test_hw_compat_builds_one_portable_plan(tmp_path):
     assert (group.count, list(group.gpus)) == (2, [0, 1])  # INSTANCES_PER_GPU on each of GPUS
 
 
+def test_python_api_builds_of_a_mixed_fleet_are_pinned_by_cuda_visible_devices(tmp_path):
+    """No trtexec: each capability's plan is built by a child process under CUDA_VISIBLE_DEVICES=<its GPU>."""
+    fleet = Fleet(tmp_path, MIXED, ["m1"], merger=True)
+    (tmp_path / "bin" / "trtexec").unlink()
+    plan = fleet.plan("m1")
+    cmd = [sys.executable, str(REPO / "export" / "build_engine.py"), "--onnx", str(fleet.onnx[0]), "--plan", str(plan),
+           "--max-batch", "4", "--imgsz", str(IMGSZ), "--cache-dir", str(fleet.cache), "--builder", "python",
+           "--gpus", "1,0"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**fleet.env, "FAKE_GPU_NAME": "unused"})
+    assert done.returncode == 0, done.stderr
+    uuid = "GPU-fake{:04d}-0000-0000-0000-000000000000".format
+    first = json.loads(plan.read_bytes().split(b"\n", 1)[1])  # GPUS=1,0: GPU 1 (H100) is first -> model.plan
+    other = json.loads(plan.with_name("model_sm80.plan").read_bytes().split(b"\n", 1)[1])
+    assert (first["cuda_visible_devices"], other["cuda_visible_devices"]) == (uuid(1), uuid(0))
+    assert read_sidecar(plan)["cc_model_filenames"] == {"9.0": "model.plan", "8.0": "model_sm80.plan"}
+    assert read_sidecar(plan)["builder"] == "python"
+
+
+def test_config_refuses_a_fleet_whose_plan_is_missing(tmp_path):
+    from write_config import plan_fleet
+
+    plan = tmp_path / "model.plan"
+    plan.write_bytes(b"plan")
+    (tmp_path / "model.plan.json").write_text(json.dumps({"compute_capability": "8.0", "cc_model_filenames": {
+        "8.0": "model.plan", "9.0": "model_sm90.plan"}}))
+    with pytest.raises(StepError, match="model_sm90.plan \\(the plan for compute capability 9.0\\) is missing"):
+        plan_fleet(plan)
+    (tmp_path / "model_sm90.plan").write_bytes(b"plan")
+    (tmp_path / "model_sm90.plan.json").write_text(json.dumps({"compute_capability": "8.9"}))
+    with pytest.raises(StepError, match="built on sm 8.9, not 9.0"):
+        plan_fleet(plan)
+    (tmp_path / "model_sm90.plan.json").write_text(json.dumps({"compute_capability": "9.0"}))
+    assert plan_fleet(plan) == {"8.0": "model.plan", "9.0": "model_sm90.plan"}
+
+
+def test_instance_group_settings():
+    from yolo_triton.onnx_io import TensorSpec
+    from yolo_triton.triton_config import model_config
+
+    io = ([TensorSpec("images", "float32", (-1, 3, 64, 64))], [TensorSpec("output0", "float32", (-1, 84, -1))])
+    config = model_config("m", "tensorrt_plan", *io, 8, 100, instances_per_gpu=3, gpus=[0, 2],
+                          cc_model_filenames={"9.0": "model_sm90.plan", "8.0": "model.plan"})
+    (group,) = config.instance_group
+    assert (group.count, group.kind, list(group.gpus)) == (3, group.KIND_GPU, [0, 2])
+    assert dict(config.cc_model_filenames) == {"8.0": "model.plan", "9.0": "model_sm90.plan"}
+    cpu = model_config("m", "onnxruntime_onnx", *io, 8, 100, kind="cpu")  # INSTANCE_KIND=cpu still works
+    assert (cpu.instance_group[0].count, cpu.instance_group[0].kind, list(cpu.instance_group[0].gpus)) == \
+        (1, group.KIND_CPU, [])
+    with pytest.raises(ValueError, match="INSTANCE_KIND=cpu instances run on the CPU"):
+        model_config("m", "onnxruntime_onnx", *io, 8, 100, kind="cpu", gpus=[1])
+    with pytest.raises(ValueError, match="INSTANCES_PER_GPU must be >= 1"):
+        model_config("m", "tensorrt_plan", *io, 8, 100, instances_per_gpu=0)
+    with pytest.raises(ValueError, match="cc_model_filenames is for TensorRT plans"):
+        model_config("m", "onnxruntime_onnx", *io, 8, 100, cc_model_filenames={"8.0": "model.onnx"})
+
+
 # ---------------------------------------------------------------- the pure parts
 
 

@@ -333,7 +333,8 @@ class Builder(_Recorded):
         body = {"version": __version__, "flags": network._flags, "tensors": network._tensors,
                 "profile": shapes, "pools": config._pools, "plugins": network._plugins,
                 "opt_level": _get(config, "builder_optimization_level"),
-                "hardware_compatibility_level": str(_get(config, "hardware_compatibility_level"))}
+                "hardware_compatibility_level": str(_get(config, "hardware_compatibility_level")),
+                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}  # the GPU the build ran on
         if config._cache is not None:
             config._cache._blob = (config._cache._blob or _CACHE_MAGIC) + b"built\n"
         return memoryview(_PLAN_MAGIC + json.dumps(body, sort_keys=True).encode())
