@@ -167,7 +167,8 @@ REMOVE_STALE ?= 0
 .PHONY: check-plans
 check-plans: ## List plans built on another GPU model / TensorRT version (REMOVE_STALE=1 deletes them)
 	$(PYTHON) export/build_engine.py --check-plans $(PLANS) --builder $(ENGINE_BUILDER) \
-	  $(if $(TRTEXEC),--trtexec $(TRTEXEC)) $(if $(filter 1,$(REMOVE_STALE)),--remove-stale)
+	  $(if $(TRTEXEC),--trtexec $(TRTEXEC)) $(if $(filter 1,$(REMOVE_STALE)),--remove-stale) \
+	  --gpus '$(GPUS)' --hw-compat $(HW_COMPAT)
 
 # ---- Triton configs ---------------------------------------------------------------------------------
 CONFIG_ARGS = --max-batch $(call max_batch_for,$*) --queue-delay-us $(QUEUE_DELAY_US) --instance-kind $(INSTANCE_KIND) \

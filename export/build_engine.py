@@ -38,6 +38,7 @@ from pathlib import Path
 
 from yolo_triton.engine import (
     BuildRequest,
+    read_sidecar,
     GpuInfo,
     has_efficient_nms,
     image_input,
@@ -125,16 +126,18 @@ def visible_device(gpu: Gpu | None):
     if gpu is None:
         yield
         return
-    before = os.environ.get("CUDA_VISIBLE_DEVICES")
+    keys = ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")
+    before = {key: os.environ.get(key) for key in keys}
     os.environ["CUDA_VISIBLE_DEVICES"] = gpu.uuid or str(gpu.index)
     os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # only matters for a numeric CUDA_VISIBLE_DEVICES
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-        else:
-            os.environ["CUDA_VISIBLE_DEVICES"] = before
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def build_target(args: argparse.Namespace, target: PlanTarget, profile, precision: str,
@@ -207,7 +210,7 @@ def check_plans(args: argparse.Namespace) -> int:
     log.info("this machine: %s, TensorRT %s", ", ".join(sorted(set(names))), builder.trt_version)
     stale = 0
     for plan in map(Path, args.check_plans):
-        reason = plan_is_stale(plan, names, builder.trt_version)
+        reason = plan_is_stale(plan, names, builder.trt_version) or fleet_is_stale(plan, gpus, args.gpus, args.hw_compat)
         if reason is None:
             log.info("ok: %s", plan)
             continue
@@ -222,6 +225,24 @@ def check_plans(args: argparse.Namespace) -> int:
         raise StepError(f"{stale} plan(s) were built for another GPU or TensorRT version; "
                         "run make check-plans REMOVE_STALE=1 then make engines")
     return 0
+
+
+def fleet_is_stale(plan: Path, gpus: list[Gpu], gpus_spec: str, hw_compat: str) -> str | None:
+    """Why the plan set of ``plan`` (a ``model.plan``) does not cover the chosen GPUs of this machine."""
+    record = read_sidecar(plan)
+    if not gpus or record is None or "_sm" in plan.stem:
+        return None
+    built_compat = record.get("hardware_compatibility_level") or "none"
+    if built_compat != hw_compat:
+        return f"built with HW_COMPAT={built_compat}, the setting is HW_COMPAT={hw_compat}"
+    if hw_compat != "none":
+        return None
+    have = set(record.get("cc_model_filenames") or {}) or {record.get("compute_capability")}
+    missing = [t for t in plan_targets(plan, choose_gpus(gpus, gpus_spec)) if t.compute_capability not in have]
+    if missing:
+        gpu = missing[0].gpus[0]
+        return f"no plan for sm {missing[0].compute_capability} (GPU {gpu.index}, {gpu.name}) beside it"
+    return None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

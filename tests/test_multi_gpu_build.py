@@ -219,6 +219,16 @@ def test_python_api_builds_of_a_mixed_fleet_are_pinned_by_cuda_visible_devices(t
     assert read_sidecar(plan)["cc_model_filenames"] == {"9.0": "model.plan", "8.0": "model_sm80.plan"}
     assert read_sidecar(plan)["builder"] == "python"
 
+    def check(*extra, gpus=MIXED):
+        return subprocess.run([sys.executable, str(REPO / "export" / "build_engine.py"), "--builder", "python",
+                               "--check-plans", str(plan), str(plan.with_name("model_sm80.plan")), *extra],
+                              capture_output=True, text=True, env={**fleet.env, "FAKE_GPUS": gpus})
+    assert check().returncode == 0
+    grown = check(gpus=MIXED + ";NVIDIA L4:8.9")  # a GPU of a third capability joined: no plan for it yet
+    assert grown.returncode == 1 and "no plan for sm 8.9 (GPU 4, NVIDIA L4)" in grown.stderr
+    compat = check("--hw-compat", "ampere+")
+    assert compat.returncode == 1 and "built with HW_COMPAT=none, the setting is HW_COMPAT=ampere+" in compat.stderr
+
 
 def test_config_refuses_a_fleet_whose_plan_is_missing(tmp_path):
     from write_config import plan_fleet
