@@ -43,8 +43,9 @@ ONNX_PARAMS = imgsz=$(IMGSZ) precision=$(PRECISION) calib=$(CALIB_DIR)
 ONE2ONE_PARAMS = $(ONNX_PARAMS) max_det=$(TOPK)
 END2END_PARAMS = nms=$(NMS) conf=$(CONF) iou=$(IOU) topk=$(TOPK) agnostic=$(AGNOSTIC)
 CONFIG_PARAMS = max_batch=$(call max_batch_for,$(1)) queue_delay_us=$(QUEUE_DELAY_US) kind=$(INSTANCE_KIND) \
-  workspace=$(WORKSPACE) ort_trt_cache=$(ORT_TRT_CACHE_DIR)
-PLAN_PARAMS = max_batch=$(call max_batch_for,$(1)) imgsz=$(IMGSZ) workspace=$(WORKSPACE) opt_level=$(OPT_LEVEL)
+  workspace=$(WORKSPACE) ort_trt_cache=$(ORT_TRT_CACHE_DIR) instances_per_gpu=$(INSTANCES_PER_GPU) gpus=$(GPUS)
+PLAN_PARAMS = max_batch=$(call max_batch_for,$(1)) imgsz=$(IMGSZ) workspace=$(WORKSPACE) opt_level=$(OPT_LEVEL) \
+  gpus=$(GPUS) hw_compat=$(HW_COMPAT)
 STAMPS := $(BUILD_DIR)/params
 same = $(if $(subst @$(1),,@$(2))$(subst @$(2),,@$(1)),,same)
 define STAMP_RULE
@@ -176,8 +177,12 @@ $(MODELS_DIR)/%_end2end/1/model.onnx: $$(END2END_SOURCE) $(NMS_STEP) $(STAMPS)/$
 	  --topk $(TOPK) --agnostic $(AGNOSTIC)
 
 # ---- Tracks B and C: TensorRT plans (timing cache in CACHE_DIR) --------------------------------------
+# make -j trt is safe: each build waits for a free GPU of GPUS (a lock per GPU in CACHE_DIR/locks) and is
+# pinned to it; timing caches are merged under a lock. GPUs of several compute capabilities: each
+# model.plan target also writes model_sm<XY>.plan for the other capabilities (cc_model_filenames).
 ENGINE_ARGS = --max-batch $(call max_batch_for,$*) --imgsz $(IMGSZ) --workspace $(WORKSPACE) \
-  --opt-level $(OPT_LEVEL) --cache-dir $(CACHE_DIR) --builder $(ENGINE_BUILDER) $(if $(TRTEXEC),--trtexec $(TRTEXEC))
+  --opt-level $(OPT_LEVEL) --cache-dir $(CACHE_DIR) --builder $(ENGINE_BUILDER) $(if $(TRTEXEC),--trtexec $(TRTEXEC)) \
+  --gpus '$(GPUS)' --hw-compat $(HW_COMPAT) --lock-dir $(CACHE_DIR)/locks
 $(MODELS_DIR)/%_trt/1/model.plan: $(MODELS_DIR)/%/1/model.onnx $(ENGINE_STEP) $(STAMPS)/$$*.plan | $(CACHE_DIR)
 	$(PYTHON) export/build_engine.py --onnx $< --plan $@ $(ENGINE_ARGS)
 
@@ -189,16 +194,17 @@ $(CACHE_DIR):
 
 # Plans run only on the TensorRT version (and GPU model) that built them: an explicit check, never part
 # of a no-op make. After moving GPU or image: make check-plans REMOVE_STALE=1 && make trt
-PLANS = $(wildcard $(MODELS_DIR)/*/1/model.plan)
+PLANS = $(wildcard $(MODELS_DIR)/*/1/model.plan $(MODELS_DIR)/*/1/model_sm*.plan)
 REMOVE_STALE ?= 0
 .PHONY: check-plans
 check-plans: ## List plans built on another GPU model / TensorRT version (REMOVE_STALE=1 deletes them)
 	$(PYTHON) export/build_engine.py --check-plans $(PLANS) --builder $(ENGINE_BUILDER) \
-	  $(if $(TRTEXEC),--trtexec $(TRTEXEC)) $(if $(filter 1,$(REMOVE_STALE)),--remove-stale)
+	  $(if $(TRTEXEC),--trtexec $(TRTEXEC)) $(if $(filter 1,$(REMOVE_STALE)),--remove-stale) \
+	  --gpus '$(GPUS)' --hw-compat $(HW_COMPAT)
 
 # ---- Triton configs ---------------------------------------------------------------------------------
 CONFIG_ARGS = --max-batch $(call max_batch_for,$*) --queue-delay-us $(QUEUE_DELAY_US) --instance-kind $(INSTANCE_KIND) \
-  --workspace $(WORKSPACE) --ort-trt-cache-dir $(ORT_TRT_CACHE_DIR)
+  --workspace $(WORKSPACE) --ort-trt-cache-dir $(ORT_TRT_CACHE_DIR) --instances-per-gpu $(INSTANCES_PER_GPU) --gpus '$(GPUS)'
 $(MODELS_DIR)/%_trt_end2end/config.pbtxt: $(MODELS_DIR)/%_trt_end2end/1/model.plan $(CONFIG_STEP) $(STAMPS)/$$*.config
 	$(PYTHON) export/write_config.py --artefact $< --source-onnx $(MODELS_DIR)/$*_end2end/1/model.onnx $(CONFIG_ARGS)
 

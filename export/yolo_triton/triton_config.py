@@ -106,12 +106,23 @@ def model_config(
     label_output: str | None = None,
     kind: str = "gpu",
     tensorrt_accelerator: dict[str, str] | None = None,
+    instances_per_gpu: int = 1,
+    gpus: list[int] | None = None,
+    cc_model_filenames: dict[str, str] | None = None,
 ) -> mc.ModelConfig:
-    """A ModelConfig for an ONNX or TensorRT model with dynamic batching on one instance of ``kind``
-    (``gpu``/``cpu``); ``tensorrt_accelerator`` (ONNX models only) runs it through ONNX Runtime's
-    TensorRT execution provider, which a graph holding a TensorRT plugin node needs."""
+    """A ModelConfig for an ONNX or TensorRT model with dynamic batching on ``instances_per_gpu`` instances
+    of ``kind`` (``gpu``/``cpu``) -- on each of ``gpus`` (the server's GPU ids; None or empty: each GPU
+    the server has); ``tensorrt_accelerator`` (ONNX models only) runs it through ONNX Runtime's TensorRT
+    execution provider, which a graph holding a TensorRT plugin node needs; ``cc_model_filenames``
+    (TensorRT plans of a mixed fleet) maps a compute capability ("8.0") to the plan Triton loads there."""
     if max_batch <= 0:
         raise ValueError(f"max batch must be > 0, got {max_batch}")
+    if instances_per_gpu < 1:
+        raise ValueError(f"INSTANCES_PER_GPU must be >= 1, got {instances_per_gpu}")
+    if gpus and kind != "gpu":
+        raise ValueError(f"GPUS={','.join(map(str, gpus))} names GPUs, but INSTANCE_KIND={kind} instances run on the CPU")
+    if cc_model_filenames and platform != TENSORRT_PLATFORM:
+        raise ValueError("cc_model_filenames is for TensorRT plans (one per compute capability)")
     config = mc.ModelConfig(name=name, platform=platform, max_batch_size=max_batch)
     for spec in inputs:
         _tensor(spec, True, config.input.add())
@@ -119,7 +130,10 @@ def model_config(
         output = _tensor(spec, True, config.output.add())
         if spec.name == label_output:
             output.label_filename = LABELS_FILENAME
-    config.instance_group.add(count=1, kind=instance_kind(kind))
+    group = config.instance_group.add(count=instances_per_gpu, kind=instance_kind(kind))
+    group.gpus.extend(gpus or [])
+    for cc, filename in sorted((cc_model_filenames or {}).items()):
+        config.cc_model_filenames[cc] = filename
     if tensorrt_accelerator is not None:
         if platform != ONNX_PLATFORM or kind != "gpu":
             raise ValueError("the TensorRT execution accelerator is for onnxruntime_onnx models on GPU instances")
