@@ -166,7 +166,7 @@ def greedy_nms(boxes: np.ndarray, classes: np.ndarray | None, iou: float, limit:
 # and ih > 0 else 0``. The reference's ``where=union > 0`` is not needed: a positive intersection implies
 # both boxes are ordered and ``union >= max(area) > 0``; otherwise ``inter == 0`` and ``0 / union`` is 0,
 # -0 or NaN (0 / 0), none of which passes a threshold > 0, like the reference's 0.
-WAVE = 128  # head rows of one dense block in the bounded-memory fallback (_nms_waves)
+WAVE = 32  # head rows of one dense block in the bounded-memory fallback (_nms_waves)
 MAX_PAIRS = 2_000_000  # above this many same-class pairs in a prefix, _nms_waves takes over (memory)
 
 
@@ -190,7 +190,8 @@ def _signed_rows(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray
     rows = np.empty((4, lo.shape[1]), np.float32)  # C order whatever the inputs' layout (fast loops)
     rows[:2] = lo
     np.negative(hi, out=rows[2:])
-    return rows, (hi[0] - lo[0]) * (hi[1] - lo[1])
+    wh = np.subtract(hi, lo)
+    return rows, np.multiply(wh[0], wh[1])
 
 
 def _nms_pairs(lo: np.ndarray, hi: np.ndarray, classes: np.ndarray | None, iou32: np.float32, limit: int,
@@ -217,7 +218,7 @@ def _nms_pairs(lo: np.ndarray, hi: np.ndarray, classes: np.ndarray | None, iou32
     if not total:
         return np.arange(min(n, limit))
     ends -= offsets  # first partner's position, minus the running pair offset
-    pair = np.repeat(np.stack([np.arange(n), ends]), later, axis=1)
+    pair = np.concatenate([np.arange(n), ends]).reshape(2, n).repeat(later, axis=1)
     pair[1] += np.arange(total)
     if order is not None:
         pair = order.take(pair)  # [2, P]: higher-ranked, lower-ranked
@@ -323,13 +324,21 @@ def _candidate_anchors(scores_ca: np.ndarray, conf32: np.float32, strict: bool) 
     return above.any(axis=0).nonzero()[0]
 
 
-def _corners(boxes_4a: np.ndarray, anchors: np.ndarray, box_coding: int) -> tuple[np.ndarray, np.ndarray]:
-    """The candidate boxes as float32 corners ``(lo [2, n], hi [2, n])`` (x1, y1 and x2, y2 rows)."""
+def _corners(boxes_4a: np.ndarray, anchors: np.ndarray, box_coding: int) -> np.ndarray:
+    """The candidate boxes as float32 corners ``[4, n]`` (x1, y1, x2, y2 rows)."""
     box = boxes_4a.take(anchors, axis=1).astype(np.float32, copy=False)
     if box_coding == BOX_CORNER:
-        return box[:2], box[2:]
+        return box
     half = box[2:] / 2
-    return box[:2] - half, box[:2] + half
+    out = np.empty_like(box)
+    np.subtract(box[:2], half, out=out[:2])
+    np.add(box[:2], half, out=out[2:])
+    return out
+
+
+def _reordered(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """EfficientNMS computes IoU on ``reorder()``-ed corners: ``(min, max)`` of each coordinate pair."""
+    return np.minimum(corners[:2], corners[2:]), np.maximum(corners[:2], corners[2:])
 
 
 def _efficient_image(
@@ -341,6 +350,11 @@ def _efficient_image(
     anchors = _candidate_anchors(scores_ca, conf32, strict)
     if not anchors.size:
         return None
+    if agnostic:
+        kept = _efficient_agnostic_best(scores_ca, boxes_4a, anchors, conf32, iou, topk, box_coding,
+                                        candidate_cap, strict)
+        if kept is not None:
+            return kept
     nc = scores_ca.shape[0]
     sub = scores_ca.T[anchors]  # [n_anchors, nc], anchor-major like the flat index a * nc + c
     if np.isnan(sub.max()):  # an anchor with a NaN score has a NaN maximum: no candidate (as ultralytics)
@@ -357,8 +371,8 @@ def _efficient_image(
         order = order[:candidate_cap]
     ai, cls = np.divmod(flat.take(order), nc)
     cand_scores = cand_scores.take(order)
-    lo, hi = _corners(boxes_4a, anchors[ai], box_coding)
-    iou_lo, iou_hi = np.minimum(lo, hi), np.maximum(lo, hi)  # EfficientNMS reorders corners for its IoU
+    corners = _corners(boxes_4a, anchors.take(ai), box_coding)
+    iou_lo, iou_hi = _reordered(corners)
     if agnostic:
         # A lower-ranked label of an anchor already seen has IoU 1 with it and can never be kept (nor
         # suppress anything): drop it before NMS. Zero-area boxes have IoU 0 with themselves and stay.
@@ -367,11 +381,36 @@ def _efficient_image(
         seen |= (iou_hi[0] <= iou_lo[0]) | (iou_hi[1] <= iou_lo[1])
         if not seen.all():
             sel = seen.nonzero()[0]
-            ai, cls, cand_scores = ai.take(sel), cls.take(sel), cand_scores.take(sel)
-            lo, hi, iou_lo, iou_hi = (x.take(sel, axis=1) for x in (lo, hi, iou_lo, iou_hi))
+            cls, cand_scores = cls.take(sel), cand_scores.take(sel)
+            corners, iou_lo, iou_hi = (x.take(sel, axis=1) for x in (corners, iou_lo, iou_hi))
     keep = _nms(iou_lo, iou_hi, None if agnostic else cls, iou, topk, strict)
-    corners = np.concatenate([lo.take(keep, axis=1), hi.take(keep, axis=1)]).T
-    return corners, cand_scores[keep], cls[keep]
+    return corners.take(keep, axis=1).T, cand_scores.take(keep), cls.take(keep)
+
+
+def _efficient_agnostic_best(
+    scores_ca: np.ndarray, boxes_4a: np.ndarray, anchors: np.ndarray, conf32: np.float32, iou: float, topk: int,
+    box_coding: int, candidate_cap: int | None, strict: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Class-agnostic EfficientNMS from each anchor's best label only; None when that shortcut does not
+    apply (then the general path runs). A lower-ranked label of an anchor has IoU 1 with its best one, so
+    it can neither be kept nor suppress anything; in the score-sorted multi-label list, the first label of
+    each anchor is its maximum (lowest class on ties, as the flat order a * nc + c puts it first), and the
+    anchors' best labels keep their relative order: (-score, anchor). The shortcut does not apply with a
+    zero-area box (IoU 0 with itself: all its labels stay), a NaN score, or more labels than the cap."""
+    sub = scores_ca.take(anchors, axis=1)  # [nc, n_anchors]
+    best = sub.max(axis=0)
+    if np.isnan(best.max()):
+        return None
+    if candidate_cap is not None and np.count_nonzero(sub > conf32 if strict else sub >= conf32) > candidate_cap:
+        return None
+    corners = _corners(boxes_4a, anchors, box_coding)
+    iou_lo, iou_hi = _reordered(corners)
+    if np.count_nonzero(np.less_equal(iou_hi, iou_lo)):
+        return None
+    cls = sub.argmax(axis=0)
+    order = np.argsort(-best, kind="stable")
+    keep = order.take(_nms(iou_lo.take(order, axis=1), iou_hi.take(order, axis=1), None, iou, topk, strict))
+    return corners.take(keep, axis=1).T, best.take(keep), cls.take(keep)
 
 
 def _empty_outputs(batch: int, topk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -453,14 +492,13 @@ def _ultralytics_image(
             return None
     order = np.argsort(-score, kind="stable")[:ULTRALYTICS_MAX_NMS]
     anchors, cls, score = anchors.take(order), cls.take(order), score.take(order)
-    lo, hi = _corners(boxes_4a, anchors, box_coding)
+    corners = _corners(boxes_4a, anchors, box_coding)
     if agnostic:
-        keep = _nms(lo, hi, None, iou, max_det, strict=True)
+        keep = _nms(corners[:2], corners[2:], None, iou, max_det, strict=True)
     else:
-        offset = cls.astype(np.float32) * np.float32(ULTRALYTICS_MAX_WH)
-        keep = _nms(lo + offset, hi + offset, cls, iou, max_det, strict=True)
-    corners = np.concatenate([lo.take(keep, axis=1), hi.take(keep, axis=1)]).T
-    return corners, score[keep], cls[keep]
+        shifted = corners + cls.astype(np.float32) * np.float32(ULTRALYTICS_MAX_WH)
+        keep = _nms(shifted[:2], shifted[2:], cls, iou, max_det, strict=True)
+    return corners.take(keep, axis=1).T, score.take(keep), cls.take(keep)
 
 
 def ultralytics_nms(
@@ -528,13 +566,12 @@ class Detections:
 def map_boxes_to_original(det_boxes: np.ndarray, info: LetterboxInfo) -> np.ndarray:
     """Corner boxes in network-input pixels -> original-image pixels, clipped to the image
     (``ultralytics.utils.ops.scale_boxes``: subtract the padding, divide by the per-axis gain, clip)."""
-    boxes = np.asarray(det_boxes, dtype=np.float32)
-    pad = np.array([info.pad_x, info.pad_y, info.pad_x, info.pad_y], np.float32)
-    gain = np.array([info.gain_x, info.gain_y, info.gain_x, info.gain_y], np.float32)
-    limit = np.array([info.orig_w, info.orig_h, info.orig_w, info.orig_h], np.float32)
-    mapped = boxes - pad
+    pad, gain, limit = np.array(
+        [[info.pad_x, info.pad_y] * 2, [info.gain_x, info.gain_y] * 2, [info.orig_w, info.orig_h] * 2], np.float32)
+    mapped = np.subtract(np.asarray(det_boxes, dtype=np.float32), pad)
     mapped /= gain
-    return np.clip(mapped, np.float32(0), limit, out=mapped)
+    np.maximum(mapped, np.zeros(4, np.float32), out=mapped)  # == clip(0, limit): max, then min, NaN kept
+    return np.minimum(mapped, limit, out=mapped)
 
 
 def postprocess_track_a(
