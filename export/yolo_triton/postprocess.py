@@ -15,6 +15,12 @@ One importable place used by ``scripts/validate.py``, the Triton smoke client an
 * :func:`map_boxes_to_original`, :func:`postprocess_track_a`, :func:`postprocess_end2end` return
   per-image detections in original-image pixels.
 
+Cost: one pass over the scores (``score >= CONF`` reduced over classes on ``output0``'s own class-major
+layout) finds the candidate anchors; everything after reads only their rows. Greedy NMS is vectorised
+(same-class pairs and a fixed point, or dense IoU blocks and a walk over the kept boxes) and gives
+exactly the result of the reference loop :func:`greedy_nms` (tests/test_postprocess.py compares every
+path bit for bit against the earlier, literal implementation).
+
 No torch import: a client needs NumPy and OpenCV only.
 """
 from __future__ import annotations
@@ -163,10 +169,11 @@ def greedy_nms(boxes: np.ndarray, classes: np.ndarray | None, iou: float, limit:
 # rows ``(x1, y1, -x2, -y2)``, one ``maximum`` of two boxes' rows gives ``(max x1, max y1, -min x2,
 # -min y2)``, and ``s = -(iw, ih)`` is a sum of its halves (negation is exact: ``-(a + b) == -a - b`` bit for
 # bit). ``min(s, 0) = -max(iw, 0)``, and the product of the two equals the reference's ``iw * ih if iw > 0
-# and ih > 0 else 0``. The reference's ``where=union > 0`` is not needed: a positive intersection implies
-# both boxes are ordered and ``union >= max(area) > 0``; otherwise ``inter == 0`` and ``0 / union`` is 0,
-# -0 or NaN (0 / 0), none of which passes a threshold > 0, like the reference's 0.
-WAVE = 32  # head rows of one dense block in the bounded-memory fallback (_nms_waves)
+# and ih > 0 else 0``. The reference's ``where=union > 0`` becomes ``union += union == 0``: a positive
+# intersection implies both boxes are ordered and ``union >= max(area) > 0`` (unchanged); otherwise
+# ``inter == 0`` and the ratio is 0 or -0 (or NaN from NaN input), none of which passes a threshold > 0,
+# like the reference's 0.
+WAVE = 32  # head rows of one dense IoU block in _nms_waves
 MAX_PAIRS = 2_000_000  # above this many same-class pairs in a prefix, _nms_waves takes over (memory)
 
 
@@ -180,7 +187,7 @@ def _pair_suppresses(a: np.ndarray, b: np.ndarray, area_a: np.ndarray, area_b: n
     inter = np.multiply(s[0], s[1])
     union = np.add(area_a, area_b)
     union -= inter
-    union += union == 0  # 0 / 0 (zero-area boxes) -> 0 / 1: same 0, no warning
+    union += union == 0  # 0 / 0 (zero-area boxes) -> 0 / 1: the same 0, and no warning
     ratio = np.divide(inter, union, out=inter)
     return ratio > iou32 if strict else ratio >= iou32
 
@@ -194,23 +201,17 @@ def _signed_rows(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return rows, np.multiply(wh[0], wh[1])
 
 
-def _nms_pairs(lo: np.ndarray, hi: np.ndarray, classes: np.ndarray | None, iou32: np.float32, limit: int,
+def _nms_pairs(lo: np.ndarray, hi: np.ndarray, classes: np.ndarray, iou32: np.float32, limit: int,
                strict: bool) -> np.ndarray | None:
-    """Greedy NMS from every pair of the same class (any class when ``classes`` is None), ``i`` ranked above
-    ``j``, at once. The suppressing pairs are the edges of a graph whose greedy solution is the fixed point
+    """Class-aware greedy NMS from every pair of the same class, ``i`` ranked above ``j``, at once. The suppressing pairs are the edges of a graph whose greedy solution is the fixed point
     of ``keep[j] = not any(keep[i] for edges i -> j)``; it is unique (each box depends only on higher-ranked
     ones) and the iteration from all-kept settles the boxes in rank order, so it ends after (longest
     suppression chain + 1) rounds. None when there are more than ``MAX_PAIRS`` pairs."""
     n = lo.shape[1]
-    if classes is None:
-        order = None
-        later = np.arange(n - 1, -1, -1)  # every box ranked after each one
-        ends = np.full(n, n)
-    else:
-        order = np.argsort(classes, kind="stable")  # grouped by class, rank order inside each class
-        grouped = classes.take(order)
-        ends = np.searchsorted(grouped, grouped, side="right")
-        later = ends - np.arange(1, n + 1)  # same-class boxes ranked after each one
+    order = np.argsort(classes, kind="stable")  # grouped by class, rank order inside each class
+    grouped = classes.take(order)
+    ends = np.searchsorted(grouped, grouped, side="right")
+    later = ends - np.arange(1, n + 1)  # same-class boxes ranked after each one
     offsets = np.cumsum(later)
     total = int(offsets[-1])
     if total > MAX_PAIRS:
@@ -220,8 +221,7 @@ def _nms_pairs(lo: np.ndarray, hi: np.ndarray, classes: np.ndarray | None, iou32
     ends -= offsets  # first partner's position, minus the running pair offset
     pair = np.concatenate([np.arange(n), ends]).reshape(2, n).repeat(later, axis=1)
     pair[1] += np.arange(total)
-    if order is not None:
-        pair = order.take(pair)  # [2, P]: higher-ranked, lower-ranked
+    pair = order.take(pair)  # [2, P]: higher-ranked, lower-ranked
     rows, area = _signed_rows(lo, hi)
     src, dst = pair
     edge = pair.compress(
@@ -240,11 +240,11 @@ def _nms_pairs(lo: np.ndarray, hi: np.ndarray, classes: np.ndarray | None, iou32
 
 def _nms_waves(lo: np.ndarray, hi: np.ndarray, classes: np.ndarray | None, iou32: np.float32, limit: int,
                strict: bool) -> np.ndarray:
-    """Greedy NMS in bounded memory (a huge candidate set, very low CONF): in waves, the best ``WAVE``
-    boxes still alive get their "suppresses" row against every box still alive in one dense block; the
-    greedy walk over those rows is a Python loop over the *kept* boxes only, on rows packed into integers
-    (bit j = box j). What the kept boxes suppress leaves the alive set; the next wave starts on the
-    survivors after the head."""
+    """Greedy NMS in waves, for class-agnostic NMS (few boxes kept out of many overlapping ones) and, with
+    bounded memory, for class-aware sets with too many same-class pairs: the best ``WAVE`` boxes still alive
+    get their "suppresses" row against every box still alive in one dense block; the greedy walk over those
+    rows is a Python loop over the *kept* boxes only, on rows packed into integers (bit j = box j). What
+    the kept boxes suppress leaves the alive set; the next wave starts on the survivors after the head."""
     keep: list[int] = []
     rows, area = _signed_rows(lo, hi)
     alive = None  # None: every box, in order (no gather on the first wave)
@@ -311,8 +311,9 @@ def fast_greedy_nms(boxes: np.ndarray, classes: np.ndarray | None, iou: float, l
 # --------------------------------------------------------------------------------------------------
 # Both models start with the one pass over the scores that any exact implementation needs: a comparison
 # with CONF on the class-major ``[nc, A]`` layout of ``output0`` (contiguous rows), reduced over classes
-# to "anchor has a score above CONF". Everything after it works on those anchors' rows only (tens to a
-# few hundred), gathered once; no other temporary has the size of the scores.
+# to "anchor has a score above CONF". Its bool mask (a quarter of the scores' bytes) is the only temporary
+# of that size: on the benchmark it costs less than the max-reduction then compare. Everything after it
+# works on those anchors' rows only (tens to a few hundred), gathered once.
 def _class_major(scores: np.ndarray) -> np.ndarray:
     """``scores [A, nc]`` of one image as a ``[nc, A]`` view (the layout of ``output0``)."""
     return scores.T
