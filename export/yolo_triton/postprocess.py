@@ -208,11 +208,11 @@ def _nms_pairs(lo: np.ndarray, hi: np.ndarray, classes: np.ndarray, iou32: np.fl
     ones) and the iteration from all-kept settles the boxes in rank order, so it ends after (longest
     suppression chain + 1) rounds. None when there are more than ``MAX_PAIRS`` pairs."""
     n = lo.shape[1]
-    order = np.argsort(classes, kind="stable")  # grouped by class, rank order inside each class
+    order = classes.argsort(kind="stable")  # grouped by class, rank order inside each class
     grouped = classes.take(order)
-    ends = np.searchsorted(grouped, grouped, side="right")
+    ends = grouped.searchsorted(grouped, side="right")
     later = ends - np.arange(1, n + 1)  # same-class boxes ranked after each one
-    offsets = np.cumsum(later)
+    offsets = later.cumsum()
     total = int(offsets[-1])
     if total > MAX_PAIRS:
         return None
@@ -358,7 +358,7 @@ def _efficient_image(
             return kept
     nc = scores_ca.shape[0]
     sub = scores_ca.T[anchors]  # [n_anchors, nc], anchor-major like the flat index a * nc + c
-    if np.isnan(sub.max()):  # an anchor with a NaN score has a NaN maximum: no candidate (as ultralytics)
+    if np.isnan(np.maximum.reduce(sub, axis=None)):  # an anchor with a NaN score has a NaN maximum: no candidate (as ultralytics)
         best = sub.max(axis=1)
         valid = best > conf32 if strict else best >= conf32
         anchors, sub = anchors[valid], sub[valid]
@@ -367,7 +367,7 @@ def _efficient_image(
     above = sub > conf32 if strict else sub >= conf32
     flat = above.ravel().nonzero()[0]
     cand_scores = sub.ravel().take(flat)
-    order = np.argsort(-cand_scores, kind="stable")  # ties: lower flat index first
+    order = (-cand_scores).argsort(kind="stable")  # ties: lower flat index first
     if candidate_cap is not None and len(order) > candidate_cap:
         order = order[:candidate_cap]
     ai, cls = np.divmod(flat.take(order), nc)
@@ -409,7 +409,7 @@ def _efficient_agnostic_best(
     if np.count_nonzero(np.less_equal(iou_hi, iou_lo)):
         return None
     cls = sub.argmax(axis=0)
-    order = np.argsort(-best, kind="stable")
+    order = (-best).argsort(kind="stable")
     keep = order.take(_nms(iou_lo.take(order, axis=1), iou_hi.take(order, axis=1), None, iou, topk, strict))
     return corners.take(keep, axis=1).T, best.take(keep), cls.take(keep)
 
@@ -491,7 +491,7 @@ def _ultralytics_image(
         anchors, cls, score = anchors.take(valid), cls.take(valid), score.take(valid)
         if not anchors.size:
             return None
-    order = np.argsort(-score, kind="stable")[:ULTRALYTICS_MAX_NMS]
+    order = (-score).argsort(kind="stable")[:ULTRALYTICS_MAX_NMS]
     anchors, cls, score = anchors.take(order), cls.take(order), score.take(order)
     corners = _corners(boxes_4a, anchors, box_coding)
     if agnostic:
