@@ -183,11 +183,18 @@ def run_bench(output0: np.ndarray, imgsz: int, conf: float, iou: float, topk: in
         "floor: max over classes per anchor": lambda: scores.max(axis=1),
         "one pass: (scores >= CONF).any over classes": lambda: (scores >= conf32).any(axis=1),
     }
-    fns = {reference: lambda: non_max_suppression(tensor, conf, iou, max_det=topk), **floors, **modes}
-    times = time_interleaved(fns, repeats, PER_ROUND)
+    floor_name = "floor: max over classes per anchor"
+    times = time_interleaved({**floors, **modes}, repeats, PER_ROUND)
     ms = {name: float(np.median(t)) * 1e3 / batch for name, t in times.items()}
-    floor_ms = ms["floor: max over classes per anchor"]
+    floor_ms = ms[floor_name]
     pass_ms = ms["one pass: (scores >= CONF).any over classes"]
+    # torch slows whatever NumPy code runs right after it on this CPU (measured: ~25% on the next
+    # contender), so ultralytics' NMS is timed in its own rounds against the floor, and the speed-ups
+    # compare ratios to the floor measured alongside each.
+    torch_times = time_interleaved({reference: lambda: non_max_suppression(tensor, conf, iou, max_det=topk),
+                                    floor_name: floors[floor_name]}, repeats, PER_ROUND)
+    torch_floor_ms = float(np.median(torch_times[floor_name])) * 1e3 / batch
+    ms[reference] = float(np.median(torch_times[reference])) * 1e3 / batch * floor_ms / torch_floor_ms
     rows = []
     for name in modes:
         ratio = ms[name] / floor_ms
@@ -216,6 +223,8 @@ def run_bench(output0: np.ndarray, imgsz: int, conf: float, iou: float, topk: in
         "score_std": float(scores.std()),
         "detections_efficient": int(counts.sum()),
         "ultralytics_torch_ms_per_image": round(ms[reference], 4),
+        "ultralytics_torch_note": "timed in separate rounds with the floor; scaled by the ratio of the two floor "
+                                  "medians, so that speed-ups compare like with like",
         "floor_one_pass_over_scores_ms": round(floor_ms, 4),
         "floor_definition": "scores.max(axis=1) on [B, nc, A]: one max-reduction over every score",
         "one_pass_compare_any_ms": round(pass_ms, 4),
