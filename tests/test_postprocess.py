@@ -285,24 +285,25 @@ def reference_track_a(output0, infos, conf, iou, topk, mode, agnostic):
     boxes, scores = output0[:, :4, :].transpose(0, 2, 1), output0[:, 4:, :].transpose(0, 2, 1)
     if mode == "ultralytics":
         rows = reference_ultralytics_nms(boxes, scores, conf, iou, topk, agnostic, box_coding=1)
-        return [(reference_map(r[:, :4], info), r[:, 4].copy(), r[:, 5].astype(np.int32)) for r, info in zip(rows, infos)]
+        return [(reference_map(r[:, :4], info), r[:, 4].copy(), r[:, 5].astype(np.int32))
+                for r, info in zip(rows, infos)]
     num, det_boxes, det_scores, det_classes = reference_efficient_nms(boxes, scores, conf, iou, topk, agnostic,
                                                                        strict=mode == "onnx")
     return [(reference_map(det_boxes[b, :n], info), det_scores[b, :n], det_classes[b, :n])
             for b, (n, info) in enumerate(zip(num[:, 0], infos))]
 
 
-def assert_identical(got, expected):
+def assert_identical(got, expected, where=""):
     """Same dtype, shape and values (NaN == NaN), recursively over tuples / lists / Detections."""
     if isinstance(got, pp.Detections):
         got = (got.boxes, got.scores, got.classes)
     if isinstance(got, (list, tuple)):
-        assert len(got) == len(expected)
+        assert len(got) == len(expected), where
         for g, e in zip(got, expected):
-            assert_identical(g, e)
+            assert_identical(g, e, where)
         return
-    assert got.dtype == expected.dtype and got.shape == expected.shape, (got.dtype, got.shape, expected.dtype, expected.shape)
-    assert np.array_equal(got, expected, equal_nan=True)
+    assert got.dtype == expected.dtype and got.shape == expected.shape, (where, got.dtype, got.shape, expected.shape)
+    assert np.array_equal(got, expected, equal_nan=True), (where, got, expected)
 
 
 def all_paths(output0, infos, conf, iou, topk, agnostic, cap=5000):
@@ -332,7 +333,7 @@ def test_fast_paths_equal_reference_on_real_outputs(varied_output, conf, iou, to
     """Batch of 2 real yolo11s outputs (bus.jpg and its mirror image): every mode, bit for bit."""
     infos = [pp.letterbox_params(1080, 810, 640)[0], pp.letterbox_params(1080, 810, 640)[0]]
     for name, got, expected in all_paths(varied_output, infos, conf, iou, topk, agnostic):
-        assert_identical(got, expected), name
+        assert_identical(got, expected, name)
     # the grid exercises what it claims: detections in both images, multi-label anchors in efficient mode
     dets = pp.postprocess_track_a(varied_output, infos, conf, iou, topk, "efficient", agnostic)
     assert all(len(d) > 0 for d in dets)
@@ -347,7 +348,7 @@ def test_fast_paths_equal_reference_on_real_outputs(varied_output, conf, iou, to
 def test_fast_paths_empty_results(varied_output):
     infos = [pp.letterbox_params(1080, 810, 640)[0]] * 2
     for name, got, expected in all_paths(varied_output, infos, 0.999, 0.45, 100, False):
-        assert_identical(got, expected), name
+        assert_identical(got, expected, name)
     for dets in pp.postprocess_track_a(varied_output, infos, 0.999, 0.45, 100, "efficient"):
         assert len(dets) == 0 and dets.boxes.shape == (0, 4) and dets.boxes.dtype == np.float32
         assert dets.scores.dtype == np.float32 and dets.classes.dtype == np.int32
@@ -382,7 +383,7 @@ def test_fast_paths_equal_reference_on_awkward_synthetic_outputs():
         cap = int(rng.choice([5000, 10]))
         for agnostic in (False, True):
             for name, got, expected in all_paths(output0, infos, conf, iou, topk, agnostic, cap):
-                assert_identical(got, expected), (trial, name)
+                assert_identical(got, expected, (trial, name))
 
 
 def test_nms_waves_and_pair_fallbacks_equal_reference_loop(monkeypatch):

@@ -203,8 +203,10 @@ def _signed_rows(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 def _nms_pairs(lo: np.ndarray, hi: np.ndarray, classes: np.ndarray, iou32: np.float32, limit: int,
                strict: bool) -> np.ndarray | None:
-    """Class-aware greedy NMS from every pair of the same class, ``i`` ranked above ``j``, at once. The suppressing pairs are the edges of a graph whose greedy solution is the fixed point
-    of ``keep[j] = not any(keep[i] for edges i -> j)``; it is unique (each box depends only on higher-ranked
+    """Class-aware greedy NMS from every pair of the same class (``i`` ranked above ``j``) at once.
+
+    The suppressing pairs are the edges of a graph whose greedy solution is the fixed point of
+    ``keep[j] = not any(keep[i] for edges i -> j)``; it is unique (each box depends only on higher-ranked
     ones) and the iteration from all-kept settles the boxes in rank order, so it ends after (longest
     suppression chain + 1) rounds. None when there are more than ``MAX_PAIRS`` pairs."""
     n = lo.shape[1]
@@ -358,7 +360,7 @@ def _efficient_image(
             return kept
     nc = scores_ca.shape[0]
     sub = scores_ca.T[anchors]  # [n_anchors, nc], anchor-major like the flat index a * nc + c
-    if np.isnan(np.maximum.reduce(sub, axis=None)):  # an anchor with a NaN score has a NaN maximum: no candidate (as ultralytics)
+    if np.isnan(np.maximum.reduce(sub, axis=None)):  # an anchor with a NaN score: NaN maximum, no candidate
         best = sub.max(axis=1)
         valid = best > conf32 if strict else best >= conf32
         anchors, sub = anchors[valid], sub[valid]
