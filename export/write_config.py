@@ -39,7 +39,8 @@ def plan_io(plan: Path, source_onnx: Path) -> tuple[list[TensorSpec], list[Tenso
 
 
 def build_config(artefact: Path, max_batch: int, queue_delay_us: int, source_onnx: Path | None,
-                 kind: str = "gpu", workspace_bytes: int | None = None, ort_trt_cache_dir: str | None = None):
+                 kind: str = "gpu", workspace_bytes: int | None = None, ort_trt_cache_dir: str | None = None,
+                 keep_versions: int = 1):
     if not artefact.is_file():
         raise StepError(f"artefact not found: {artefact}")
     model_dir = artefact.parent.parent
@@ -69,16 +70,33 @@ def build_config(artefact: Path, max_batch: int, queue_delay_us: int, source_onn
     names = class_names(onnx_metadata(onnx_path))
     label_output = LABEL_OUTPUT if any(o.name == LABEL_OUTPUT for o in outputs) else None
     config = tc.model_config(model_dir.name, platform, inputs, outputs, max_batch, queue_delay_us, label_output,
-                             kind, accelerator)
+                             kind, accelerator, keep_versions)
+    keep_pinned_versions(config, model_dir / "config.pbtxt")
     return model_dir, config, names
 
 
+def keep_pinned_versions(config, existing: Path) -> None:
+    """A ``specific`` version policy in the config being replaced was pinned by ``make promote`` /
+    ``make rollback`` (yolo_triton.versions): keep it, so that rebuilding a config never changes which
+    versions are served. ``make promote VERSION=latest`` goes back to ``latest`` (KEEP_VERSIONS)."""
+    if not existing.is_file():
+        return
+    try:
+        policy = tc.version_policy(tc.parse_config(existing))
+    except Exception:  # an unreadable old config pins nothing; it is replaced
+        return
+    if "specific" in policy:
+        tc.apply_version_policy(config, policy)
+        LOG.info("kept the served versions pinned by make promote/rollback: specific %s", policy["specific"])
+
+
 def write_config(artefact: str, max_batch: int, queue_delay_us: int, source_onnx: str | None = None,
-                 kind: str = "gpu", workspace: str | None = None, ort_trt_cache_dir: str | None = None) -> Path:
+                 kind: str = "gpu", workspace: str | None = None, ort_trt_cache_dir: str | None = None,
+                 keep_versions: int = 1) -> Path:
     workspace_bytes = parse_workspace(workspace) if workspace else None
     model_dir, config, names = build_config(Path(artefact), max_batch, queue_delay_us,
                                             Path(source_onnx) if source_onnx else None, kind, workspace_bytes,
-                                            ort_trt_cache_dir)
+                                            ort_trt_cache_dir, keep_versions)
     path = tc.write_model_config(model_dir, config, names)
     LOG.info("wrote %s (%s, max_batch_size %d, %d classes, %s instance)", path, config.platform, max_batch,
              len(names), kind)
@@ -99,6 +117,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "execution provider (NMS=efficient end2end ONNX)")
     parser.add_argument("--ort-trt-cache-dir", help="ORT_TRT_CACHE_DIR: engine cache of ONNX Runtime's TensorRT "
                         "execution provider, as the server sees it (one sub-folder per model)")
+    parser.add_argument("--keep-versions", type=int, default=1,
+                        help="KEEP_VERSIONS: Triton serves this many newest version folders (version_policy latest)")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
 
@@ -107,7 +127,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     return run_step("write_config", lambda: write_config(args.artefact, args.max_batch, args.queue_delay_us,
                                                          args.source_onnx, args.instance_kind, args.workspace,
-                                                         args.ort_trt_cache_dir), args.verbose)
+                                                         args.ort_trt_cache_dir, args.keep_versions), args.verbose)
 
 
 if __name__ == "__main__":
