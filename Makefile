@@ -275,7 +275,8 @@ clean-reexport: ## Back up configs, remove .onnx/.plan artefacts and timing cach
 	  $(if $(BACKUP_DIR),--backup-dir $(BACKUP_DIR)) $(if $(filter 1,$(DRY_RUN)),--dry-run)
 
 # ---- model versions: A/B rollouts through the running Triton ------------------------------------------
-#   $(BUILD_DIR)/versions/<MODEL>/<N>/model.onnx  <- export/export_onnx.py (CHECKPOINT; staged outside models/)
+#   $(BUILD_DIR)/versions/<MODEL>/<N>/model.onnx  <- export/export_onnx.py (CHECKPOINT; staged outside models/,
+#                                                    exported afresh each time, removed once copied in)
 #   $(MODELS_DIR)/<MODEL>/<N>/{model.onnx,version.json} <- scripts/versions.py add (same config? validated?)
 # VERSION=next is one more than the highest version folder; version 1 is the Track A rule above, as it
 # was (make version MODEL=m only adds its sidecar). A version, once written, is never rebuilt. The versions
@@ -314,22 +315,26 @@ VERSION_SETTINGS = $(shell sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\) *?=.*/\1/p' exp
   CHECKPOINT VALIDATE IMAGES BOX_TOL SCORE_TOL
 VERSION_REPORT ?= results/validate_$(MODEL)_v$(VERSION_N).json
 
+VERSION_ADD = $(PYTHON) scripts/versions.py add --models-dir $(MODELS_DIR) --model $(MODEL) --version $(VERSION_N) \
+  --source $(VERSION_STAGED) --checkpoint $(VERSION_CHECKPOINT) \
+  $(foreach v,$(VERSION_SETTINGS),--setting '$(v)=$($(v))') --setting 'max_batch=$(call max_batch_for,$(MODEL))' \
+  $(if $(filter 1,$(VALIDATE)),--validate --report $(VERSION_REPORT) --conf $(CONF) --iou $(IOU) --topk $(TOPK) \
+    --agnostic $(AGNOSTIC) $(if $(IMAGES),--images $(IMAGES)) $(if $(BOX_TOL),--box-tol $(BOX_TOL)) \
+    $(if $(SCORE_TOL),--score-tol $(SCORE_TOL)))
 ifneq ($(filter version,$(MAKECMDGOALS)),)
 ifneq ($(VERSION_N),1)
-$(VERSION_STAGED): $(VERSION_CHECKPOINT) $(ONNX_STEP)
-	$(PYTHON) export/export_onnx.py --weights $< --out $@ --imgsz $(IMGSZ) --precision $(PRECISION) \
-	  $(if $(CALIB_DIR),--calib-dir $(CALIB_DIR))
-
-$(VERSION_SIDECAR): | $(VERSION_STAGED) $(MODELS_DIR)/$(MODEL)/config.pbtxt
+# Exported afresh from CHECKPOINT into BUILD_DIR, checked, validated, then copied in with its sidecar.
+# Neither version 1 nor the config is a prerequisite here: a new version never remakes them.
+$(VERSION_SIDECAR): | $(VERSION_CHECKPOINT)
+	rm -f $(VERSION_STAGED)
+	$(PYTHON) export/export_onnx.py --weights $(VERSION_CHECKPOINT) --out $(VERSION_STAGED) --imgsz $(IMGSZ) \
+	  --precision $(PRECISION) $(if $(CALIB_DIR),--calib-dir $(CALIB_DIR))
+	$(VERSION_ADD)
+	rm -f $(VERSION_STAGED)
 else
 $(VERSION_SIDECAR): $(VERSION_STAGED) | $(MODELS_DIR)/$(MODEL)/config.pbtxt
+	$(VERSION_ADD)
 endif
-	$(PYTHON) scripts/versions.py add --models-dir $(MODELS_DIR) --model $(MODEL) --version $(VERSION_N) \
-	  --source $(VERSION_STAGED) --checkpoint $(VERSION_CHECKPOINT) \
-	  $(foreach v,$(VERSION_SETTINGS),--setting '$(v)=$($(v))') --setting 'max_batch=$(call max_batch_for,$(MODEL))' \
-	  $(if $(filter 1,$(VALIDATE)),--validate --report $(VERSION_REPORT) \
-	    --conf $(CONF) --iou $(IOU) --topk $(TOPK) --agnostic $(AGNOSTIC) $(if $(IMAGES),--images $(IMAGES)) \
-	    $(if $(BOX_TOL),--box-tol $(BOX_TOL)) $(if $(SCORE_TOL),--score-tol $(SCORE_TOL)))
 endif
 
 .PHONY: version versions promote rollback compare
