@@ -293,6 +293,9 @@ ifneq ($(filter version,$(MAKECMDGOALS)),)
 ifeq ($(MODEL),)
 $(error usage: make version MODEL=<name> [VERSION=next|N] [CHECKPOINT=new.pt] [VALIDATE=0] [IMAGES=dir])
 endif
+ifneq ($(filter %_end2end %_trt %_ensemble,$(MODEL)),)
+$(error make version writes Track A (ONNX) versions: MODEL=$(MODEL) is not a Track A model folder)
+endif
 ifeq ($(VERSION),next)
 LAST_VERSION := $(shell ls -1 $(MODELS_DIR)/$(MODEL) 2>/dev/null | grep -xE '[0-9]+' | sort -n | tail -n 1)
 VERSION_N := $(shell echo $$(( $(or $(LAST_VERSION),0) + 1 )))

@@ -261,9 +261,41 @@ def test_make_compare_against_the_checkpoints_own_predictions(built, server, sam
     print("\n" + "\n".join(line for line in result.stdout.splitlines() if not line.startswith(("make", "  "))))
 
 
+class Traffic:
+    """Requests without a version, one after another from a thread, while a promote/rollback runs: the
+    server must answer every one of them (never without a loaded version)."""
+
+    def __init__(self, server, image):
+        import threading
+
+        self.client = client_cli.connect(server.http_url, "http")
+        self.image, self.ok, self.errors = image, 0, []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run)
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                answer(self.client, [self.image])
+                self.ok += 1
+            except Exception as err:  # noqa: BLE001 - collected and asserted
+                self.errors.append(str(err).splitlines()[0])
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=60)
+        self.client.close()
+
+
 def test_promote_and_rollback_through_the_server(built, server, client, samples, predictions):
     _, images = samples
-    result = make_serving(built, server, "promote", "VERSION=1", "KEEP_VERSIONS=1")
+    with Traffic(server, images[0]) as traffic:
+        result = make_serving(built, server, "promote", "VERSION=1", "KEEP_VERSIONS=1")
+    assert not traffic.errors and traffic.ok > 0, traffic.errors[:3]
     assert "Triton serves versions [1]" in result.stdout
     assert policy(built) == {"specific": [1]} and served(server) == [1] and server.ready()
     for ours, theirs in zip(answer(client, images), predictions[1]):
@@ -276,7 +308,10 @@ def test_promote_and_rollback_through_the_server(built, server, client, samples,
     config = tc.parse_config(tree.models / NAME / "config.pbtxt")
     assert config.dynamic_batching.max_queue_delay_microseconds == 250 and policy(built) == {"specific": [1]}
 
-    result = make_serving(built, server, "rollback")
+    with Traffic(server, images[0]) as traffic:
+        result = make_serving(built, server, "rollback")
+    assert not traffic.errors and traffic.ok > 0, traffic.errors[:3]
+    print(f"\nrequests answered during promote + rollback: none failed ({traffic.ok} during the rollback)")
     assert policy(built) == {"specific": [1, 2]} and served(server) == [1, 2], result.stdout
     for ours, theirs in zip(answer(client, images), predictions[2]):
         assert_same(ours, theirs)

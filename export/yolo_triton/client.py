@@ -91,7 +91,8 @@ def _protocol_module(client):
 
 def get_config(client, model: str, model_version: str = "") -> mc.ModelConfig:
     """The model's configuration as Triton's ModelConfig message, over HTTP or gRPC."""
-    response = client.get_model_config(model, str(model_version or ""))
+    # (the version only when one is asked for: clients and test doubles without the argument keep working)
+    response = client.get_model_config(model, str(model_version)) if model_version else client.get_model_config(model)
     if isinstance(response, dict):  # HTTP: the config as JSON
         return json_format.ParseDict(response, mc.ModelConfig(), ignore_unknown_fields=True)
     return response.config  # gRPC: ModelConfigResponse
@@ -188,7 +189,8 @@ def _request(client, served: ServedModel, batch: np.ndarray, output_names: Seque
     infer_input = module.InferInput(served.input_name, list(data.shape), served.input_dtype)
     infer_input.set_data_from_numpy(data)
     outputs = [module.InferRequestedOutput(name) for name in output_names]
-    result = client.infer(served.name, [infer_input], model_version=served.version, outputs=outputs)
+    version = {"model_version": served.version} if served.version else {}
+    result = client.infer(served.name, [infer_input], outputs=outputs, **version)
     arrays = {name: result.as_numpy(name) for name in output_names}
     if served.max_batch <= 0:
         arrays = {name: value[None] for name, value in arrays.items()}
