@@ -306,6 +306,11 @@ ifneq ($(or $(subst 0,,$(subst 1,,$(subst 2,,$(subst 3,,$(subst 4,,$(subst 5,,$(
   9,,$(VERSION_N))))))))))),$(filter 0%,$(VERSION_N)),$(if $(VERSION_N),,empty)),)
 $(error VERSION=$(VERSION) is not next or a version number >= 1)
 endif
+ifneq ($(CHECKPOINT),)
+ifeq ($(wildcard $(CHECKPOINT)),)
+$(error CHECKPOINT=$(CHECKPOINT) not found: give the path of the new .pt)
+endif
+endif
 ifneq ($(and $(CHECKPOINT),$(filter 1,$(VERSION_N))),)
 $(error CHECKPOINT is for VERSION=next (or N > 1); version 1 is built from $(call weights_for,$(MODEL)))
 endif

@@ -394,6 +394,10 @@ def test_make_version_rejects_bad_versions(tmp_path):
     for bad in ("0", "x", "2a"):
         result = tree.make("-n", "version", "MODEL=m", f"VERSION={bad}", check=False)
         assert result.returncode != 0 and "is not next or a version number" in result.stderr
+    result = tree.make("-n", "version", "MODEL=m", "VERSION=next", f"CHECKPOINT={tmp_path}/missing.pt", check=False)
+    assert result.returncode != 0 and "missing.pt not found" in result.stderr
+    result = tree.make("-n", "version", "MODEL=m_end2end", check=False)
+    assert result.returncode != 0 and "not a Track A model folder" in result.stderr
     result = tree.make("promote", "MODEL=m", check=False)
     assert result.returncode == 2 and "usage: make promote" in result.stderr
 
