@@ -6,6 +6,7 @@
 #   $(MODELS_DIR)/<name>_trt/1/model.plan      <- export/build_engine.py  (Track B: TensorRT)
 #   $(MODELS_DIR)/<name>_trt_end2end/1/model.plan <- export/build_engine.py (Track C: TensorRT + NMS)
 #   $(MODELS_DIR)/<dir>/config.pbtxt           <- export/write_config.py  (from the artefact itself)
+#   $(MODELS_DIR)/<name>/<N>/{model.onnx,version.json} <- scripts/versions.py (make version VERSION=next)
 #
 # <name> is yolov11_<size> for the seed's sizes (weights $(WEIGHTS_<size>).pt), or the stem of any
 # other checkpoint in $(WEIGHTS_DIR). Every setting is a variable: make TOPK=50 IMGSZ=960 onnx.
@@ -43,7 +44,8 @@ ONNX_PARAMS = imgsz=$(IMGSZ) precision=$(PRECISION) calib=$(CALIB_DIR)
 ONE2ONE_PARAMS = $(ONNX_PARAMS) max_det=$(TOPK)
 END2END_PARAMS = nms=$(NMS) conf=$(CONF) iou=$(IOU) topk=$(TOPK) agnostic=$(AGNOSTIC)
 CONFIG_PARAMS = max_batch=$(call max_batch_for,$(1)) queue_delay_us=$(QUEUE_DELAY_US) kind=$(INSTANCE_KIND) \
-  workspace=$(WORKSPACE) ort_trt_cache=$(ORT_TRT_CACHE_DIR) instances_per_gpu=$(INSTANCES_PER_GPU) gpus=$(GPUS)
+  workspace=$(WORKSPACE) ort_trt_cache=$(ORT_TRT_CACHE_DIR) instances_per_gpu=$(INSTANCES_PER_GPU) gpus=$(GPUS) \
+  keep_versions=$(KEEP_VERSIONS)
 PLAN_PARAMS = max_batch=$(call max_batch_for,$(1)) imgsz=$(IMGSZ) workspace=$(WORKSPACE) opt_level=$(OPT_LEVEL) \
   gpus=$(GPUS) hw_compat=$(HW_COMPAT)
 STAMPS := $(BUILD_DIR)/params
@@ -54,7 +56,8 @@ $(1): FORCE
 endef
 stamp = $(if $(call same,$(file <$(1)),$(2)),,$(eval $(call STAMP_RULE,$(1),$(2))))
 goal_names = $(foreach g,$(filter $(MODELS_DIR)/%,$(MAKECMDGOALS)),$(call base_of,$(firstword $(subst /, ,$(patsubst $(MODELS_DIR)/%,%,$(g))))))
-STAMPED_NAMES := $(sort $(NAMES) $(basename $(notdir $(wildcard $(WEIGHTS_DIR)/*.pt))) $(goal_names))
+STAMPED_NAMES := $(sort $(NAMES) $(basename $(notdir $(wildcard $(WEIGHTS_DIR)/*.pt))) $(goal_names) \
+  $(if $(filter version,$(MAKECMDGOALS)),$(MODEL)))
 $(foreach n,$(STAMPED_NAMES),\
   $(call stamp,$(STAMPS)/$(n).onnx,$(ONNX_PARAMS))\
   $(if $(filter free,$(NMS)),$(call stamp,$(STAMPS)/$(n).one2one,$(ONE2ONE_PARAMS)))\
@@ -204,7 +207,8 @@ check-plans: ## List plans built on another GPU model / TensorRT version (REMOVE
 
 # ---- Triton configs ---------------------------------------------------------------------------------
 CONFIG_ARGS = --max-batch $(call max_batch_for,$*) --queue-delay-us $(QUEUE_DELAY_US) --instance-kind $(INSTANCE_KIND) \
-  --workspace $(WORKSPACE) --ort-trt-cache-dir $(ORT_TRT_CACHE_DIR) --instances-per-gpu $(INSTANCES_PER_GPU) --gpus '$(GPUS)'
+  --workspace $(WORKSPACE) --ort-trt-cache-dir $(ORT_TRT_CACHE_DIR) --instances-per-gpu $(INSTANCES_PER_GPU) --gpus '$(GPUS)' \
+  --keep-versions $(KEEP_VERSIONS)
 $(MODELS_DIR)/%_trt_end2end/config.pbtxt: $(MODELS_DIR)/%_trt_end2end/1/model.plan $(CONFIG_STEP) $(STAMPS)/$$*.config
 	$(PYTHON) export/write_config.py --artefact $< --source-onnx $(MODELS_DIR)/$*_end2end/1/model.onnx $(CONFIG_ARGS)
 
@@ -309,3 +313,105 @@ reload: ## Load a re-exported model into the running Triton: make reload MODEL=y
 clean-reexport: ## Back up configs, remove .onnx/.plan artefacts and timing caches (DRY_RUN=1 to preview)
 	bash export/cleanup_for_reexport.sh --models-dir $(MODELS_DIR) --cache-dir $(CACHE_DIR) \
 	  $(if $(BACKUP_DIR),--backup-dir $(BACKUP_DIR)) $(if $(filter 1,$(DRY_RUN)),--dry-run)
+
+# ---- model versions: A/B rollouts through the running Triton ------------------------------------------
+#   $(BUILD_DIR)/versions/<MODEL>/<N>/model.onnx  <- export/export_onnx.py (CHECKPOINT; staged outside models/,
+#                                                    exported afresh each time, removed once copied in)
+#   $(MODELS_DIR)/<MODEL>/<N>/{model.onnx,version.json} <- scripts/versions.py add (same config? validated?)
+# VERSION=next is one more than the highest version folder; version 1 is the Track A rule above, as it
+# was (make version MODEL=m only adds its sidecar). A version, once written, is never rebuilt. The versions
+# share <MODEL>/config.pbtxt, so they must share inputs, outputs and classes (checked before anything is
+# copied). Which versions Triton serves: version_policy (KEEP_VERSIONS, or what make promote pinned).
+CHECKPOINT ?=
+VALIDATE ?= 1
+FORCE ?= 0
+OFFLINE ?= 0
+VERSIONS ?=
+BOX_TOL ?=
+SCORE_TOL ?=
+ifneq ($(filter version,$(MAKECMDGOALS)),)
+ifeq ($(MODEL),)
+$(error usage: make version MODEL=<name> [VERSION=next|N] [CHECKPOINT=new.pt] [VALIDATE=0] [IMAGES=dir])
+endif
+ifneq ($(filter %_end2end %_trt %_ensemble,$(MODEL)),)
+$(error make version writes Track A (ONNX) versions: MODEL=$(MODEL) is not a Track A model folder)
+endif
+ifeq ($(VERSION),next)
+LAST_VERSION := $(shell ls -1 $(MODELS_DIR)/$(MODEL) 2>/dev/null | grep -xE '[0-9]+' | sort -n | tail -n 1)
+VERSION_N := $(shell echo $$(( $(or $(LAST_VERSION),0) + 1 )))
+else
+VERSION_N := $(VERSION)
+endif
+ifneq ($(or $(subst 0,,$(subst 1,,$(subst 2,,$(subst 3,,$(subst 4,,$(subst 5,,$(subst 6,,$(subst 7,,$(subst 8,,$(subst \
+  9,,$(VERSION_N))))))))))),$(filter 0%,$(VERSION_N)),$(if $(VERSION_N),,empty)),)
+$(error VERSION=$(VERSION) is not next or a version number >= 1)
+endif
+ifneq ($(CHECKPOINT),)
+ifeq ($(wildcard $(CHECKPOINT)),)
+$(error CHECKPOINT=$(CHECKPOINT) not found: give the path of the new .pt)
+endif
+endif
+ifneq ($(and $(CHECKPOINT),$(filter 1,$(VERSION_N))),)
+$(error CHECKPOINT is for VERSION=next (or N > 1); version 1 is built from $(call weights_for,$(MODEL)))
+endif
+endif
+VERSION_CHECKPOINT = $(or $(CHECKPOINT),$(call weights_for,$(MODEL)))
+VERSION_STAGED = $(if $(filter 1,$(VERSION_N)),$(MODELS_DIR)/$(MODEL)/1/model.onnx,$(BUILD_DIR)/versions/$(MODEL)/$(VERSION_N)/model.onnx)
+VERSION_SIDECAR = $(MODELS_DIR)/$(MODEL)/$(VERSION_N)/version.json
+# Every setting goes into the sidecar: each variable of export/defaults.mk (read when the recipe runs) + these.
+VERSION_SETTINGS = $(shell sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\) *?=.*/\1/p' export/defaults.mk) CALIB_DIR MAX_BATCH \
+  CHECKPOINT VALIDATE IMAGES BOX_TOL SCORE_TOL
+VERSION_REPORT ?= results/validate_$(MODEL)_v$(VERSION_N).json
+
+VERSION_ADD = $(PYTHON) scripts/versions.py add --models-dir $(MODELS_DIR) --model $(MODEL) --version $(VERSION_N) \
+  --source $(VERSION_STAGED) --checkpoint $(VERSION_CHECKPOINT) \
+  $(foreach v,$(VERSION_SETTINGS),--setting '$(v)=$($(v))') --setting 'max_batch=$(call max_batch_for,$(MODEL))' \
+  $(if $(filter 1,$(VALIDATE)),--validate --report $(VERSION_REPORT) --conf $(CONF) --iou $(IOU) --topk $(TOPK) \
+    --agnostic $(AGNOSTIC) $(if $(IMAGES),--images $(IMAGES)) $(if $(BOX_TOL),--box-tol $(BOX_TOL)) \
+    $(if $(SCORE_TOL),--score-tol $(SCORE_TOL)))
+ifneq ($(filter version,$(MAKECMDGOALS)),)
+ifneq ($(VERSION_N),1)
+# Exported afresh from CHECKPOINT into BUILD_DIR, checked, validated, then copied in with its sidecar.
+# Neither version 1 nor the config is a prerequisite here: a new version never remakes them.
+$(VERSION_SIDECAR): | $(VERSION_CHECKPOINT)
+	rm -f $(VERSION_STAGED)
+	$(PYTHON) export/export_onnx.py --weights $(VERSION_CHECKPOINT) --out $(VERSION_STAGED) --imgsz $(IMGSZ) \
+	  --precision $(PRECISION) $(if $(CALIB_DIR),--calib-dir $(CALIB_DIR))
+	$(VERSION_ADD)
+	rm -f $(VERSION_STAGED)
+else
+$(VERSION_SIDECAR): $(VERSION_STAGED) | $(MODELS_DIR)/$(MODEL)/config.pbtxt
+	$(VERSION_ADD)
+endif
+endif
+
+.PHONY: version versions promote rollback compare
+# (A new version leaves version 1 and the config as they are: only VERSION=1 (re)makes them.)
+version: $(if $(MODEL),$(if $(filter 1,$(VERSION_N)),$(MODELS_DIR)/$(MODEL)/config.pbtxt) $(VERSION_SIDECAR)) ## Write a numbered version + its sidecar: make version MODEL=m VERSION=next CHECKPOINT=new.pt
+	@echo "version $(VERSION_N) of $(MODEL): $(VERSION_SIDECAR) (make promote MODEL=$(MODEL) VERSION=$(VERSION_N) serves it)"
+
+versions: ## List a model's versions, sidecars and what is served: make versions MODEL=m
+	@test -n "$(MODEL)" || { echo "usage: make versions MODEL=<name>" >&2; exit 2; }
+	$(PYTHON) scripts/versions.py list --models-dir $(MODELS_DIR) --model $(MODEL) \
+	  $(if $(filter 1,$(OFFLINE)),,--url $(TRITON_HTTP))
+
+SERVE_ARGS = --models-dir $(MODELS_DIR) --model $(MODEL) --url $(TRITON_HTTP) $(if $(filter 1,$(FORCE)),--force) \
+  $(if $(filter 1,$(OFFLINE)),--offline)
+promote: ## Serve version N as the newest and load it in the running Triton: make promote MODEL=m VERSION=N [FORCE=1]
+	@test -n "$(MODEL)" -a "$(origin VERSION)" != file || { \
+	  echo "usage: make promote MODEL=<name> VERSION=<N|latest> [KEEP_VERSIONS=k] [FORCE=1] [OFFLINE=1]" >&2; exit 2; }
+	$(PYTHON) scripts/versions.py promote $(SERVE_ARGS) --version $(VERSION) --keep $(KEEP_VERSIONS)
+
+rollback: ## Undo the last promote/rollback in the running Triton: make rollback MODEL=m
+	@test -n "$(MODEL)" || { echo "usage: make rollback MODEL=<name> [FORCE=1] [OFFLINE=1]" >&2; exit 2; }
+	$(PYTHON) scripts/versions.py rollback $(SERVE_ARGS)
+
+comma := ,
+CLIENT_NMS ?=
+COMPARE_JSON ?= results/compare_$(MODEL)_$(subst $(comma),_,$(VERSIONS)).json
+compare: ## A/B: same images to two served versions, a table of differences: make compare MODEL=m VERSIONS=1,2 [IMAGES=dir]
+	@test -n "$(MODEL)" -a -n "$(VERSIONS)" || { \
+	  echo "usage: make compare MODEL=<name> VERSIONS=A,B [IMAGES=dir] [PROTOCOL=http|grpc] [TRITON_URL=host:port]" >&2; exit 2; }
+	$(PYTHON) scripts/compare_versions.py --model $(MODEL) --versions $(VERSIONS) --protocol $(PROTOCOL) \
+	  --url $(TRITON_URL) $(if $(IMAGES),--images $(IMAGES)) $(if $(CLIENT_NMS),--nms-mode $(CLIENT_NMS)) \
+	  --json $(COMPARE_JSON)

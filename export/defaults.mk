@@ -39,3 +39,8 @@ BUILD_DIR ?= .build
 # (NMS=efficient end2end ONNX; docker-compose.yml mounts ./trt_cache/onnxruntime there, writable).
 INSTANCE_KIND ?= gpu
 ORT_TRT_CACHE_DIR ?= /ort_trt_cache
+# Model versions (A/B rollouts): VERSION=next writes models/<name>/<N>/ beside the others (make version);
+# Triton serves the KEEP_VERSIONS newest version folders (config version_policy latest) until make promote
+# pins versions (version_policy specific).
+VERSION ?= 1
+KEEP_VERSIONS ?= 1

@@ -68,7 +68,7 @@ def parse_gpus(text: str | None) -> list[int]:
 
 def build_config(artefact: Path, max_batch: int, queue_delay_us: int, source_onnx: Path | None,
                  kind: str = "gpu", workspace_bytes: int | None = None, ort_trt_cache_dir: str | None = None,
-                 instances_per_gpu: int = 1, gpus: list[int] | None = None):
+                 instances_per_gpu: int = 1, gpus: list[int] | None = None, keep_versions: int = 1):
     if not artefact.is_file():
         raise StepError(f"artefact not found: {artefact}")
     model_dir = artefact.parent.parent
@@ -102,19 +102,36 @@ def build_config(artefact: Path, max_batch: int, queue_delay_us: int, source_onn
     label_output = LABEL_OUTPUT if any(o.name == LABEL_OUTPUT for o in outputs) else None
     try:
         config = tc.model_config(model_dir.name, platform, inputs, outputs, max_batch, queue_delay_us, label_output,
-                                 kind, accelerator, instances_per_gpu, gpus if kind == "gpu" else None, fleet)
+                                 kind, accelerator, instances_per_gpu, gpus if kind == "gpu" else None, fleet,
+                                 keep_versions=keep_versions)
     except ValueError as err:  # the artefact's tensors or the settings do not fit a Triton config
         raise StepError(f"{artefact}: {err}") from None
+    keep_pinned_versions(config, model_dir / "config.pbtxt")
     return model_dir, config, names
+
+
+def keep_pinned_versions(config, existing: Path) -> None:
+    """A ``specific`` version policy in the config being replaced was pinned by ``make promote`` /
+    ``make rollback`` (yolo_triton.versions): keep it, so that rebuilding a config never changes which
+    versions are served. ``make promote VERSION=latest`` goes back to ``latest`` (KEEP_VERSIONS)."""
+    if not existing.is_file():
+        return
+    try:
+        policy = tc.version_policy(tc.parse_config(existing))
+    except Exception:  # an unreadable old config pins nothing; it is replaced
+        return
+    if "specific" in policy:
+        tc.apply_version_policy(config, policy)
+        LOG.info("kept the served versions pinned by make promote/rollback: specific %s", policy["specific"])
 
 
 def write_config(artefact: str, max_batch: int, queue_delay_us: int, source_onnx: str | None = None,
                  kind: str = "gpu", workspace: str | None = None, ort_trt_cache_dir: str | None = None,
-                 instances_per_gpu: int = 1, gpus: str | None = None) -> Path:
+                 instances_per_gpu: int = 1, gpus: str | None = None, keep_versions: int = 1) -> Path:
     workspace_bytes = parse_workspace(workspace) if workspace else None
     model_dir, config, names = build_config(Path(artefact), max_batch, queue_delay_us,
                                             Path(source_onnx) if source_onnx else None, kind, workspace_bytes,
-                                            ort_trt_cache_dir, instances_per_gpu, parse_gpus(gpus))
+                                            ort_trt_cache_dir, instances_per_gpu, parse_gpus(gpus), keep_versions)
     path = tc.write_model_config(model_dir, config, names)
     group = config.instance_group[0]
     where = f"GPUs {list(group.gpus)}" if group.gpus else ("every GPU" if kind == "gpu" else "the CPU")
@@ -142,6 +159,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--instances-per-gpu", type=int, default=1,
                         help="INSTANCES_PER_GPU: Triton instances on each GPU (instance_group count)")
     parser.add_argument("--gpus", default="", help="GPUS: the GPU ids instances run on (e.g. 0,2); empty: all")
+    parser.add_argument("--keep-versions", type=int, default=1,
+                        help="KEEP_VERSIONS: Triton serves this many newest version folders (version_policy latest)")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
 
@@ -151,7 +170,7 @@ def main(argv=None) -> int:
     return run_step("write_config", lambda: write_config(args.artefact, args.max_batch, args.queue_delay_us,
                                                          args.source_onnx, args.instance_kind, args.workspace,
                                                          args.ort_trt_cache_dir, args.instances_per_gpu,
-                                                         args.gpus), args.verbose)
+                                                         args.gpus, args.keep_versions), args.verbose)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     settings = defaults()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="served model name, e.g. yolov11_small_trt_end2end")
+    parser.add_argument("--model-version", default="", metavar="N",
+                        help="send the requests to version N of the model (A/B; default: the newest served)")
     parser.add_argument("--images", nargs="+", help="image files and/or directories (default: ultralytics' samples)")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="http")
     parser.add_argument("--url", help="host:port (default 127.0.0.1:8000 for http, 127.0.0.1:8001 for grpc)")
@@ -76,8 +78,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.load:
             load_model(client, args.model)
-        served = describe_model(client, args.model, args.imgsz)
-        LOG.info("model %s: %s track, input %s %s size %s, max batch %d, outputs %s", served.name, served.kind,
+        served = describe_model(client, args.model, args.imgsz, args.model_version)
+        LOG.info("model %s%s: %s track, input %s %s size %s, max batch %d, outputs %s", served.name,
+                 f" version {served.version}" if served.version else "", served.kind,
                  served.input_name, served.input_dtype, served.imgsz, served.max_batch, list(served.outputs))
         encoded = [path.read_bytes() for path in paths] if served.kind == KIND_ENCODED else None
         results = infer(client, served, images, args.conf, args.iou, args.topk, args.nms_mode, encoded=encoded)
