@@ -18,6 +18,7 @@ from yolo_triton import triton_config as tc
 from yolo_triton.cli import run_step
 from yolo_triton.engine import parse_workspace
 from yolo_triton.errors import StepError
+from yolo_triton.options import check_options
 from yolo_triton.onnx_io import TensorSpec, class_names, has_efficient_nms, onnx_io, onnx_metadata, onnx_precision
 from yolo_triton.settings import LABEL_OUTPUT
 
@@ -78,9 +79,7 @@ def build_config(artefact: Path, max_batch: int, queue_delay_us: int, source_onn
         inputs, outputs = onnx_io(artefact)
         model = onnx.load(str(artefact), load_external_data=False)
         if has_efficient_nms(model):
-            if kind != "gpu":
-                raise StepError(f"{artefact}: NMS=efficient holds a TensorRT plugin that only ONNX Runtime's TensorRT "
-                                f"execution provider runs (on a GPU); for INSTANCE_KIND={kind} build NMS=onnx")
+            check_options(nms="efficient", instance_kind=kind)
             if workspace_bytes is None or ort_trt_cache_dir is None:
                 raise StepError(f"{artefact} holds EfficientNMS_TRT: its config needs --workspace and "
                                 "--ort-trt-cache-dir (ONNX Runtime's TensorRT execution provider)")

@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from yolo_triton.files import atomic_write_text
 from yolo_triton.settings import defaults
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,7 +79,7 @@ def main(argv=None) -> int:
         "make_q_exit": question,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2))
+    atomic_write_text(args.json, json.dumps(result, indent=2))
     print(f"end2end step (add_nms.py): {result['end2end_step_s']['median']:.2f} s median of {args.repeats}")
     print(f"ultralytics export nms=True from the .pt: {result['ultralytics_nms_true_export_s']['median']:.2f} s")
     print(f"speed-up: {result['speedup']:.1f}x (target >= 10x)")

@@ -30,6 +30,7 @@ import cv2
 import letterbox_check as lc  # scripts/letterbox_check.py, beside this script
 import numpy as np
 
+from yolo_triton.files import atomic_write_text
 from yolo_triton import settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,7 +96,7 @@ def autoserialize_roundtrip(image: Path, imgsz: int, max_batch: int, queue_delay
     with tempfile.TemporaryDirectory() as tmp:  # the dali.py that ensemble.write_preprocess_model writes
         model_dir = Path(tmp)
         (model_dir / "1").mkdir()
-        (model_dir / "1" / "dali.py").write_text(dp.autoserialize_source(imgsz, max_batch, 4, "gpu"))
+        (model_dir / "1" / "dali.py").write_text(dp.autoserialize_source(imgsz, max_batch, settings.dali_threads(), "gpu"))
         spec = importlib.util.spec_from_file_location("dali_model_py", model_dir / "1" / "dali.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
@@ -228,7 +229,7 @@ def main(argv=None) -> int:
     out_json = args.out / "bench_dali_gpu.json"
 
     def save() -> None:
-        out_json.write_text(json.dumps(report, indent=1))
+        atomic_write_text(out_json, json.dumps(report, indent=1))
 
     try:
         with tempfile.TemporaryDirectory() as tmp:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from yolo_triton.files import atomic_write_text
 from yolo_triton.timing import time_calls
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,7 +73,7 @@ def main(argv=None) -> int:
                          f"{args.threads} threads", "checkpoint": f"{args.arch}_untrained (scratch)", "imgsz": imgsz,
               "precision": args.precision or defaults()["PRECISION"], "rows": rows}
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2))
+    atomic_write_text(args.json, json.dumps(result, indent=2))
     print(result["machine"], "|", result["checkpoint"], imgsz, "px,", result["precision"])
     print("| NMS | batch | latency median (ms) | p90 (ms) | dets/image |\n|---|---:|---:|---:|---:|")
     for r in rows:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from yolo_triton.files import atomic_write_text
 from yolo_triton.timing import time_calls
 
 # Agreement bounds between ORT-GPU FP16 (AutoCast, FP32 I/O) and PyTorch FP16 (model.half()).
@@ -112,7 +113,7 @@ def run(bundle: Path, max_batch: int, out_json: Path, iters: int) -> dict:
               "note": "input already on the GPU for both runtimes (I/O binding); no pre/post-processing",
               "agreement": agreement, "rows": rows}
     out_json.parent.mkdir(parents=True, exist_ok=True)
-    out_json.write_text(json.dumps(result, indent=2))
+    atomic_write_text(out_json, json.dumps(result, indent=2))
     print(markdown(result))
     return result
 

@@ -28,6 +28,7 @@ import logging
 import platform
 from pathlib import Path
 
+from yolo_triton.files import atomic_write_text
 from yolo_triton.timing import time_interleaved
 
 import numpy as np
@@ -331,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(format_table(report))
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
     LOG.info("wrote %s", args.json)
     return 0
 

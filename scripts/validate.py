@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from yolo_triton.errors import StepError
+from yolo_triton.files import atomic_write_text
 from yolo_triton.settings import defaults, directory
 from yolo_triton.validate import LOG, Settings, format_table, validate
 
@@ -52,8 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(format_table(report))
     out = args.json or Path("results") / f"validate_{args.model}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=float) + "\n")
+    atomic_write_text(out, json.dumps(report, indent=2, default=float) + "\n")
     LOG.info("wrote %s", out)
     return 0 if report["passed"] else 1
 

@@ -111,3 +111,12 @@ def restore_logging():
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+def numpy_dtype(triton_data_type: int) -> str:
+    """numpy dtype name of a Triton ``DataType`` (tritonclient's own mapping; tests only)."""
+    import numpy as np
+    from tritonclient.grpc import model_config_pb2 as mc
+    from tritonclient.utils import triton_to_np_dtype
+
+    return np.dtype(triton_to_np_dtype(mc.DataType.Name(triton_data_type).removeprefix("TYPE_"))).name

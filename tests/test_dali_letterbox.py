@@ -23,6 +23,7 @@ dali = pytest.importorskip("nvidia.dali", reason="nvidia-dali-cuda130 (requireme
 LetterBox = pytest.importorskip("ultralytics.data.augment").LetterBox
 
 import letterbox_check as lc  # scripts/letterbox_check.py
+from conftest import numpy_dtype
 from yolo_triton import dali_pipeline as dp
 from yolo_triton import ensemble as ens
 from yolo_triton import postprocess as pp
@@ -185,8 +186,8 @@ def test_preprocess_model_dir_gpu(tmp_path):
     assert sorted(p.name for p in (model_dir / "1").iterdir()) == ["dali.py"]
     config = tc.parse_config(model_dir / "config.pbtxt")
     assert (config.backend, config.platform, config.max_batch_size) == ("dali", "", max_batch)
-    assert [(i.name, tc.numpy_dtype(i.data_type), list(i.dims)) for i in config.input] == [("encoded", "uint8", [-1])]
-    assert [(o.name, tc.numpy_dtype(o.data_type), list(o.dims)) for o in config.output] == [
+    assert [(i.name, numpy_dtype(i.data_type), list(i.dims)) for i in config.input] == [("encoded", "uint8", [-1])]
+    assert [(o.name, numpy_dtype(o.data_type), list(o.dims)) for o in config.output] == [
         ("images", "float32", [3, IMGSZ, IMGSZ]), ("letterbox", "float64", [5])]
     source = (model_dir / "1" / "dali.py").read_text()
     from nvidia.dali._utils.autoserialize import _discover_autoserialize

@@ -172,7 +172,7 @@ class Server:
                                                          env.get("LD_LIBRARY_PATH")]))
         # the stub's interpreter: the venv's packages (numpy<2, cv2) and yolo_triton for the doubles
         # the stub's interpreter: this venv's python first on PATH (as PyTriton does: numpy<2, cv2); it ignores
-        # PYTHONPATH, so the DALI double imports the yolo_triton that `make setup` installed in the venv
+        # PYTHONPATH per PyTriton's notes; the DALI double imports yolo_triton without touching sys.path
         env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
         self.http_port, self.grpc_port = _free_port(), _free_port()
         self.log = workdir / "tritonserver.log"

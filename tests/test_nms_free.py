@@ -196,6 +196,7 @@ def test_make_validate_covers_nms_free_checkpoints(nms_free_tree, mode, tmp_path
 
 def test_validate_refuses_an_nms_free_output0_as_track_a(nms_free_tree, tmp_path):
     """An NMS-free export [B, max_det, 6] in the Track A slot is named as such: output0 must be [B, 4+nc, A]."""
+    import json
     import shutil
 
     import validate as validate_cli  # scripts/validate.py
@@ -207,8 +208,6 @@ def test_validate_refuses_an_nms_free_output0_as_track_a(nms_free_tree, tmp_path
     report = tmp_path / "report.json"
     assert validate_cli.main(["--model", name, "--models-dir", str(tree.models), "--weights-dir", str(tree.weights),
                               "--json", str(report)]) == 1
-    import json
-
     (onnx_result,) = [r for r in json.loads(report.read_text())["formats"] if r["name"] == "onnx"]
     assert onnx_result["status"] == "failed"
-    assert any(f"is not [B, 4+nc = 84, anchors]" in note for note in onnx_result["notes"]), onnx_result["notes"]
+    assert any("is not [B, 4+nc = 84, anchors]" in note for note in onnx_result["notes"]), onnx_result["notes"]

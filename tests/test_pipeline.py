@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from conftest import SCRATCH_NAME, TEST_IMGSZ
+from conftest import SCRATCH_NAME, TEST_IMGSZ, numpy_dtype
 from yolo_triton import triton_config as tc
 from yolo_triton.engine import make_profile
 from yolo_triton.nms_graph import pre_nms_model
@@ -159,7 +159,7 @@ def test_configs_parse_back_through_triton_schema(fp32_tree, scratch_weights):
         assert config.name == model_dir and config.platform == "onnxruntime_onnx"
         assert config.max_batch_size == int(defaults()["MAX_BATCH_custom"])
         for declared, actual in ((config.input, inputs), (config.output, outputs)):
-            assert [(t.name, tc.numpy_dtype(t.data_type), tuple(t.dims)) for t in declared] == [
+            assert [(t.name, numpy_dtype(t.data_type), tuple(t.dims)) for t in declared] == [
                 (s.name, s.dtype, s.shape[1:]) for s in actual]
         # Triton batches to the sizes the engines are tuned for: the profile's opt and max batch
         profile = make_profile(inputs[0], config.max_batch_size, TEST_IMGSZ)

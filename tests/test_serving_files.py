@@ -131,17 +131,19 @@ def test_triton_healthcheck_asks_for_readiness(config):
     assert "-f" in "".join(a for a in check["test"] if a.startswith("-"))  # non-2xx -> unhealthy
 
 
-def test_triton_serves_models_read_only_with_explicit_model_control(config):
+def test_triton_serves_read_only_the_repository_the_export_service_writes(config):
+    """What yolo-api writes under MODELS_DIR is what triton-api serves (same host folder), read-only there."""
     service = config["services"]["triton-api"]
     command = service["command"]
     assert command[0] == "tritonserver"
-    assert "--model-repository=/models" in command
     assert "--model-control-mode=explicit" in command and "--load-model=*" in command
-    assert service["volumes"][0] == f"{ROOT / 'models'}:/models:ro"
+    served, cache = service["volumes"]
+    host, container, mode = served.split(":")
+    exports = {volume.split(":")[1]: volume.split(":")[0] for volume in config["services"]["yolo-api"]["volumes"]}
+    assert host == exports[f"/app/{settings.defaults()['MODELS_DIR']}"] and mode == "ro"
+    assert f"--model-repository={container}" in command
     # the one writable path: ONNX Runtime's TensorRT engine cache, where the generated configs point it
-    from yolo_triton.settings import defaults
-
-    assert service["volumes"][1:] == [f"{ROOT / 'trt_cache' / 'onnxruntime'}:{defaults()['ORT_TRT_CACHE_DIR']}:rw"]
+    assert cache == f"{ROOT / 'trt_cache' / 'onnxruntime'}:{settings.defaults()['ORT_TRT_CACHE_DIR']}:rw"
 
 
 def test_shared_memory_and_ulimits_as_nvidia_recommends(config):

@@ -1,5 +1,6 @@
-"""Shared, importable logic behind the export steps in ``export/``.
+"""yolo_triton: the library behind every command of this repository (installed editable by ``make setup``).
 
-Every function here takes paths and parameters and returns results; the step scripts beside this
-package are thin CLIs over it, and the tests call it directly.
+Layers (ARCHITECTURE.md; tests/test_layers.py): settings and layout -> artefact steps -> operation. Every
+function takes paths and parameters and returns results; the commands in ``export/``, ``dali/`` and
+``scripts/`` are thin CLIs over it, and the tests call it directly.
 """

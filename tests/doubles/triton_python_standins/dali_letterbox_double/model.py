@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-# The stub's interpreter ignores PYTHONPATH: yolo_triton comes from the venv's install (make setup).
+# yolo_triton: this checkout through PYTHONPATH (tests/conftest.py), else the venv's install (make setup).
 from yolo_triton.postprocess import letterbox
 
 
