@@ -12,7 +12,7 @@
 #     and common (TRITONBACKEND API 1.19).
 #   triton-inference-server/backend, core, common r24.10 (commits printed at step 1)
 #   nvidia-dali-cuda120 1.53.0 (py3-none-manylinux_2_28_x86_64 wheel)
-#   CUDA wheels: see cuda_toolkit_from_wheels.sh; cmake 3.25.1, g++ 12.2.0, patchelf
+#   CUDA wheels (incl. nvidia-nvtx-cu12 12.6.77): see cuda_toolkit_from_wheels.sh; cmake 3.25.1, g++ 12.2.0, patchelf
 # Build-time edits (in the extracted copy only): the backend repo's CUDA arch list is cut to 90; the
 # dali_backend unit tests' Catch2 submodule (not in a git archive) is replaced by an empty INTERFACE
 # target, since only the backend library is built.
@@ -30,7 +30,8 @@ DALI_WHL=${DALI_WHL:?path of the nvidia_dali_cuda120-1.53.0 wheel}
 PYTHON=${PYTHON:?a python3 for the DALI wheel}
 DALI_PYDEPS=${DALI_PYDEPS:-}  # extra PYTHONPATH dir with DALI 1.53 python deps the PYTHON lacks (dm-tree)
 PYTRITON_LIBS=${PYTRITON_LIBS:?site-packages/nvidia_pytriton.libs of nvidia-pytriton 0.7.0}
-# CUDA_RT_WHL, CUDA_NVCC13_WHL, NVVM13_WHL, CRT13_WHL, CUDA_RT13_WHL: see cuda_toolkit_from_wheels.sh
+# CUDA_RT_WHL, CUDA_NVCC13_WHL, NVVM13_WHL, CRT13_WHL, CUDA_RT13_WHL, NVTX_WHL: see cuda_toolkit_from_wheels.sh
+GTEST_SRC=${GTEST_SRC:-/usr/src/googletest}  # common declares its unit tests (not built) with GTest
 
 WORK=${WORK:-$(mktemp -d)}
 OUT=${OUT:-$WORK/out}
@@ -94,7 +95,8 @@ cmake -S "$SRC/dali_backend" -B "$BUILD" \
   -DFETCHCONTENT_FULLY_DISCONNECTED=ON \
   -DFETCHCONTENT_SOURCE_DIR_REPO-COMMON="$SRC/common" \
   -DFETCHCONTENT_SOURCE_DIR_REPO-CORE="$SRC/core" \
-  -DFETCHCONTENT_SOURCE_DIR_REPO-BACKEND="$SRC/backend"
+  -DFETCHCONTENT_SOURCE_DIR_REPO-BACKEND="$SRC/backend" \
+  -DFETCHCONTENT_SOURCE_DIR_GOOGLETEST="$GTEST_SRC"
 make -C "$BUILD" -j"$JOBS" triton-dali-backend
 
 # 5. deliver; RUNPATH (the build machine's DALI dir) removed, NEEDED libtritonserver.so re-pointed

@@ -29,7 +29,7 @@ TRITON_REF=${TRITON_REF:-r24.10}
 ORT_HDR_GIT=${ORT_HDR_GIT:?git dir holding onnxruntime_c_api.h at ORT_HDR_REF (yalue/onnxruntime_go)}
 ORT_HDR_REF=${ORT_HDR_REF:-9d326ee6516eec4cbf7dbf5d442e16e67e77d929}
 ORT_GPU_WHL=${ORT_GPU_WHL:?path of the onnxruntime_gpu-1.24.1 wheel}
-# CUDA_RT_WHL, CUDA_NVCC13_WHL, NVVM13_WHL, CRT13_WHL, CUDA_RT13_WHL: see cuda_toolkit_from_wheels.sh
+# CUDA_RT_WHL, CUDA_NVCC13_WHL, NVVM13_WHL, CRT13_WHL, CUDA_RT13_WHL, NVTX_WHL: see cuda_toolkit_from_wheels.sh
 PYTRITON_LIBS=${PYTRITON_LIBS:?site-packages/nvidia_pytriton.libs of nvidia-pytriton 0.7.0}
 GTEST_SRC=${GTEST_SRC:-/usr/src/googletest}
 

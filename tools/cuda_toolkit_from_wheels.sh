@@ -10,6 +10,7 @@
 #                         (nvidia-cuda-nvcc 13.0.88, nvidia-nvvm 13.0.88)
 #   include/crt, include/fatbinary_section.h   CUDA 13.0.88 (nvidia-cuda-crt; must match cudafe++)
 #   include/              the CUDA 12.6.77 runtime headers (nvidia-cuda-runtime-cu12 12.6.77)
+#   include/nvtx3/        NVTX 3 headers (nvidia-nvtx-cu12 12.6.77; dali_backend includes them)
 #   lib64/libcudart.so.12 (+ libcudart.so) CUDA 12.6.77: what everything links against; the
 #                         server bundles the same libcudart 12.6.77
 #   lib64/libcudart_static.a, libcudadevrt.a   CUDA 13.0.96 (nvidia-cuda-runtime 13.0.96), only for
@@ -23,20 +24,22 @@ CUDA_NVCC13_WHL=${CUDA_NVCC13_WHL:?path of the nvidia_cuda_nvcc 13.0.88 wheel}
 NVVM13_WHL=${NVVM13_WHL:?path of the nvidia_nvvm 13.0.88 wheel}
 CRT13_WHL=${CRT13_WHL:?path of the nvidia_cuda_crt 13.0.88 wheel}
 CUDA_RT13_WHL=${CUDA_RT13_WHL:?path of the nvidia_cuda_runtime 13.0.96 wheel}
-for f in "$CUDA_RT_WHL" "$CUDA_NVCC13_WHL" "$NVVM13_WHL" "$CRT13_WHL" "$CUDA_RT13_WHL"; do
+NVTX_WHL=${NVTX_WHL:?path of the nvidia_nvtx_cu12 12.6.77 wheel}
+for f in "$CUDA_RT_WHL" "$CUDA_NVCC13_WHL" "$NVVM13_WHL" "$CRT13_WHL" "$CUDA_RT13_WHL" "$NVTX_WHL"; do
   [ -f "$f" ] || { echo "error: wheel not found: $f" >&2; exit 1; }
 done
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 rm -rf "$DEST"
 mkdir -p "$DEST/include" "$DEST/lib64" "$DEST/nvvm"
-for w in "$CUDA_NVCC13_WHL" "$NVVM13_WHL" "$CRT13_WHL" "$CUDA_RT_WHL"; do
+for w in "$CUDA_NVCC13_WHL" "$NVVM13_WHL" "$CRT13_WHL" "$CUDA_RT_WHL" "$NVTX_WHL"; do
   unzip -q -o "$w" -d "$tmp"
 done
 cp -r "$tmp/nvidia/cu13/bin" "$DEST/"
 cp -r "$tmp/nvidia/cu13/nvvm/." "$DEST/nvvm/"
 cp -r "$tmp/nvidia/cuda_runtime/include/." "$DEST/include/"
 cp -r "$tmp/nvidia/cu13/include/crt" "$tmp/nvidia/cu13/include/fatbinary_section.h" "$DEST/include/"
+cp -r "$tmp/nvidia/nvtx/include/nvtx3" "$DEST/include/"
 cp "$tmp/nvidia/cuda_runtime/lib/libcudart.so.12" "$DEST/lib64/"
 ln -sf libcudart.so.12 "$DEST/lib64/libcudart.so"
 unzip -q -o -j "$CUDA_RT13_WHL" 'nvidia/cu13/lib/libcudart_static.a' 'nvidia/cu13/lib/libcudadevrt.a' -d "$DEST/lib64"
