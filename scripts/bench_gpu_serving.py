@@ -109,6 +109,117 @@ def detect(url: str, models: list[str], paths: list[Path]) -> dict:
 
 
 # --------------------------------------------------------------------------------------------------
+# warmup and raw tensors
+# --------------------------------------------------------------------------------------------------
+def warmup(url: str, models: list[str], paths: list[Path]) -> dict:
+    """Execute each FP32-input model once at every batch size 1..max_batch (ONNX Runtime's CUDA EP sets
+    up, and with cudnn_conv_algo_search EXHAUSTIVE benchmarks, its kernels per new input shape on the
+    first run of that shape); seconds per batch size."""
+    import tritonclient.grpc as grpcclient
+    from yolo_triton import postprocess as pp
+    import cv2
+    import triton_client as tc
+
+    image, _ = pp.letterbox_batch([cv2.imread(str(paths[0]))], 640)
+    client = grpc_client(url)
+    out = {}
+    try:
+        for name in models:
+            served = tc.describe_model(client, name)
+            times = {}
+            for b in range(1, served.max_batch + 1):
+                data = np.ascontiguousarray(np.repeat(image, b, axis=0))
+                inp = grpcclient.InferInput(served.input_name, list(data.shape), "FP32")
+                inp.set_data_from_numpy(data)
+                t0 = time.perf_counter()
+                client.infer(name, [inp])
+                times[str(b)] = round(time.perf_counter() - t0, 3)
+            out[name] = times
+            LOG.warning("warmup %s: %.1f s for batch sizes 1..%d (max %.2f s)", name, sum(times.values()),
+                        served.max_batch, max(times.values()))
+    finally:
+        client.close()
+    return out
+
+
+def raw_tensors(url: str, detectors: list[str], preprocess: str | None, paths: list[Path]) -> dict:
+    """Raw outputs for the real images: each Track A model's ``output0`` for the client-letterboxed
+    images, and the DALI model's ``images`` (as uint8, x255 rounded) and ``letterbox`` outputs."""
+    import tritonclient.grpc as grpcclient
+    from yolo_triton import postprocess as pp
+    import cv2
+
+    batch, _ = pp.letterbox_batch([cv2.imread(str(p)) for p in paths], 640)
+    client = grpc_client(url)
+    arrays = {}
+    try:
+        for name in detectors:
+            outs = []
+            for k in range(len(paths)):
+                inp = grpcclient.InferInput("images", [1, *batch.shape[1:]], "FP32")
+                inp.set_data_from_numpy(np.ascontiguousarray(batch[k:k + 1]))
+                outs.append(client.infer(name, [inp]).as_numpy("output0"))
+            arrays[f"output0__{name}"] = np.concatenate(outs)
+        if preprocess:
+            imgs, boxes = [], []
+            for p in paths:
+                data = np.frombuffer(p.read_bytes(), dtype=np.uint8)[None]
+                inp = grpcclient.InferInput("encoded", list(data.shape), "UINT8")
+                inp.set_data_from_numpy(data)
+                res = client.infer(preprocess, [inp])
+                imgs.append(np.clip(np.rint(res.as_numpy("images") * 255.0), 0, 255).astype(np.uint8))
+                boxes.append(res.as_numpy("letterbox"))
+            arrays[f"images_u8__{preprocess}"] = np.concatenate(imgs)
+            arrays[f"letterbox__{preprocess}"] = np.concatenate(boxes)
+    finally:
+        client.close()
+    arrays["image_names"] = np.array([p.name for p in paths])
+    return arrays
+
+
+def compare_raw(raw: dict, weights: Path, paths: list[Path]) -> dict:
+    """Served raw tensors against PyTorch FP32 (output0) and the client's cv2 letterbox (DALI images)."""
+    import validate as v
+    from yolo_triton import postprocess as pp
+    from yolo_triton.settings import defaults
+    import cv2
+
+    conf = float(defaults()["CONF"])
+    by_name = {p.name: p for p in paths}
+    ordered = [by_name[str(n)] for n in raw["image_names"]]
+    batch, infos = pp.letterbox_batch([cv2.imread(str(p)) for p in ordered], 640)
+    ref, _ = v.torch_reference(weights, batch, infos, conf, 0.45, 100, False)
+    out = {"images": [p.name for p in ordered], "reference": "PyTorch FP32 output0 of the same letterboxed images"}
+    for key in raw:
+        if key.startswith("output0__"):
+            name = key.split("__", 1)[1]
+            precision = "fp32" if name.endswith("_fp32") else "fp16"
+            box_tol, score_tol = v.TOLERANCES[precision]
+            got = raw[key].astype(np.float64)
+            r = v.compare_raw(ref, got[:, :4, :].transpose(0, 2, 1), got[:, 4:, :].transpose(0, 2, 1), box_tol,
+                              score_tol, conf)
+            r["precision"], r["tolerances"] = precision, {"box_px": box_tol, "score": score_tol}
+            r["mean_abs_score_diff"] = float(np.abs(ref[:, 4:, :] - got[:, 4:, :]).mean())
+            out[name] = r
+            LOG.warning("raw %s: max box diff %.3f px, max score diff %.4f (mean %.2e), passed=%s", name,
+                        r["max_box_diff_px"], r["max_score_diff"], r["mean_abs_score_diff"], r["passed"])
+        elif key.startswith("images_u8__"):
+            name = key.split("__", 1)[1]
+            client_u8 = np.clip(np.rint(batch * 255.0), 0, 255).astype(np.int16)
+            diff = np.abs(raw[key].astype(np.int16) - client_u8)
+            out[name] = {"what": "DALI letterbox (GPU) vs the client's cv2 letterbox = ultralytics LetterBox",
+                         "max_abs_diff_u8": int(diff.max()), "mean_abs_diff_u8": float(diff.mean()),
+                         "share_pixels_differing": float((diff > 0).mean()),
+                         "share_pixels_diff_gt1": float((diff > 1).mean()),
+                         "letterbox": raw[f"letterbox__{name}"].tolist(),
+                         "client_letterbox": [[i.ratio, i.pad_x, i.pad_y, i.orig_h, i.orig_w] for i in infos]}
+            LOG.warning("raw %s: max |diff| %d/255, mean %.3f, %.1f%% of values differ", name,
+                        out[name]["max_abs_diff_u8"], out[name]["mean_abs_diff_u8"],
+                        100 * out[name]["share_pixels_differing"])
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
 # bench
 # --------------------------------------------------------------------------------------------------
 def _payloads(kind: str, paths: list[Path], imgsz: int):
@@ -259,13 +370,17 @@ def bench_one(url: str, model: str, paths: list[Path], concurrency: int, seconds
     return row
 
 
-def bench(url: str, tracks: dict[str, str], paths: list[Path], concurrency, seconds: float) -> dict:
+def bench(url: str, tracks: dict[str, str], paths: list[Path], concurrency, seconds: float,
+          json_path: Path | None = None) -> dict:
+    """Every track at every concurrency; with ``json_path`` the file is rewritten after each point."""
     out = {"tracks": tracks, "images": [p.name for p in paths], "rows": []}
     for track, model in tracks.items():
         for c in concurrency:
             row = bench_one(url, model, paths, c, seconds)
             row["track"] = track
             out["rows"].append(row)
+            if json_path is not None:
+                write_json(json_path, out)
     return out
 
 
@@ -288,28 +403,61 @@ def ultralytics_reference(weights: Path, paths: list[Path], conf: float, iou: fl
     return refs
 
 
-def compare(detections: dict, weights: Path, paths: list[Path], precision: str = "fp16") -> dict:
+def _dets(per_image) -> list:
+    from yolo_triton import postprocess as pp
+
+    return [pp.Detections(np.array(d["boxes"], np.float32).reshape(-1, 4), np.array(d["scores"], np.float32),
+                          np.array(d["classes"], np.int32)) for d in per_image]
+
+
+def onnx_nms_reference(weights: Path, paths: list[Path], conf: float, iou: float, topk: int, imgsz: int):
+    """PyTorch's raw output through the NMS=onnx semantics (what the end2end graph computes)."""
+    import cv2
     import validate as v
     from yolo_triton import postprocess as pp
+
+    batch, infos = pp.letterbox_batch([cv2.imread(str(p)) for p in paths], imgsz)
+    raw, _ = v.torch_reference(weights, batch, infos, conf, iou, topk, False)
+    return pp.postprocess_track_a(raw, infos, conf, iou, topk, "onnx", False)
+
+
+def compare(detections: dict, weights: Path, paths: list[Path], other: dict | None = None) -> dict:
+    """Each served model's detections against (1) ``YOLO.predict(rect=False)`` (FP32 PyTorch, its own
+    NMS), (2) for NMS=onnx end2end models, PyTorch's raw output through the NMS=onnx semantics, and
+    (3) with ``other`` (a ``detect`` run elsewhere, e.g. the same artefacts on a CPU server), those."""
+    import validate as v
     from yolo_triton.settings import defaults
 
     s = defaults()
     conf, iou, topk, imgsz = float(s["CONF"]), float(s["IOU"]), int(s["TOPK"]), int(s["IMGSZ"])
     by_name = {p.name: p for p in paths}
     ordered = [by_name[n] for n in detections["images"]]
-    refs = ultralytics_reference(weights, ordered, conf, iou, topk, imgsz)
-    _, score_tol = v.TOLERANCES[precision]
-    out = {"reference": "ultralytics YOLO.predict(rect=False), CPU, FP32", "weights": weights.name,
-           "conf": conf, "iou": iou, "topk": topk, "score_tol": score_tol, "match_iou": v.MATCH_IOU,
-           "reference_counts": [len(r) for r in refs], "models": {}}
+    refs = {"ultralytics": ultralytics_reference(weights, ordered, conf, iou, topk, imgsz)}
+    refs["onnx_nms"] = onnx_nms_reference(weights, ordered, conf, iou, topk, imgsz)
+    out = {"references": {"ultralytics": "YOLO.predict(rect=False), CPU, FP32 PyTorch, its own NMS",
+                          "onnx_nms": "PyTorch FP32 raw output0 through the NMS=onnx semantics",
+                          "other": "the same model names in another detect run (CPU server)"},
+           "weights": weights.name, "conf": conf, "iou": iou, "topk": topk, "match_iou": v.MATCH_IOU,
+           "tolerances": {k: {"box_px": t[0], "score": t[1]} for k, t in v.TOLERANCES.items()},
+           "reference_counts": {k: [len(d) for d in r] for k, r in refs.items()}, "models": {}}
     for name, per_image in detections["models"].items():
-        tests = [pp.Detections(np.array(d["boxes"], np.float32).reshape(-1, 4), np.array(d["scores"], np.float32),
-                               np.array(d["classes"], np.int32)) for d in per_image]
-        out["models"][name] = v.compare_detections(refs, tests, conf, topk, score_tol, nms_iou=iou)
-        LOG.warning("compare %s: passed=%s matched %d/%d (test %d), max score diff %.4f",
-                    name, out["models"][name]["passed"], out["models"][name]["matched"],
-                    out["models"][name]["reference"], out["models"][name]["test"],
-                    out["models"][name]["max_score_diff"])
+        precision = "fp32" if name.endswith("_fp32") else "fp16"
+        _, score_tol = v.TOLERANCES[precision]
+        tests = _dets(per_image)
+        res = {"precision": precision, "counts": [len(d) for d in tests]}
+        res["vs_ultralytics"] = v.compare_detections(refs["ultralytics"], tests, conf, topk, score_tol, nms_iou=iou)
+        if "end2end" in name or "ensemble" in name:
+            res["vs_onnx_nms"] = v.compare_detections(refs["onnx_nms"], tests, conf, topk, score_tol, nms_iou=iou)
+        if other is not None and name in other["models"] and other["images"] == detections["images"]:
+            res["vs_other"] = v.compare_detections(_dets(other["models"][name]), tests, conf, topk, score_tol,
+                                                   nms_iou=iou)
+        for key in ("vs_ultralytics", "vs_onnx_nms", "vs_other"):
+            if key in res:
+                r = res[key]
+                LOG.warning("compare %s %s: passed=%s matched %d/%d (test %d, excused %d), max score diff %.4f",
+                            name, key, r["passed"], r["matched"], r["reference"], r["test"], r["excused"],
+                            r["max_score_diff"])
+        out["models"][name] = res
     return out
 
 
@@ -330,15 +478,19 @@ def write_json(path: Path | None, data: dict) -> None:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="verb", required=True)
-    for verb in ("load", "detect", "bench", "compare"):
+    for verb in ("load", "detect", "warmup", "raw", "bench", "compare", "compare-raw"):
         p = sub.add_parser(verb)
         p.add_argument("--json", type=Path)
-        if verb != "compare":
+        if not verb.startswith("compare"):
             p.add_argument("--url", default="127.0.0.1:8001", help="gRPC host:port")
-        if verb in ("load", "detect"):
+        if verb in ("load", "detect", "warmup", "raw"):
             p.add_argument("--models", nargs="+", required=True)
         if verb != "load":
             p.add_argument("--images", nargs="+", required=True)
+    sub.choices["raw"].add_argument("--preprocess", help="the DALI letterbox model")
+    sub.choices["raw"].add_argument("--npz", type=Path, required=True, help="output directory")
+    sub.choices["compare-raw"].add_argument("--npz", type=Path, nargs="+", required=True)
+    sub.choices["compare-raw"].add_argument("--weights", type=Path, required=True)
     b = sub.choices["bench"]
     b.add_argument("--track", action="append", required=True, metavar="TRACK=MODEL")
     b.add_argument("--concurrency", type=int, nargs="+", default=list(DEFAULT_CONCURRENCY))
@@ -346,6 +498,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     c = sub.choices["compare"]
     c.add_argument("--detections", type=Path, required=True)
     c.add_argument("--weights", type=Path, required=True)
+    c.add_argument("--other", type=Path, help="another detect JSON of the same images (e.g. a CPU server run)")
     return parser.parse_args(argv)
 
 
@@ -359,13 +512,30 @@ def main(argv=None) -> int:
     paths = image_files(args.images)
     if args.verb == "detect":
         write_json(args.json, detect(args.url, args.models, paths))
+    elif args.verb == "warmup":
+        write_json(args.json, warmup(args.url, args.models, paths))
+    elif args.verb == "raw":
+        arrays = raw_tensors(args.url, args.models, args.preprocess, paths)
+        args.npz.mkdir(parents=True, exist_ok=True)  # one file per model (the device tool's 16 MiB limit)
+        names = arrays.pop("image_names")
+        for key, value in arrays.items():
+            model = key.split("__", 1)[1]
+            group = {k: v for k, v in arrays.items() if k.split("__", 1)[1] == model}
+            if key == next(iter(group)):
+                np.savez_compressed(args.npz / f"raw_{model}.npz", image_names=names, **group)
+    elif args.verb == "compare-raw":
+        raw = {}
+        for f in args.npz:
+            with np.load(f) as z:
+                raw.update({k: z[k] for k in z.files})
+        write_json(args.json, compare_raw(raw, args.weights, paths))
     elif args.verb == "bench":
         tracks = dict(t.split("=", 1) for t in args.track)
-        write_json(args.json, bench(args.url, tracks, paths, args.concurrency, args.seconds))
-    else:
-        result = compare(json.loads(args.detections.read_text()), args.weights, paths)
+        write_json(args.json, bench(args.url, tracks, paths, args.concurrency, args.seconds, args.json))
+    elif args.verb == "compare":
+        other = json.loads(args.other.read_text()) if args.other else None
+        result = compare(json.loads(args.detections.read_text()), args.weights, paths, other)
         write_json(args.json, result)
-        return 0 if all(m["passed"] for m in result["models"].values()) else 1
     return 0
 
 
