@@ -6,7 +6,8 @@
 #
 # Versions this was written and run with (2026-12-01):
 #   triton-inference-server/onnxruntime_backend r24.10 = 17e5cb23a6fbeb37282eb7079dd0b580cd79530d
-#   triton-inference-server/backend r24.10, core r24.10, common r24.10 (commits printed at step 1)
+#   triton-inference-server/backend r24.10 = ac03a5d97403dec841ad46d0439e93db12c9268f,
+#     core r24.10 = bfec7c61dc0939433f64f14e89b1973073eac8ba, common r24.10 = 578491fc3944f77d16a6a38e3d7691c485c47ba0
 #   ONNX Runtime C API headers: yalue/onnxruntime_go 9d326ee6516e ("upgrade to onnxruntime v1.24.1",
 #     ORT_API_VERSION 24), verbatim upstream onnxruntime_c_api.h / onnxruntime_ep_c_api.h
 #   onnxruntime-gpu 1.24.1 (cp312 manylinux_2_28 wheel; its CUDA provider NEEDs libcudart.so.12,
