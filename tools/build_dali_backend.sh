@@ -10,7 +10,8 @@
 #     DALI 2.x drops the C API that r24.10..r26.02 use. dali_backend pins backend API tag r21.05 on
 #     purpose ("as-old-as-possible"); here it is built against the server's own r24.10 backend, core
 #     and common (TRITONBACKEND API 1.19).
-#   triton-inference-server/backend, core, common r24.10 (commits printed at step 1)
+#   triton-inference-server/backend r24.10 = ac03a5d97403dec841ad46d0439e93db12c9268f,
+#     core r24.10 = bfec7c61dc0939433f64f14e89b1973073eac8ba, common r24.10 = 578491fc3944f77d16a6a38e3d7691c485c47ba0
 #   nvidia-dali-cuda120 1.53.0 (py3-none-manylinux_2_28_x86_64 wheel)
 #   CUDA wheels (incl. nvidia-nvtx-cu12 12.6.77): see cuda_toolkit_from_wheels.sh; cmake 3.25.1, g++ 12.2.0, patchelf
 # Build-time edits (in the extracted copy only): the backend repo's CUDA arch list is cut to 90; the
