@@ -7,7 +7,8 @@
 #   dali_backend r26.02 = 375841c0903ff6232651063c3ce72246b585ad3d (its DALI_VERSION file: 1.53.0).
 #     r24.10 pairs with DALI 1.42.0, whose cuda120 wheel PyPI no longer holds (only a stub that
 #     downloads from NVIDIA's own index); the PyPI cuda120 wheels are 1.34, 1.35, 1.53 and 2.x, and
-#     DALI 2.x drops the C API that r24.10..r26.02 use. dali_backend pins backend API tag r21.05 on
+#     r26.02 is the newest branch whose DALI_VERSION is a 1.x (r26.03+ pair with DALI 2.x; not tried).
+#     dali_backend pins backend API tag r21.05 on
 #     purpose ("as-old-as-possible"); here it is built against the server's own r24.10 backend, core
 #     and common (TRITONBACKEND API 1.19).
 #   triton-inference-server/backend r24.10 = ac03a5d97403dec841ad46d0439e93db12c9268f,
