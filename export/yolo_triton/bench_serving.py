@@ -563,7 +563,15 @@ def machine() -> dict:
     except OSError:
         pass
     return {"cpu": model, "cpus": os.cpu_count(), "system": f"{platform.system()} {platform.release()}",
-            "python": platform.python_version(), "host": platform.node()}
+            "python": platform.python_version(), "host": platform.node(), "load_average": _load_average()}
+
+
+def _load_average() -> list[float] | None:
+    """1/5/15-minute load averages: how busy the client's machine was (other work skews the figures)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def run_benchmark(settings: Settings, note: str = "", on_cell=None) -> dict:
@@ -594,6 +602,8 @@ def run_benchmark(settings: Settings, note: str = "", on_cell=None) -> dict:
                     result["cells"].append(run_cell(settings, track, concurrency, batch, client))
                     if on_cell is not None:
                         on_cell(result)
+    result["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    result["machine"]["load_average_end"] = _load_average()
     return result
 
 
