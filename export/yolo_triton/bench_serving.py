@@ -596,10 +596,14 @@ def run_benchmark(settings: Settings, note: str = "", on_cell=None) -> dict:
                               "imgsz": t.served.imgsz, "max_batch": t.served.max_batch,
                               "steps": list(t.served.steps)} for t in settings.tracks],
                   "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cells": []}
-        for track in settings.tracks:
-            for batch in settings.batch:
-                for concurrency in settings.concurrency:
+        # Tracks take turns at each grid point, so that a change of load on the machines hits them alike;
+        # the cells are listed track by track.
+        rank = {(t.track, t.model): k for k, t in enumerate(settings.tracks)}
+        for batch in settings.batch:
+            for concurrency in settings.concurrency:
+                for track in settings.tracks:
                     result["cells"].append(run_cell(settings, track, concurrency, batch, client))
+                    result["cells"].sort(key=lambda c: (rank[c["track"], c["model"]], c["batch"], c["concurrency"]))
                     if on_cell is not None:
                         on_cell(result)
     result["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
