@@ -11,7 +11,8 @@ cycled, through the SAME code path users call: ``yolo_triton.client.infer`` (let
 HTTP or gRPC, NMS where the track needs it, boxes mapped back to the original pixels; Track D sends the
 files' JPEG bytes). Each client first makes ``warmup`` untimed calls; then the server's statistics are
 read, all clients start together and run for a fixed duration or a fixed number of calls, and the
-statistics are read again. Per cell:
+statistics are read again. Tracks take turns at each grid point (a change of load on the machines hits
+them alike). Per cell:
 
 * images/s (images answered / wall time of the window) and latency p50/p90/p99 of one ``infer`` call;
 * the split of a call (means): client pre (letterbox), server (the round trip as the client sees it:
