@@ -221,7 +221,35 @@ def _group(pgid: int) -> list[str]:
     return [r for r in rows if r.split()[1] == str(pgid) and not r.split()[2].startswith("Z")]
 
 
-def _inferences(server) -> int:
-    status, body = ts._get(f"http://{server.http_url}/v2/models/{SCRATCH_NAME}/stats")
+def _inferences(server, model: str = SCRATCH_NAME) -> int:
+    status, body = ts._get(f"http://{server.http_url}/v2/models/{model}/stats")
     assert status == 200, body
     return int(json.loads(body)["model_stats"][0]["inference_count"])
+
+
+def test_a_model_unloaded_mid_run_fails_its_cell_and_says_so(server, tmp_path):
+    """The server stops serving the model during the window: the cell is recorded as failed in the JSON
+    and the table, and the run ends with exit 1 and one error line (last, after the per-cell line)."""
+    model = f"{SCRATCH_NAME}_end2end"
+    before = _inferences(server, model)
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), "--url", server.grpc_url, "--model", SCRATCH_NAME,
+                             "--tracks", "end2end", "--concurrency", "2", "4", "--warmup", "1", "--seconds", "120",
+                             "--out", str(tmp_path / "b")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and _inferences(server, model) - before < 4:
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()
+        status, body = ts._post(f"http://{server.http_url}/v2/repository/models/{model}/unload")
+        assert status == 200, body
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert server.load(model)[0] == 200  # serve it again for whatever runs next
+    assert proc.returncode == 1, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("[bench_serving] error:") and model in last, err
+    cells = json.loads((tmp_path / "b.json").read_text())["cells"]
+    assert cells[0]["concurrency"] == 2 and cells[0]["error"] and cells[0]["calls"] >= 1

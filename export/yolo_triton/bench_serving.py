@@ -501,10 +501,13 @@ def run_cell(settings: Settings, track: Track, concurrency: int, batch: int, sta
             results_queue.close()
             results_queue.cancel_join_thread()
     end = max((r[1] for r in records), default=time.perf_counter())
-    if errors:
-        raise BenchError(f"{track.model} (c={concurrency}, b={batch}): {errors[0]}")
-    if "before" not in outcome:
-        raise BenchError(f"{track.model} (c={concurrency}, b={batch}): the clients did not start")
+    identity = {"track": track.track, "label": track.label, "model": track.model, "kind": track.served.kind,
+                "concurrency": concurrency, "batch": batch, "processes": processes}
+    if errors or "before" not in outcome:  # the cell failed: said in its row; the grid goes on
+        error = errors[0] if errors else "the clients did not start"
+        bar.finish(len(records) if unit == "calls" else 0.0, 0.0)
+        LOG.error("%s c=%d b=%d failed after %d call(s): %s", track.model, concurrency, batch, len(records), error)
+        return {**identity, "error": error, "calls": len(records)}
     images = sum(r[6] for r in records)
     round_trips = sum(r[5] for r in records)
     after = _counted_stats(stats_client, track.stats_models, outcome["before"], images)
@@ -512,9 +515,7 @@ def run_cell(settings: Settings, track: Track, concurrency: int, batch: int, sta
     wall = end - outcome["start"]
     cell = summarise(records, wall)
     bar.finish(cell["calls"] if unit == "calls" else min(wall, total), cell["images_per_s"])
-    cell.update({"track": track.track, "label": track.label, "model": track.model, "kind": track.served.kind,
-                 "concurrency": concurrency, "batch": batch, "processes": processes,
-                 "round_trips": round_trips, "server": server})
+    cell.update({**identity, "round_trips": round_trips, "server": server})
     return cell
 
 
@@ -623,6 +624,10 @@ def markdown_table(result: dict) -> str:
             "| Batch sizes executed (size×count) |")
     lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for cell in result["cells"]:
+        if "error" in cell:
+            lines.append(f"| {cell['label']} | {cell['model']} | {cell['concurrency']} | {cell['batch']} "
+                         f"| failed: {cell['error'].replace('|', '/')} | | | | |")
+            continue
         lat, split = cell["latency_ms"], cell["split_ms"]
         own = cell["server"][cell["model"]]
         batches = ", ".join(f"{s}×{n}" for s, n in own["batch_sizes"].items()) or "–"
@@ -646,7 +651,7 @@ def plot(result: dict, path: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
     series: dict[tuple, list] = {}
-    for cell in result["cells"]:
+    for cell in (c for c in result["cells"] if "error" not in c):
         series.setdefault((cell["label"], cell["batch"]), []).append(cell)
     many_batches = len({c["batch"] for c in result["cells"]}) > 1
     for (label, batch), cells in series.items():
@@ -676,7 +681,7 @@ def write_outputs(result: dict, json_path: Path | None, markdown_path: Path | No
         atomic_write_text(json_path, json.dumps(result, indent=1) + "\n")
     if markdown_path is not None:
         atomic_write_text(markdown_path, markdown_table(result))
-    if plot_path is not None and result["cells"]:
+    if plot_path is not None and any("error" not in c for c in result["cells"]):
         plot(result, plot_path)
 
 
@@ -729,6 +734,7 @@ def settings_from_args(args: argparse.Namespace, client) -> Settings:
         tracks.append(explicit_track(client, label, model, url))
     try:
         images = yc.image_paths(args.images or [yc.sample_images_dir()])
+        _load_images(images)  # every image decodes (and is read) before any client starts
     except yc.ClientError as err:
         raise BenchError(str(err)) from None
     if args.processes < 1 or args.warmup < 0 or (args.requests is not None and args.requests < 1) \
@@ -762,6 +768,11 @@ def main(argv=None) -> int:
         result = run_benchmark(settings, note=args.note,
                                on_cell=lambda partial: write_outputs(partial, paths[0], None, None))
         write_outputs(result, *paths)
+        failed = [c for c in result["cells"] if "error" in c]
+        if failed:
+            sys.stdout.write(markdown_table(result))
+            raise BenchError(f"{len(failed)} of {len(result['cells'])} cell(s) failed, first {failed[0]['model']} "
+                             f"c={failed[0]['concurrency']}: {failed[0]['error']} (rows and {paths[0]} say which)")
     except BenchError as err:
         print(f"[bench_serving] error: {err}", file=sys.stderr)
         return 1
