@@ -145,8 +145,12 @@ def test_cli_writes_table_json_and_plot_with_worker_processes(server, tmp_path):
     for cell in result["cells"]:
         assert cell["calls"] == 4
         check_counts(cell)
-    table = out.with_suffix(".md").read_text()
-    assert table in done.stdout and len(table.strip().splitlines()) == 6
+    text = out.with_suffix(".md").read_text()
+    assert text in done.stdout
+    comparison, cells = text.split("Every cell")
+    rows = [line for line in comparison.splitlines() if line.startswith("| Track ")]
+    assert [r.split(" | ")[1] for r in rows[1:]] == [SCRATCH_NAME, f"{SCRATCH_NAME}_ensemble"]  # one row per track
+    assert len([line for line in cells.splitlines() if line.startswith("| Track ")]) == 1 + 4  # header + 4 cells
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert result["server"]["version"] and result["machine"]["cpus"] == os.cpu_count()
 

@@ -451,8 +451,10 @@ def run_cell(settings: Settings, track: Track, concurrency: int, batch: int, sta
                     workers[-1].start()
         try:  # warm-up done everywhere -> statistics before -> start
             barrier.wait(timeout=WARMUP_TIMEOUT_S)
-            outcome["before"] = _counted_stats(stats_client, track.stats_models, baseline,
-                                               concurrency * settings.warmup * batch)
+            warm_images = concurrency * settings.warmup * batch
+            outcome["before"] = _counted_stats(stats_client, track.stats_models, baseline, warm_images,
+                                               warm_images if track.served.kind == yc.KIND_ENCODED else
+                                               concurrency * settings.warmup)
             barrier.wait(timeout=WARMUP_TIMEOUT_S)
             outcome["start"] = time.perf_counter()
         except threading.BrokenBarrierError:
@@ -510,7 +512,7 @@ def run_cell(settings: Settings, track: Track, concurrency: int, batch: int, sta
         return {**identity, "error": error, "calls": len(records)}
     images = sum(r[6] for r in records)
     round_trips = sum(r[5] for r in records)
-    after = _counted_stats(stats_client, track.stats_models, outcome["before"], images)
+    after = _counted_stats(stats_client, track.stats_models, outcome["before"], images, round_trips)
     server = {m: stats_delta(outcome["before"][m], after[m]) for m in track.stats_models}
     wall = end - outcome["start"]
     cell = summarise(records, wall)
@@ -519,14 +521,22 @@ def run_cell(settings: Settings, track: Track, concurrency: int, batch: int, sta
     return cell
 
 
-def _counted_stats(client, models: Sequence[str], baseline: dict, images: int) -> dict:
-    """Statistics of ``models`` once each has counted ``images`` more inferences than ``baseline`` (the
-    server updates them just after the responses go out), or after STATS_SETTLE_S."""
+def _counted_stats(client, models: Sequence[str], baseline: dict, images: int, requests: int) -> dict:
+    """Statistics of ``models`` once they have counted ``images`` more inferences (each model, also in
+    its executed batch sizes) and ``requests`` more successful requests (the first model) than
+    ``baseline``: the server updates its counters just after the responses go out, not all at once.
+    After STATS_SETTLE_S whatever is there."""
     deadline = time.monotonic() + STATS_SETTLE_S
+
+    def counted(m: str, now: dict) -> bool:
+        then = baseline[m]
+        batched = sum(s * (n - then["batches"].get(s, 0)) for s, n in now["batches"].items())
+        return now["inferences"] - then["inferences"] >= images and (batched >= images or not now["batches"])
+
     while True:
         now = {m: model_stats(client, m) for m in models}
-        if all(now[m]["inferences"] - baseline[m]["inferences"] >= images for m in models) \
-                or time.monotonic() > deadline:
+        if (all(counted(m, now[m]) for m in models) and now[models[0]]["requests"] - baseline[models[0]]["requests"]
+                >= requests) or time.monotonic() > deadline:
             return now
         time.sleep(0.05)
 
@@ -617,8 +627,35 @@ def _fmt(value, digits: int = 1) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
 
 
+def comparison_table(result: dict) -> str:
+    """The seed's "Track Comparison" shape, one row per track (and images per request): its best
+    throughput and where it was reached, latency alone (lowest concurrency) and at that point, the
+    client/server split there, and the largest batch the server executed."""
+    head = ("| Track | Model | Images/request | Best images/s (concurrency) | Latency p50 alone / at best (ms) "
+            "| Client pre / server / client post at best (ms) | Largest batch executed |")
+    lines = [head, "|---|---|---:|---:|---:|---:|---:|"]
+    groups: dict[tuple, list] = {}
+    for cell in (c for c in result["cells"] if "error" not in c):
+        groups.setdefault((cell["label"], cell["model"], cell["batch"]), []).append(cell)
+    for (label, model, batch), cells in groups.items():
+        best = max(cells, key=lambda c: c["images_per_s"])
+        alone = min(cells, key=lambda c: c["concurrency"])
+        split = best["split_ms"]
+        largest = max((int(size) for stats in best["server"].values() for size in stats["batch_sizes"]), default=None)
+        lines.append(f"| {label} | {model} | {batch} | {_fmt(best['images_per_s'])} ({best['concurrency']}) "
+                     f"| {_fmt(alone['latency_ms']['p50'])} / {_fmt(best['latency_ms']['p50'])} "
+                     f"| {_fmt(split['pre'])} / {_fmt(split['server'])} / {_fmt(split['post'])} "
+                     f"| {largest if largest is not None else '–'} |")
+    return "\n".join(lines) + "\n"
+
+
+def markdown(result: dict) -> str:
+    """What <out>.md holds: the comparison per track, then every cell."""
+    return (f"Track comparison\n\n{comparison_table(result)}\nEvery cell\n\n{markdown_table(result)}")
+
+
 def markdown_table(result: dict) -> str:
-    """The track comparison: one row per cell, with the client split and the server's own figures."""
+    """Every cell: one row each, with the client split and the server's own figures."""
     head = ("| Track | Model | Concurrency | Images/request | Images/s | Latency p50 / p90 / p99 (ms) "
             "| Client pre / server / client post (ms) | Server queue / compute (ms/request) "
             "| Batch sizes executed (size×count) |")
@@ -680,7 +717,7 @@ def write_outputs(result: dict, json_path: Path | None, markdown_path: Path | No
     if json_path is not None:
         atomic_write_text(json_path, json.dumps(result, indent=1) + "\n")
     if markdown_path is not None:
-        atomic_write_text(markdown_path, markdown_table(result))
+        atomic_write_text(markdown_path, markdown(result))
     if plot_path is not None and any("error" not in c for c in result["cells"]):
         plot(result, plot_path)
 
@@ -770,7 +807,7 @@ def main(argv=None) -> int:
         write_outputs(result, *paths)
         failed = [c for c in result["cells"] if "error" in c]
         if failed:
-            sys.stdout.write(markdown_table(result))
+            sys.stdout.write(markdown(result))
             raise BenchError(f"{len(failed)} of {len(result['cells'])} cell(s) failed, first {failed[0]['model']} "
                              f"c={failed[0]['concurrency']}: {failed[0]['error']} (rows and {paths[0]} say which)")
     except BenchError as err:
@@ -786,6 +823,6 @@ def main(argv=None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    sys.stdout.write(markdown_table(result))
+    sys.stdout.write(markdown(result))
     LOG.info("wrote %s", ", ".join(str(p) for p in paths if p is not None))
     return 0
