@@ -651,7 +651,7 @@ def comparison_table(result: dict) -> str:
 
 def markdown(result: dict) -> str:
     """What <out>.md holds: the comparison per track, then every cell."""
-    return (f"Track comparison\n\n{comparison_table(result)}\nEvery cell\n\n{markdown_table(result)}")
+    return (f"**Track comparison**\n\n{comparison_table(result)}\n**Every cell**\n\n{markdown_table(result)}")
 
 
 def markdown_table(result: dict) -> str:
