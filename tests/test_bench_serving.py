@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -170,7 +169,8 @@ def test_missing_model_or_track_is_one_line(server, tmp_path, protocol):
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_unreachable_server_is_one_line(tmp_path, protocol):
     url = f"127.0.0.1:{ts.free_port()}"  # nothing listens there
-    done = run_cli("--url", url, "--protocol", protocol, "--model", "m", "--requests", "2", "--out", str(tmp_path / "b"))
+    done = run_cli("--url", url, "--protocol", protocol, "--model", "m", "--requests", "2",
+                   "--out", str(tmp_path / "b"))
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 1 and len(lines) == 1 and url in lines[0] and "no Triton server" in lines[0], done.stderr
 

@@ -43,7 +43,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -117,7 +117,8 @@ def open_client(url: str, protocol: str) -> Iterator[object]:
             live = client.is_server_live()
         except Exception as err:  # connection refused, DNS, gRPC UNAVAILABLE, ...
             raise BenchError(f"no Triton server answers at {url} ({protocol}): {_first_line(err)}; start one "
-                             "(docker compose up -d, or make bench-serving-local) or set TRITON_URL=host:port") from None
+                             "(docker compose up -d, or make bench-serving-local) or set TRITON_URL=host:port"
+                             ) from None
         if not live:
             raise BenchError(f"the Triton server at {url} ({protocol}) is not live")
         yield client
