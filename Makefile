@@ -6,6 +6,7 @@
 #   $(MODELS_DIR)/<name>_trt/1/model.plan      <- export/build_engine.py  (Track B: TensorRT)
 #   $(MODELS_DIR)/<name>_trt_end2end/1/model.plan <- export/build_engine.py (Track C: TensorRT + NMS)
 #   $(MODELS_DIR)/<dir>/config.pbtxt           <- export/write_config.py  (from the artefact itself)
+#   $(MODELS_DIR)/<name>/<N>/{model.onnx,version.json} <- scripts/versions.py (make version VERSION=next)
 #
 # <name> is yolov11_<size> for the seed's sizes (weights $(WEIGHTS_<size>).pt), or the stem of any
 # other checkpoint in $(WEIGHTS_DIR). Every setting is a variable: make TOPK=50 IMGSZ=960 onnx.
@@ -16,6 +17,11 @@ SHELL := bash
 .DEFAULT_GOAL := help
 MAKEFLAGS += --no-builtin-rules --no-builtin-variables
 .SECONDEXPANSION:
+
+# GNU Make 4.2 or newer: the parameter stamps below are read with $(file <...), new in 4.2.
+ifeq ($(filter-out 3.% 4.0 4.0.% 4.1 4.1.%,$(MAKE_VERSION)),)
+$(error GNU Make >= 4.2 is needed, this is $(or $(MAKE_VERSION),not GNU Make); install a newer make (macOS: brew install make, then run gmake))
+endif
 
 include export/defaults.mk
 
@@ -38,8 +44,10 @@ ONNX_PARAMS = imgsz=$(IMGSZ) precision=$(PRECISION) calib=$(CALIB_DIR)
 ONE2ONE_PARAMS = $(ONNX_PARAMS) max_det=$(TOPK)
 END2END_PARAMS = nms=$(NMS) conf=$(CONF) iou=$(IOU) topk=$(TOPK) agnostic=$(AGNOSTIC)
 CONFIG_PARAMS = max_batch=$(call max_batch_for,$(1)) queue_delay_us=$(QUEUE_DELAY_US) kind=$(INSTANCE_KIND) \
-  workspace=$(WORKSPACE) ort_trt_cache=$(ORT_TRT_CACHE_DIR)
-PLAN_PARAMS = max_batch=$(call max_batch_for,$(1)) imgsz=$(IMGSZ) workspace=$(WORKSPACE) opt_level=$(OPT_LEVEL)
+  workspace=$(WORKSPACE) ort_trt_cache=$(ORT_TRT_CACHE_DIR) instances_per_gpu=$(INSTANCES_PER_GPU) gpus=$(GPUS) \
+  keep_versions=$(KEEP_VERSIONS)
+PLAN_PARAMS = max_batch=$(call max_batch_for,$(1)) imgsz=$(IMGSZ) workspace=$(WORKSPACE) opt_level=$(OPT_LEVEL) \
+  gpus=$(GPUS) hw_compat=$(HW_COMPAT)
 STAMPS := $(BUILD_DIR)/params
 same = $(if $(subst @$(1),,@$(2))$(subst @$(2),,@$(1)),,same)
 define STAMP_RULE
@@ -48,7 +56,8 @@ $(1): FORCE
 endef
 stamp = $(if $(call same,$(file <$(1)),$(2)),,$(eval $(call STAMP_RULE,$(1),$(2))))
 goal_names = $(foreach g,$(filter $(MODELS_DIR)/%,$(MAKECMDGOALS)),$(call base_of,$(firstword $(subst /, ,$(patsubst $(MODELS_DIR)/%,%,$(g))))))
-STAMPED_NAMES := $(sort $(NAMES) $(basename $(notdir $(wildcard $(WEIGHTS_DIR)/*.pt))) $(goal_names))
+STAMPED_NAMES := $(sort $(NAMES) $(basename $(notdir $(wildcard $(WEIGHTS_DIR)/*.pt))) $(goal_names) \
+  $(if $(filter version,$(MAKECMDGOALS)),$(MODEL)))
 $(foreach n,$(STAMPED_NAMES),\
   $(call stamp,$(STAMPS)/$(n).onnx,$(ONNX_PARAMS))\
   $(if $(filter free,$(NMS)),$(call stamp,$(STAMPS)/$(n).one2one,$(ONE2ONE_PARAMS)))\
@@ -75,11 +84,13 @@ endif
 endif
 
 LIB := export/yolo_triton
-ONNX_STEP := export/export_onnx.py $(LIB)/onnx_export.py $(LIB)/checkpoint.py $(LIB)/onnx_io.py \
-  $(if $(filter int8,$(PRECISION)),$(LIB)/int8.py $(LIB)/postprocess.py)
-NMS_STEP := export/add_nms.py $(LIB)/nms_graph.py $(wildcard $(LIB)/nms_onnx.py)
-CONFIG_STEP := export/write_config.py $(LIB)/triton_config.py $(LIB)/onnx_io.py
-ENGINE_STEP := export/build_engine.py $(wildcard $(LIB)/engine*.py)
+# Each step's command and the library modules it runs (ARCHITECTURE.md): editing one rebuilds what it makes.
+BASE := $(LIB)/settings.py $(LIB)/files.py
+ONNX_STEP := export/export_onnx.py $(LIB)/onnx_export.py $(LIB)/checkpoint.py $(LIB)/onnx_io.py $(LIB)/options.py \
+  $(BASE) $(if $(filter int8,$(PRECISION)),$(LIB)/int8.py $(LIB)/postprocess.py)
+NMS_STEP := export/add_nms.py $(LIB)/nms_graph.py $(wildcard $(LIB)/nms_onnx.py) $(BASE)
+CONFIG_STEP := export/write_config.py $(LIB)/triton_config.py $(LIB)/onnx_io.py $(BASE)
+ENGINE_STEP := export/build_engine.py $(wildcard $(LIB)/engine*.py) $(BASE)
 
 # ---- help -------------------------------------------------------------------------------------------
 .PHONY: help
@@ -91,11 +102,14 @@ help: ## Show the targets and the settings
 
 # ---- set-up and tests -------------------------------------------------------------------------------
 .PHONY: setup test system-tools
-setup: .venv/.installed system-tools ## Create .venv with the pinned dependencies (+ docker-compose when root)
+setup: .venv/.installed system-tools ## .venv with the pinned dependencies + yolo_triton (as root: apt-get docker-compose; SYSTEM_TOOLS=0 skips)
 
-# Debian's docker-compose reads docker-compose.yml in the tests (no Docker engine needed).
+# Debian's docker-compose reads docker-compose.yml in the tests (no Docker engine needed). As root, with
+# apt-get, it is installed after saying so; SYSTEM_TOOLS=0 never touches the system.
+SYSTEM_TOOLS ?= 1
 system-tools:
-	@command -v docker-compose >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	@command -v docker-compose >/dev/null || { if [ "$(SYSTEM_TOOLS)" = 1 ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "make setup: running as root, installing the Debian package docker-compose with apt-get (SYSTEM_TOOLS=0 skips this)" >&2; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; \
 	  else echo "note: install docker-compose (Debian/Ubuntu package) for the compose-file test" >&2; fi; }
 .venv/.installed: requirements.txt pyproject.toml
@@ -109,16 +123,38 @@ test: ## Run the test suite (CPU; TensorRT through honest doubles)
 	$(PYTHON) -m pytest -q tests
 
 # ---- checkpoints ------------------------------------------------------------------------------------
+# WEIGHTS_BASE_URL: a mirror serving the same yolo11n/s/m.pt (checksums still pinned); empty = the script's.
+WEIGHTS_BASE_URL ?=
 SEED_WEIGHTS := $(foreach s,$(SIZES),$(WEIGHTS_DIR)/$(WEIGHTS_$(s)).pt)
+squote = '$(subst ','\'',$(1))'
+comma := ,
+DOWNLOAD = $(if $(WEIGHTS_BASE_URL),YOLO_WEIGHTS_BASE_URL=$(call squote,$(WEIGHTS_BASE_URL)) )bash export/download_pytorch_models.sh
+# A checkpoint that cannot be had: the hint names a command that then works. The UNTRAINED checkpoint of
+# `make scratch` is served under its own name <arch>_untrained, never under the seed's or yours: the goals
+# asked for, with the model name swapped, and the command-line settings kept.
+# $(1): the missing checkpoint's stem, $(2): the architecture for make scratch.
+names_using = $(1) $(foreach s,$(sort $(SIZES) nano small medium),$(if $(filter $(1),$(WEIGHTS_$(s))),yolov11_$(s)))
+goal_model = $(if $(filter $(MODELS_DIR)/%,$(1)),$(call base_of,$(patsubst %_ensemble,%,$(firstword $(subst /, ,$(patsubst $(MODELS_DIR)/%,%,$(1)))))))
+renamed_goal = $(if $(filter $(2),$(call goal_model,$(1))),$(patsubst $(MODELS_DIR)/$(call goal_model,$(1))%,$(MODELS_DIR)/$(3)%,$(1)))
+NAMES_GOALS := onnx trt all dali trackd
+scratch_hint = make scratch MODEL=$(2) $(filter WEIGHTS_DIR=% PYTHON=%,$(MAKEOVERRIDES)) && make $(strip \
+  $(or $(foreach g,$(MAKECMDGOALS),$(call renamed_goal,$(g),$(call names_using,$(1)),$(2)_untrained) \
+  $(filter $(NAMES_GOALS) validate,$(g))),$(MODELS_DIR)/$(2)_untrained_trt_end2end/1/model.plan) \
+  $(if $(filter $(NAMES_GOALS),$(MAKECMDGOALS)),NAMES=$(2)_untrained) \
+  $(if $(filter validate,$(MAKECMDGOALS)),MODEL=$(2)_untrained) $(filter-out MODEL=% NAMES=%,$(MAKEOVERRIDES)))
 .PHONY: download scratch
-download: ## Download yolo11n/s/m.pt for SIZES (checksums verified)
-	bash export/download_pytorch_models.sh --dir $(WEIGHTS_DIR) $(foreach s,$(SIZES),$(WEIGHTS_$(s)))
+download: ## Download yolo11n/s/m.pt for SIZES (checksums verified; WEIGHTS_BASE_URL= for a mirror)
+	$(DOWNLOAD) --dir $(WEIGHTS_DIR) $(foreach s,$(SIZES),$(WEIGHTS_$(s)))
 
 $(foreach s,nano small medium,$(WEIGHTS_DIR)/$(WEIGHTS_$(s)).pt):
-	bash export/download_pytorch_models.sh --dir $(WEIGHTS_DIR) $(basename $(notdir $@))
+	@$(DOWNLOAD) --dir $(WEIGHTS_DIR) --scratch-hint $(call squote,$(call scratch_hint,$(basename $(notdir $@)),$(basename $(notdir $@)))) \
+	  $(basename $(notdir $@))
 
+# Any other missing checkpoint: <arch>_untrained.pt is made by make scratch MODEL=<arch>; yours by you.
+scratch_arch = $(if $(filter %_untrained,$(1)),$(patsubst %_untrained,%,$(1)),yolo11n)
 $(WEIGHTS_DIR)/%.pt:
-	@echo "error: checkpoint $@ not found: copy your .pt there, or 'make scratch MODEL=yolo11n' for an untrained test checkpoint" >&2; exit 1
+	@printf '%s\n' $(call squote,error: checkpoint $@ not found: copy your .pt there$(comma) or build from an \
+	  UNTRAINED test checkpoint under its own name: $(call scratch_hint,$*,$(call scratch_arch,$*))) >&2; exit 1
 
 MODEL ?=
 NC ?=
@@ -144,8 +180,12 @@ $(MODELS_DIR)/%_end2end/1/model.onnx: $$(END2END_SOURCE) $(NMS_STEP) $(STAMPS)/$
 	  --topk $(TOPK) --agnostic $(AGNOSTIC)
 
 # ---- Tracks B and C: TensorRT plans (timing cache in CACHE_DIR) --------------------------------------
+# make -j trt is safe: each build waits for a free GPU of GPUS (a lock per GPU in CACHE_DIR/locks) and is
+# pinned to it; timing caches are merged under a lock. GPUs of several compute capabilities: each
+# model.plan target also writes model_sm<XY>.plan for the other capabilities (cc_model_filenames).
 ENGINE_ARGS = --max-batch $(call max_batch_for,$*) --imgsz $(IMGSZ) --workspace $(WORKSPACE) \
-  --opt-level $(OPT_LEVEL) --cache-dir $(CACHE_DIR) --builder $(ENGINE_BUILDER) $(if $(TRTEXEC),--trtexec $(TRTEXEC))
+  --opt-level $(OPT_LEVEL) --cache-dir $(CACHE_DIR) --builder $(ENGINE_BUILDER) $(if $(TRTEXEC),--trtexec $(TRTEXEC)) \
+  --gpus '$(GPUS)' --hw-compat $(HW_COMPAT) --lock-dir $(CACHE_DIR)/locks
 $(MODELS_DIR)/%_trt/1/model.plan: $(MODELS_DIR)/%/1/model.onnx $(ENGINE_STEP) $(STAMPS)/$$*.plan | $(CACHE_DIR)
 	$(PYTHON) export/build_engine.py --onnx $< --plan $@ $(ENGINE_ARGS)
 
@@ -157,16 +197,18 @@ $(CACHE_DIR):
 
 # Plans run only on the TensorRT version (and GPU model) that built them: an explicit check, never part
 # of a no-op make. After moving GPU or image: make check-plans REMOVE_STALE=1 && make trt
-PLANS = $(wildcard $(MODELS_DIR)/*/1/model.plan)
+PLANS = $(wildcard $(MODELS_DIR)/*/1/model.plan $(MODELS_DIR)/*/1/model_sm*.plan)
 REMOVE_STALE ?= 0
 .PHONY: check-plans
 check-plans: ## List plans built on another GPU model / TensorRT version (REMOVE_STALE=1 deletes them)
 	$(PYTHON) export/build_engine.py --check-plans $(PLANS) --builder $(ENGINE_BUILDER) \
-	  $(if $(TRTEXEC),--trtexec $(TRTEXEC)) $(if $(filter 1,$(REMOVE_STALE)),--remove-stale)
+	  $(if $(TRTEXEC),--trtexec $(TRTEXEC)) $(if $(filter 1,$(REMOVE_STALE)),--remove-stale) \
+	  --gpus '$(GPUS)' --hw-compat $(HW_COMPAT)
 
 # ---- Triton configs ---------------------------------------------------------------------------------
 CONFIG_ARGS = --max-batch $(call max_batch_for,$*) --queue-delay-us $(QUEUE_DELAY_US) --instance-kind $(INSTANCE_KIND) \
-  --workspace $(WORKSPACE) --ort-trt-cache-dir $(ORT_TRT_CACHE_DIR)
+  --workspace $(WORKSPACE) --ort-trt-cache-dir $(ORT_TRT_CACHE_DIR) --instances-per-gpu $(INSTANCES_PER_GPU) --gpus '$(GPUS)' \
+  --keep-versions $(KEEP_VERSIONS)
 $(MODELS_DIR)/%_trt_end2end/config.pbtxt: $(MODELS_DIR)/%_trt_end2end/1/model.plan $(CONFIG_STEP) $(STAMPS)/$$*.config
 	$(PYTHON) export/write_config.py --artefact $< --source-onnx $(MODELS_DIR)/$*_end2end/1/model.onnx $(CONFIG_ARGS)
 
@@ -202,8 +244,8 @@ PREPROCESS_DIR = $(MODELS_DIR)/preprocess_letterbox_$(IMGSZ)
 DALI_MAX_BATCHES = $(foreach n,$(NAMES),$(call max_batch_for,$(n)))
 DALI_PARAMS = imgsz=$(IMGSZ) max_batch=$(DALI_MAX_BATCHES) queue_delay_us=$(QUEUE_DELAY_US) threads=$(DALI_THREADS)
 $(call stamp,$(STAMPS)/preprocess_$(IMGSZ).dali,$(DALI_PARAMS))
-DALI_STEP := dali/create_dali_letterbox_pipeline.py $(LIB)/dali_pipeline.py $(LIB)/ensemble.py $(LIB)/triton_config.py
-ENSEMBLE_STEP := dali/create_ensembles.py $(LIB)/ensemble.py $(LIB)/triton_config.py
+DALI_STEP := dali/create_dali_letterbox_pipeline.py $(LIB)/dali_pipeline.py $(LIB)/ensemble.py $(LIB)/triton_config.py $(BASE)
+ENSEMBLE_STEP := dali/create_ensembles.py $(LIB)/ensemble.py $(LIB)/triton_config.py $(BASE)
 
 $(PREPROCESS_DIR)/config.pbtxt: $(DALI_STEP) $(STAMPS)/preprocess_$(IMGSZ).dali
 	$(PYTHON) dali/create_dali_letterbox_pipeline.py --model-dir $(MODELS_DIR) --imgsz $(IMGSZ) \
@@ -305,3 +347,105 @@ bench-serving-local: ## CPU serving benchmark here: build MODEL's Track A + end2
 clean-reexport: ## Back up configs, remove .onnx/.plan artefacts and timing caches (DRY_RUN=1 to preview)
 	bash export/cleanup_for_reexport.sh --models-dir $(MODELS_DIR) --cache-dir $(CACHE_DIR) \
 	  $(if $(BACKUP_DIR),--backup-dir $(BACKUP_DIR)) $(if $(filter 1,$(DRY_RUN)),--dry-run)
+
+# ---- model versions: A/B rollouts through the running Triton ------------------------------------------
+#   $(BUILD_DIR)/versions/<MODEL>/<N>/model.onnx  <- export/export_onnx.py (CHECKPOINT; staged outside models/,
+#                                                    exported afresh each time, removed once copied in)
+#   $(MODELS_DIR)/<MODEL>/<N>/{model.onnx,version.json} <- scripts/versions.py add (same config? validated?)
+# VERSION=next is one more than the highest version folder; version 1 is the Track A rule above, as it
+# was (make version MODEL=m only adds its sidecar). A version, once written, is never rebuilt. The versions
+# share <MODEL>/config.pbtxt, so they must share inputs, outputs and classes (checked before anything is
+# copied). Which versions Triton serves: version_policy (KEEP_VERSIONS, or what make promote pinned).
+CHECKPOINT ?=
+VALIDATE ?= 1
+FORCE ?= 0
+OFFLINE ?= 0
+VERSIONS ?=
+BOX_TOL ?=
+SCORE_TOL ?=
+ifneq ($(filter version,$(MAKECMDGOALS)),)
+ifeq ($(MODEL),)
+$(error usage: make version MODEL=<name> [VERSION=next|N] [CHECKPOINT=new.pt] [VALIDATE=0] [IMAGES=dir])
+endif
+ifneq ($(filter %_end2end %_trt %_ensemble,$(MODEL)),)
+$(error make version writes Track A (ONNX) versions: MODEL=$(MODEL) is not a Track A model folder)
+endif
+ifeq ($(VERSION),next)
+LAST_VERSION := $(shell ls -1 $(MODELS_DIR)/$(MODEL) 2>/dev/null | grep -xE '[0-9]+' | sort -n | tail -n 1)
+VERSION_N := $(shell echo $$(( $(or $(LAST_VERSION),0) + 1 )))
+else
+VERSION_N := $(VERSION)
+endif
+ifneq ($(or $(subst 0,,$(subst 1,,$(subst 2,,$(subst 3,,$(subst 4,,$(subst 5,,$(subst 6,,$(subst 7,,$(subst 8,,$(subst \
+  9,,$(VERSION_N))))))))))),$(filter 0%,$(VERSION_N)),$(if $(VERSION_N),,empty)),)
+$(error VERSION=$(VERSION) is not next or a version number >= 1)
+endif
+ifneq ($(CHECKPOINT),)
+ifeq ($(wildcard $(CHECKPOINT)),)
+$(error CHECKPOINT=$(CHECKPOINT) not found: give the path of the new .pt)
+endif
+endif
+ifneq ($(and $(CHECKPOINT),$(filter 1,$(VERSION_N))),)
+$(error CHECKPOINT is for VERSION=next (or N > 1); version 1 is built from $(call weights_for,$(MODEL)))
+endif
+endif
+VERSION_CHECKPOINT = $(or $(CHECKPOINT),$(call weights_for,$(MODEL)))
+VERSION_STAGED = $(if $(filter 1,$(VERSION_N)),$(MODELS_DIR)/$(MODEL)/1/model.onnx,$(BUILD_DIR)/versions/$(MODEL)/$(VERSION_N)/model.onnx)
+VERSION_SIDECAR = $(MODELS_DIR)/$(MODEL)/$(VERSION_N)/version.json
+# Every setting goes into the sidecar: each variable of export/defaults.mk (read when the recipe runs) + these.
+VERSION_SETTINGS = $(shell sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\) *?=.*/\1/p' export/defaults.mk) CALIB_DIR MAX_BATCH \
+  CHECKPOINT VALIDATE IMAGES BOX_TOL SCORE_TOL
+VERSION_REPORT ?= results/validate_$(MODEL)_v$(VERSION_N).json
+
+VERSION_ADD = $(PYTHON) scripts/versions.py add --models-dir $(MODELS_DIR) --model $(MODEL) --version $(VERSION_N) \
+  --source $(VERSION_STAGED) --checkpoint $(VERSION_CHECKPOINT) \
+  $(foreach v,$(VERSION_SETTINGS),--setting '$(v)=$($(v))') --setting 'max_batch=$(call max_batch_for,$(MODEL))' \
+  $(if $(filter 1,$(VALIDATE)),--validate --report $(VERSION_REPORT) --conf $(CONF) --iou $(IOU) --topk $(TOPK) \
+    --agnostic $(AGNOSTIC) $(if $(IMAGES),--images $(IMAGES)) $(if $(BOX_TOL),--box-tol $(BOX_TOL)) \
+    $(if $(SCORE_TOL),--score-tol $(SCORE_TOL)))
+ifneq ($(filter version,$(MAKECMDGOALS)),)
+ifneq ($(VERSION_N),1)
+# Exported afresh from CHECKPOINT into BUILD_DIR, checked, validated, then copied in with its sidecar.
+# Neither version 1 nor the config is a prerequisite here: a new version never remakes them.
+$(VERSION_SIDECAR): | $(VERSION_CHECKPOINT)
+	rm -f $(VERSION_STAGED)
+	$(PYTHON) export/export_onnx.py --weights $(VERSION_CHECKPOINT) --out $(VERSION_STAGED) --imgsz $(IMGSZ) \
+	  --precision $(PRECISION) $(if $(CALIB_DIR),--calib-dir $(CALIB_DIR))
+	$(VERSION_ADD)
+	rm -f $(VERSION_STAGED)
+else
+$(VERSION_SIDECAR): $(VERSION_STAGED) | $(MODELS_DIR)/$(MODEL)/config.pbtxt
+	$(VERSION_ADD)
+endif
+endif
+
+.PHONY: version versions promote rollback compare
+# (A new version leaves version 1 and the config as they are: only VERSION=1 (re)makes them.)
+version: $(if $(MODEL),$(if $(filter 1,$(VERSION_N)),$(MODELS_DIR)/$(MODEL)/config.pbtxt) $(VERSION_SIDECAR)) ## Write a numbered version + its sidecar: make version MODEL=m VERSION=next CHECKPOINT=new.pt
+	@echo "version $(VERSION_N) of $(MODEL): $(VERSION_SIDECAR) (make promote MODEL=$(MODEL) VERSION=$(VERSION_N) serves it)"
+
+versions: ## List a model's versions, sidecars and what is served: make versions MODEL=m
+	@test -n "$(MODEL)" || { echo "usage: make versions MODEL=<name>" >&2; exit 2; }
+	$(PYTHON) scripts/versions.py list --models-dir $(MODELS_DIR) --model $(MODEL) \
+	  $(if $(filter 1,$(OFFLINE)),,--url $(TRITON_HTTP))
+
+SERVE_ARGS = --models-dir $(MODELS_DIR) --model $(MODEL) --url $(TRITON_HTTP) $(if $(filter 1,$(FORCE)),--force) \
+  $(if $(filter 1,$(OFFLINE)),--offline)
+promote: ## Serve version N as the newest and load it in the running Triton: make promote MODEL=m VERSION=N [FORCE=1]
+	@test -n "$(MODEL)" -a "$(origin VERSION)" != file || { \
+	  echo "usage: make promote MODEL=<name> VERSION=<N|latest> [KEEP_VERSIONS=k] [FORCE=1] [OFFLINE=1]" >&2; exit 2; }
+	$(PYTHON) scripts/versions.py promote $(SERVE_ARGS) --version $(VERSION) --keep $(KEEP_VERSIONS)
+
+rollback: ## Undo the last promote/rollback in the running Triton: make rollback MODEL=m
+	@test -n "$(MODEL)" || { echo "usage: make rollback MODEL=<name> [FORCE=1] [OFFLINE=1]" >&2; exit 2; }
+	$(PYTHON) scripts/versions.py rollback $(SERVE_ARGS)
+
+comma := ,
+CLIENT_NMS ?=
+COMPARE_JSON ?= results/compare_$(MODEL)_$(subst $(comma),_,$(VERSIONS)).json
+compare: ## A/B: same images to two served versions, a table of differences: make compare MODEL=m VERSIONS=1,2 [IMAGES=dir]
+	@test -n "$(MODEL)" -a -n "$(VERSIONS)" || { \
+	  echo "usage: make compare MODEL=<name> VERSIONS=A,B [IMAGES=dir] [PROTOCOL=http|grpc] [TRITON_URL=host:port]" >&2; exit 2; }
+	$(PYTHON) scripts/compare_versions.py --model $(MODEL) --versions $(VERSIONS) --protocol $(PROTOCOL) \
+	  --url $(TRITON_URL) $(if $(IMAGES),--images $(IMAGES)) $(if $(CLIENT_NMS),--nms-mode $(CLIENT_NMS)) \
+	  --json $(COMPARE_JSON)

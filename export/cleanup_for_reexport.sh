@@ -61,7 +61,7 @@ main() {
     count=$((count + 1))
   done < <(find "${models_dir}" -mindepth 3 -maxdepth 3 -path '*/[0-9]*/*' -not -path '*/backup_configs_*' \
       \( -name 'model.onnx' -o -name 'model.plan' -o -name 'model.onnx.old' -o -name 'model.plan.old' \
-         -o -name 'model.plan.json' -o -name '*.tmp' \) -print0)
+         -o -name 'model.plan.json' -o -name 'model_sm*.plan' -o -name 'model_sm*.plan.json' -o -name '*.tmp' \) -print0)
   echo "removed ${count} artefact(s) under ${models_dir}"
 
   if [[ -d "${cache_dir}" ]]; then

@@ -21,6 +21,13 @@ QUEUE_DELAY_US ?= 100
 WORKSPACE ?= 4G
 OPT_LEVEL ?= 3
 ENGINE_BUILDER ?= auto
+# GPUs of this host that build plans and serve them: nvidia-smi indices (GPUS=0,2), empty = every GPU
+# nvidia-smi lists. One build per GPU at a time; GPUs of several compute capabilities get one plan each.
+# HW_COMPAT=ampere+ builds one portable plan instead (Ampere and newer; fewer tactics).
+GPUS ?=
+HW_COMPAT ?= none
+# Triton instances of each model on each of GPUS (instance_group count; gpus: GPUS when set)
+INSTANCES_PER_GPU ?= 1
 DALI_THREADS ?= 4
 # Directories, relative to the repository root (where make runs)
 MODELS_DIR ?= models
@@ -32,3 +39,8 @@ BUILD_DIR ?= .build
 # (NMS=efficient end2end ONNX; docker-compose.yml mounts ./trt_cache/onnxruntime there, writable).
 INSTANCE_KIND ?= gpu
 ORT_TRT_CACHE_DIR ?= /ort_trt_cache
+# Model versions (A/B rollouts): VERSION=next writes models/<name>/<N>/ beside the others (make version);
+# Triton serves the KEEP_VERSIONS newest version folders (config version_policy latest) until make promote
+# pins versions (version_policy specific).
+VERSION ?= 1
+KEEP_VERSIONS ?= 1

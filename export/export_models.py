@@ -14,7 +14,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from yolo_triton.settings import CONFIG_FILE, artefact_path, directory, model_name_for_size, size_names
+from yolo_triton.errors import StepError
+from yolo_triton.options import check_options
+from yolo_triton.settings import (
+    CONFIG_FILE,
+    artefact_path,
+    defaults,
+    directory,
+    model_name_for_size,
+    size_names,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 # the seed's format names -> artefact kinds of yolo_triton.settings.ARTEFACTS
@@ -76,11 +85,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def preflight(make_vars: list[str]) -> None:
+    """The option combinations Make will use (defaults.mk overridden by VAR=VALUE), before any build."""
+    values = {**defaults(), **dict(v.split("=", 1) for v in make_vars)}
+    check_options(nms=values["NMS"], precision=values["PRECISION"], calib_dir=values.get("CALIB_DIR", ""))
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     bad = [v for v in args.make_vars if "=" not in v]
     if bad:
         print(f"error: expected VAR=VALUE settings, got {bad}", file=sys.stderr)
+        return 2
+    try:
+        preflight(args.make_vars)
+    except StepError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     sizes = size_names() if "all" in args.models else list(dict.fromkeys(args.models))
     formats = list(FORMATS) if "all" in args.formats else list(dict.fromkeys(args.formats))

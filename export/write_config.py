@@ -38,8 +38,37 @@ def plan_io(plan: Path, source_onnx: Path) -> tuple[list[TensorSpec], list[Tenso
     return onnx_io(source_onnx)
 
 
+def plan_fleet(plan: Path) -> dict[str, str]:
+    """``cc_model_filenames`` of a plan built for a mixed fleet (from its sidecar), each file checked."""
+    from yolo_triton.engine import read_sidecar  # noqa: PLC0415 - plans only
+
+    record = read_sidecar(plan) or {}
+    fleet = dict(record.get("cc_model_filenames") or {})
+    for cc, filename in sorted(fleet.items()):
+        sibling = read_sidecar(plan.parent / filename)
+        if sibling is None or not (plan.parent / filename).is_file():
+            raise StepError(f"{plan.parent / filename} (the plan for compute capability {cc}) is missing; "
+                            f"rebuild the plans: make {plan}")
+        if sibling.get("compute_capability") != cc:
+            raise StepError(f"{plan.parent / filename} was built on sm {sibling.get('compute_capability')}, "
+                            f"not {cc}; rebuild the plans: make {plan}")
+    return fleet
+
+
+def parse_gpus(text: str | None) -> list[int]:
+    """``GPUS`` (``0,2``; empty or ``all``: every GPU) -> the instance group's ``gpus``."""
+    text = (text or "").strip()
+    if text in ("", "all"):
+        return []
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise StepError(f"GPUS={text!r} is not a list of GPU indices (e.g. GPUS=0,2)") from None
+
+
 def build_config(artefact: Path, max_batch: int, queue_delay_us: int, source_onnx: Path | None,
-                 kind: str = "gpu", workspace_bytes: int | None = None, ort_trt_cache_dir: str | None = None):
+                 kind: str = "gpu", workspace_bytes: int | None = None, ort_trt_cache_dir: str | None = None,
+                 instances_per_gpu: int = 1, gpus: list[int] | None = None, keep_versions: int = 1):
     if not artefact.is_file():
         raise StepError(f"artefact not found: {artefact}")
     model_dir = artefact.parent.parent
@@ -64,24 +93,52 @@ def build_config(artefact: Path, max_batch: int, queue_delay_us: int, source_onn
             raise StepError(f"{artefact}: a plan's config needs --source-onnx (the ONNX it was built from)")
         platform, onnx_path = tc.TENSORRT_PLATFORM, source_onnx
         inputs, outputs = plan_io(artefact, source_onnx)
+        fleet = plan_fleet(artefact)
     else:
         raise StepError(f"{artefact}: expected model.onnx or model.plan")
+    if artefact.suffix != ".plan":
+        fleet = {}
     names = class_names(onnx_metadata(onnx_path))
     label_output = LABEL_OUTPUT if any(o.name == LABEL_OUTPUT for o in outputs) else None
-    config = tc.model_config(model_dir.name, platform, inputs, outputs, max_batch, queue_delay_us, label_output,
-                             kind, accelerator)
+    try:
+        config = tc.model_config(model_dir.name, platform, inputs, outputs, max_batch, queue_delay_us, label_output,
+                                 kind, accelerator, instances_per_gpu, gpus if kind == "gpu" else None, fleet,
+                                 keep_versions=keep_versions)
+    except ValueError as err:  # the artefact's tensors or the settings do not fit a Triton config
+        raise StepError(f"{artefact}: {err}") from None
+    keep_pinned_versions(config, model_dir / "config.pbtxt")
     return model_dir, config, names
 
 
+def keep_pinned_versions(config, existing: Path) -> None:
+    """A ``specific`` version policy in the config being replaced was pinned by ``make promote`` /
+    ``make rollback`` (yolo_triton.versions): keep it, so that rebuilding a config never changes which
+    versions are served. ``make promote VERSION=latest`` goes back to ``latest`` (KEEP_VERSIONS)."""
+    if not existing.is_file():
+        return
+    try:
+        policy = tc.version_policy(tc.parse_config(existing))
+    except Exception:  # an unreadable old config pins nothing; it is replaced
+        return
+    if "specific" in policy:
+        tc.apply_version_policy(config, policy)
+        LOG.info("kept the served versions pinned by make promote/rollback: specific %s", policy["specific"])
+
+
 def write_config(artefact: str, max_batch: int, queue_delay_us: int, source_onnx: str | None = None,
-                 kind: str = "gpu", workspace: str | None = None, ort_trt_cache_dir: str | None = None) -> Path:
+                 kind: str = "gpu", workspace: str | None = None, ort_trt_cache_dir: str | None = None,
+                 instances_per_gpu: int = 1, gpus: str | None = None, keep_versions: int = 1) -> Path:
     workspace_bytes = parse_workspace(workspace) if workspace else None
     model_dir, config, names = build_config(Path(artefact), max_batch, queue_delay_us,
                                             Path(source_onnx) if source_onnx else None, kind, workspace_bytes,
-                                            ort_trt_cache_dir)
+                                            ort_trt_cache_dir, instances_per_gpu, parse_gpus(gpus), keep_versions)
     path = tc.write_model_config(model_dir, config, names)
-    LOG.info("wrote %s (%s, max_batch_size %d, %d classes, %s instance)", path, config.platform, max_batch,
-             len(names), kind)
+    group = config.instance_group[0]
+    where = f"GPUs {list(group.gpus)}" if group.gpus else ("every GPU" if kind == "gpu" else "the CPU")
+    LOG.info("wrote %s (%s, max_batch_size %d, %d classes, %d %s instance(s) on %s)", path, config.platform,
+             max_batch, len(names), group.count, kind, where)
+    if config.cc_model_filenames:
+        LOG.info("cc_model_filenames: %s", dict(sorted(config.cc_model_filenames.items())))
     for accelerator in config.optimization.execution_accelerators.gpu_execution_accelerator:
         LOG.info("execution accelerator %s: %s", accelerator.name, dict(accelerator.parameters))
     return path
@@ -99,6 +156,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "execution provider (NMS=efficient end2end ONNX)")
     parser.add_argument("--ort-trt-cache-dir", help="ORT_TRT_CACHE_DIR: engine cache of ONNX Runtime's TensorRT "
                         "execution provider, as the server sees it (one sub-folder per model)")
+    parser.add_argument("--instances-per-gpu", type=int, default=1,
+                        help="INSTANCES_PER_GPU: Triton instances on each GPU (instance_group count)")
+    parser.add_argument("--gpus", default="", help="GPUS: the GPU ids instances run on (e.g. 0,2); empty: all")
+    parser.add_argument("--keep-versions", type=int, default=1,
+                        help="KEEP_VERSIONS: Triton serves this many newest version folders (version_policy latest)")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
 
@@ -107,7 +169,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     return run_step("write_config", lambda: write_config(args.artefact, args.max_batch, args.queue_delay_us,
                                                          args.source_onnx, args.instance_kind, args.workspace,
-                                                         args.ort_trt_cache_dir), args.verbose)
+                                                         args.ort_trt_cache_dir, args.instances_per_gpu,
+                                                         args.gpus, args.keep_versions), args.verbose)
 
 
 if __name__ == "__main__":

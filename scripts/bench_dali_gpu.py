@@ -27,15 +27,16 @@ import time
 from pathlib import Path
 
 import cv2
+import letterbox_check as lc  # scripts/letterbox_check.py, beside this script
 import numpy as np
 
-from yolo_triton import letterbox_check as lc
 from yolo_triton import settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 LOG = logging.getLogger("bench_dali_gpu")
+REFERENCE_NAMES = {"ultralytics": "ultralytics LetterBox", "numpy": "postprocess.letterbox (numpy)"}
 
 
 def hd_jpegs(sources: dict[str, np.ndarray], out_dir: Path, count: int) -> list[bytes]:
@@ -57,7 +58,7 @@ def hd_jpegs(sources: dict[str, np.ndarray], out_dir: Path, count: int) -> list[
 
 
 # ---- accuracy ------------------------------------------------------------------------------------
-def accuracy(paths: dict[str, Path], imgsz: int, device: str = "gpu") -> dict:
+def accuracy(paths: dict[str, Path], imgsz: int, device: str = "gpu", reference: str = "ultralytics") -> dict:
     from yolo_triton import dali_pipeline as dp
 
     names = sorted(paths)
@@ -70,7 +71,7 @@ def accuracy(paths: dict[str, Path], imgsz: int, device: str = "gpu") -> dict:
         del pipe
     per_image, info_ok = {}, True
     for i, name in enumerate(names):
-        ref = lc.reference(paths[name], imgsz)
+        ref = lc.reference(paths[name], imgsz, reference)
         gpu, cpu = results["gpu"][0][i], results["cpu"][0][i]
         per_image[name] = {"gpu_vs_ultralytics": lc.diff_histogram(gpu, ref),
                            "cpu_vs_ultralytics": lc.diff_histogram(cpu, ref),
@@ -81,7 +82,7 @@ def accuracy(paths: dict[str, Path], imgsz: int, device: str = "gpu") -> dict:
     for kind, suffix in (("png", ".png"), ("jpeg", ".jpg")):
         for key in ("gpu_vs_ultralytics", "cpu_vs_ultralytics", "gpu_vs_cpu"):
             summary[f"{kind}_{key}"] = lc.merge(v[key] for n, v in per_image.items() if n.endswith(suffix))
-    return {"reference": "ultralytics LetterBox" if lc.LetterBox is not None else "postprocess.letterbox (numpy)",
+    return {"reference": REFERENCE_NAMES[reference],
             "summary": summary, "letterbox_gpu_equals_cpu": info_ok, "per_image": per_image}
 
 
@@ -207,6 +208,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="folder with bus.jpg and zidane.jpg (default: ultralytics' assets)")
     parser.add_argument("--device", choices=("gpu", "cpu"), default="gpu", help="cpu: smoke-test this script without a GPU")
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "results")))
+    parser.add_argument("--reference", choices=lc.REFERENCES, default="ultralytics",
+                        help="what the pipeline is compared with: ultralytics' LetterBox (needs ultralytics) or "
+                             "the NumPy port postprocess.letterbox; the JSON records which")
     parser.add_argument("--skip", nargs="*", default=[], choices=["accuracy", "autoserialize", "gpu", "cpu"])
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
@@ -239,7 +243,7 @@ def main(argv=None) -> int:
                 LOG.info("cpu: %s", report["cpu"])
                 save()
             if "accuracy" not in args.skip:
-                report["accuracy"] = accuracy(paths, args.imgsz, args.device)
+                report["accuracy"] = accuracy(paths, args.imgsz, args.device, args.reference)
                 LOG.info("accuracy summary: %s", report["accuracy"]["summary"])
                 save()
             if "autoserialize" not in args.skip and args.device == "gpu":

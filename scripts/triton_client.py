@@ -30,6 +30,7 @@ from yolo_triton.client import (
     describe_model,
     draw,
     draw_paths,
+    explain_failure,
     image_paths,
     infer,
     load_labels,
@@ -47,6 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     settings = defaults()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="served model name, e.g. yolov11_small_trt_end2end")
+    parser.add_argument("--model-version", default="", metavar="N",
+                        help="send the requests to version N of the model (A/B; default: the newest served)")
     parser.add_argument("--images", nargs="+", help="image files and/or directories (default: ultralytics' samples)")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="http")
     parser.add_argument("--url", help="host:port (default 127.0.0.1:8000 for http, 127.0.0.1:8001 for grpc)")
@@ -75,8 +78,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.load:
             load_model(client, args.model)
-        served = describe_model(client, args.model, args.imgsz)
-        LOG.info("model %s: %s track, input %s %s size %s, max batch %d, outputs %s", served.name, served.kind,
+        served = describe_model(client, args.model, args.imgsz, args.model_version)
+        LOG.info("model %s%s: %s track, input %s %s size %s, max batch %d, outputs %s", served.name,
+                 f" version {served.version}" if served.version else "", served.kind,
                  served.input_name, served.input_dtype, served.imgsz, served.max_batch, list(served.outputs))
         encoded = [path.read_bytes() for path in paths] if served.kind == KIND_ENCODED else None
         results = infer(client, served, images, args.conf, args.iou, args.topk, args.nms_mode, encoded=encoded)
@@ -105,10 +109,11 @@ def main(argv=None) -> int:
     except ClientError as err:
         print(f"[triton_client] error: {err}", file=sys.stderr)
         return 1
-    except Exception as err:  # tritonclient raises InferenceServerException, connection errors, ...
-        print(f"[triton_client] error: {type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
-              f" (is the server at {args.url or default_url(args.protocol)} up, and model '{args.model}' loaded? "
-              "curl -s localhost:8000/v2/health/ready; docker compose logs triton-api)", file=sys.stderr)
+    except Exception as err:  # the connection or the server's answer: one line; anything else is a bug
+        message = explain_failure(err, args.url or default_url(args.protocol), args.model)
+        if message is None:
+            raise
+        print(f"[triton_client] error: {message}", file=sys.stderr)
         return 1
 
 

@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 dali = pytest.importorskip("nvidia.dali", reason="nvidia-dali-cuda130 (requirements.txt) is not installed")
 LetterBox = pytest.importorskip("ultralytics.data.augment").LetterBox
 
+import letterbox_check as lc  # scripts/letterbox_check.py
 from yolo_triton import dali_pipeline as dp
 from yolo_triton import ensemble as ens
-from yolo_triton import letterbox_check as lc
 from yolo_triton import postprocess as pp
 from yolo_triton import settings
 from yolo_triton import triton_config as tc
@@ -226,3 +226,14 @@ def test_cli_defaults_write_the_model(tmp_path, restore_logging):
     config = tc.parse_config(tmp_path / f"preprocess_letterbox_{IMGSZ}" / "config.pbtxt")
     assert config.max_batch_size == max(settings.max_batch_for_size(s) for s in settings.size_names())
     assert cli.main(["--model-dir", str(tmp_path), "--imgsz", "0"]) == 1  # refused, one line
+
+
+def test_a_comparison_without_the_reference_refuses(tmp_path, monkeypatch):
+    """Without ultralytics the check must not quietly compare the NumPy port with itself."""
+    image = tmp_path / "bus.png"
+    cv2.imwrite(str(image), cv2.imread(str(lc.ultralytics_assets() / "bus.jpg")))
+    ours = lc.reference(image, IMGSZ, "numpy")  # named explicitly: allowed
+    assert lc.diff_histogram(ours, lc.reference(image, IMGSZ)).keys() <= {0, 1}
+    monkeypatch.setattr(lc, "LetterBox", None)
+    with pytest.raises(RuntimeError, match="LetterBox .*missing"):
+        lc.reference(image, IMGSZ)

@@ -18,7 +18,7 @@ import build_engine
 from onnx_graphs import end2end_detector, plain_detector
 from yolo_triton import engine, engine_build, engine_python
 from yolo_triton.engine import read_sidecar
-from yolo_triton.onnx_io import onnx_io
+from yolo_triton.onnx_io import TensorSpec
 
 DOUBLES = Path(__file__).parent / "doubles"
 GPU = "NVIDIA H100 80GB HBM3"
@@ -105,7 +105,13 @@ def test_python_build_end_to_end(tmp_path, fake_trt, capsys, version, track, max
     side = read_sidecar(plan)
     assert (side["builder"], side["tensorrt_version"], side["precision"]) == ("python", short, "fp16")
 
-    assert engine_build.engine_io(plan) == onnx_io(onnx_path)  # engine inspection API, same I/O as the ONNX
+    # The engine inspection API read back into TensorSpecs: names, numpy dtypes, -1 for dynamic dims, and
+    # which side each tensor is on, stated here (not derived from the ONNX the double was built from).
+    images = [TensorSpec("images", "float32", (-1, 3, 640, 640))]
+    expected = (images, [TensorSpec("output0", "float32", (-1, 84, -1))]) if track == "B" else (images, [
+        TensorSpec("num_dets", "int32", (-1, 1)), TensorSpec("det_boxes", "float32", (-1, 100, 4)),
+        TensorSpec("det_scores", "float32", (-1, 100)), TensorSpec("det_classes", "int32", (-1, 100))])
+    assert engine_build.engine_io(plan) == expected
     err = capsys.readouterr().err
     assert "Building engine" in err and "[" + "#" * 30 + "] 2/2" in err  # the progress bar
 
@@ -123,6 +129,10 @@ def test_declared_api_is_what_the_code_uses(tmp_path, fake_trt):
     accessed = set(trt._ACCESSED)
     trt = fake_trt("10.13.3.9", fail="parse")
     assert build_engine.main(_cli(onnx_path, tmp_path / "m.plan", 4, tmp_path / "c")) == 1
+    accessed |= trt._ACCESSED
+    trt = fake_trt("11.4.0.106")  # a portable plan, and the timing-cache merge of the trtexec path
+    assert build_engine.main(_cli(onnx_path, tmp_path / "p.plan", 4, tmp_path / "c") + ["--hw-compat", "ampere+"]) == 0
+    assert engine_python.cache_merger(trt)(b"FAKE-TC\na\n", b"FAKE-TC\nb\n").startswith(b"FAKE-TC\na\nb\n")
     accessed |= trt._ACCESSED
     assert accessed == set(engine_python.TRT_API)
 
@@ -167,7 +177,8 @@ def test_out_of_memory_suggests_smaller_batch_or_workspace(tmp_path, fake_trt, c
     assert len(errors) == 1 and "out of GPU memory" in errors[0]
     assert "MAX_BATCH" in errors[0] and "WORKSPACE" in errors[0]
     assert not plan.exists() and not list(plan.parent.glob("*.tmp"))
-    assert not list((tmp_path / "c").glob("*"))  # the cache is only saved after a good build
+    # the cache is only saved after a good build (lock files stay, as trtexec's own do)
+    assert not [p for p in (tmp_path / "c").rglob("*") if p.is_file() and not p.name.endswith(".lock")]
 
 
 def test_auto_uses_python_api_when_no_trtexec(tmp_path, fake_trt):
@@ -202,3 +213,69 @@ def test_foreign_plan_cannot_be_inspected(tmp_path, fake_trt):
     plan.write_bytes(b"a plan from another TensorRT")
     with pytest.raises(engine.StepError, match="cannot be loaded by TensorRT 11.4.0.106"):
         engine_build.engine_io(plan)
+
+
+@pytest.fixture
+def broken_tensorrt(tmp_path, monkeypatch, no_trtexec_gpu):
+    """A ``tensorrt`` package whose import fails the way a missing libnvinfer does (a TEST DOUBLE)."""
+    package = tmp_path / "broken" / "tensorrt"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(
+        'raise OSError("libnvinfer.so.10: cannot open shared object file: No such file or directory")\n')
+    monkeypatch.syspath_prepend(str(package.parent))
+    monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
+
+
+def test_a_broken_tensorrt_is_reported_with_its_import_error(broken_tensorrt):
+    with pytest.raises(engine.StepError, match=r"installed but does not import: OSError: libnvinfer\.so\.10"):
+        engine_build.select_builder("auto", None)
+
+
+def test_a_missing_tensorrt_is_reported_as_missing(no_trtexec_gpu, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with pytest.raises(engine.StepError, match="TensorRT is missing here"):
+        engine_build.select_builder("auto", None)
+
+
+def test_build_engine_says_broken_in_one_line(broken_tensorrt, tmp_path, caplog, restore_logging):
+    onnx_path = plain_detector(tmp_path / "m.onnx")
+    assert build_engine.main(_cli(onnx_path, tmp_path / "m.plan", 8, tmp_path / "c")) == 1
+    (error,) = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert "libnvinfer.so.10" in error and "missing" not in error
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_hardware_compatible_plan(tmp_path, fake_trt, version):
+    """HW_COMPAT=ampere+: HardwareCompatibilityLevel.AMPERE_PLUS on both majors, its own timing cache."""
+    fake_trt(version)
+    onnx_path = plain_detector(tmp_path / "m.onnx")
+    plan = tmp_path / "model.plan"
+    assert build_engine.main(_cli(onnx_path, plan, 8, tmp_path / "c") + ["--hw-compat", "ampere+"]) == 0
+    body = json.loads(plan.read_bytes().split(b"\n", 1)[1])
+    assert body["hardware_compatibility_level"] == "HardwareCompatibilityLevel.AMPERE_PLUS"
+    side = read_sidecar(plan)
+    assert side["hardware_compatibility_level"] == "ampere+"
+    assert side["timing_cache"].endswith(f"_trt{'.'.join(version.split('.')[:3])}_ampere-plus.cache")
+    assert engine.plan_is_stale(plan, "NVIDIA L4", version) is None  # portable: any GPU model
+    plain = tmp_path / "plain.plan"
+    assert build_engine.main(_cli(onnx_path, plain, 8, tmp_path / "c")) == 0
+    assert json.loads(plain.read_bytes().split(b"\n", 1)[1])["hardware_compatibility_level"] == \
+        "HardwareCompatibilityLevel.NONE"
+
+
+def test_cache_saved_by_another_build_meanwhile_is_merged(tmp_path, fake_trt, monkeypatch):
+    """Two builds share a cache: the one that saves second merges (ITimingCache.combine), nothing is lost."""
+    trt = fake_trt("10.13.3.9")
+    onnx_path = plain_detector(tmp_path / "m.onnx")
+    cache = tmp_path / "c" / "timing_NVIDIA-H100-80GB-HBM3_sm90_trt10.13.3.cache"
+    real_build = trt.Builder.build_serialized_network
+
+    def build_while_another_saves(self, network, config):  # another build saves while this one runs
+        cache.write_bytes(b"FAKE-TC\nfrom-the-other-build\n")
+        return real_build(self, network, config)
+
+    monkeypatch.setattr(trt.Builder, "build_serialized_network", build_while_another_saves)
+    assert build_engine.main(_cli(onnx_path, tmp_path / "m.plan", 8, tmp_path / "c")) == 0
+    lines = cache.read_bytes().splitlines()
+    assert b"from-the-other-build" in lines and b"built" in lines  # theirs and ours
+    assert _calls(trt, "combine") == [(False,)]  # ignore_mismatch=False

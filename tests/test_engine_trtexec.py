@@ -16,7 +16,7 @@ import pytest
 
 import build_engine
 from onnx_graphs import end2end_detector, plain_detector
-from yolo_triton import engine
+from yolo_triton import engine, engine_trtexec
 from yolo_triton.engine import (
     make_profile,
     parse_trtexec_version,
@@ -73,7 +73,8 @@ def _expected(onnx_path, plan, max_batch, cache, major, imgsz=640):
     if major == 10:
         cmd.append("--stronglyTyped")
     return cmd + ["--memPoolSize=workspace:4G", "--builderOptimizationLevel=3",
-                  f"--timingCacheFile={cache}.{os.getpid()}.tmp", "--skipInference"]
+                  f"--timingCacheFile={cache}.{os.getpid()}.tmp", "--skipInference",
+                  "--device=0"]  # pinned to the one GPU the fake nvidia-smi lists
 
 
 @pytest.mark.parametrize("version", ["10.13.3", "11.4.0"])
@@ -95,7 +96,7 @@ def test_exact_trtexec_command(tmp_path, fake_bin, monkeypatch, version, track, 
     assert not set(a.split("=")[0] for a in build) & set(FORBIDDEN)
     assert plan.read_bytes().startswith(b"FAKE-TRTEXEC-PLAN")
     assert not list(plan.parent.glob("*.tmp"))
-    assert cache.read_bytes() == b"fake-timing-entry\n"
+    assert cache.read_bytes() == f"fake-timing-entry {plan}.{os.getpid()}.tmp\n".encode()
     assert not list(cache.parent.glob("*.tmp"))
 
     side = read_sidecar(plan)
@@ -124,7 +125,9 @@ def test_timing_cache_is_loaded_and_saved_again(tmp_path, fake_bin):
     for name in ("a.plan", "b.plan"):
         assert build_engine.main(_cli(onnx_path, tmp_path / name, 4, tmp_path / "c", imgsz=320)) == 0
     (cache,) = (tmp_path / "c").glob("timing_*.cache")
-    assert cache.read_bytes() == b"fake-timing-entry\n" * 2  # second build started from the first
+    # second build started from the first: both entries are there
+    assert cache.read_bytes().decode().splitlines() == [f"fake-timing-entry {tmp_path / name}.{os.getpid()}.tmp"
+                                                        for name in ("a.plan", "b.plan")]
 
 
 def test_progress_phases_and_last_line(tmp_path, fake_bin, caplog, capsys):
@@ -156,7 +159,9 @@ def test_trtexec_failure_is_one_line_and_leaves_no_plan(tmp_path, fake_bin, monk
         assert error.startswith("trtexec exited with 1; last lines:")
     assert plan.read_bytes() == b"old plan" and not list(plan.parent.glob("*.tmp"))
     assert read_sidecar(plan) is None
-    assert not list(cache_dir.glob("*"))  # neither a cache nor a half-written temp file
+    # neither a cache nor a half-written temp file (the lock file stays, as trtexec's own do)
+    assert [p.name for p in cache_dir.glob("*")] in ([], ["locks"]) or \
+        not [p for p in cache_dir.rglob("*") if p.is_file() and not p.name.endswith(".lock")]
 
 
 def test_explicit_trtexec_path_wins(tmp_path, fake_bin):
@@ -254,3 +259,30 @@ def test_timing_cache_name_per_gpu_cc_and_version(tmp_path):
         "timing_NVIDIA-L4_sm89_trt11.4.0.cache"
     assert timing_cache_path(tmp_path, GpuInfo("unknown-gpu", "unknown"), "10.13.3").name == \
         "timing_unknown-gpu_sm-unknown_trt10.13.3.cache"
+
+
+def test_a_failed_rebuild_keeps_the_surviving_plan_and_its_sidecar(tmp_path, fake_bin, monkeypatch):
+    """The old plan survives a failed build; so must its sidecar, or check-plans REMOVE_STALE=1 deletes it."""
+    onnx_path = plain_detector(tmp_path / "m.onnx")
+    plan = tmp_path / "m.plan"
+    assert build_engine.main(_cli(onnx_path, plan, 8, tmp_path / "c")) == 0
+    built, sidecar = plan.read_bytes(), read_sidecar(plan)
+    monkeypatch.setenv("FAKE_TRTEXEC_FAIL", "error")
+    assert build_engine.main(_cli(onnx_path, plan, 8, tmp_path / "c")) == 1
+    assert plan.read_bytes() == built and read_sidecar(plan) == sidecar
+    assert plan_is_stale(plan, GPU, "10.13.3") is None
+    assert build_engine.main(["--check-plans", str(plan), "--remove-stale", "--trtexec", ""]) == 0
+    assert plan.exists()
+
+
+def test_a_forbidden_flag_never_reaches_trtexec(tmp_path, monkeypatch):
+    """FORBIDDEN_FLAGS is enforced where the command is built (here: a flag the builder does pass)."""
+    spec = TensorSpec("images", "float32", (-1, 3, 640, 640))
+    request = engine.BuildRequest(onnx=tmp_path / "m.onnx", plan=tmp_path / "m.plan", profile=make_profile(spec, 8, 640),
+                                  workspace="4G", workspace_bytes=4 << 30, opt_level=3,
+                                  timing_cache=tmp_path / "t.cache")
+    cmd = engine_trtexec.trtexec_command("trtexec", request, "10.13.3", tmp_path / "m.plan.tmp", tmp_path / "t.tmp")
+    assert "--stronglyTyped" in cmd
+    monkeypatch.setattr(engine_trtexec, "FORBIDDEN_FLAGS", (*engine_trtexec.FORBIDDEN_FLAGS, "--stronglyTyped"))
+    with pytest.raises(RuntimeError, match="--stronglyTyped"):
+        engine_trtexec.trtexec_command("trtexec", request, "10.13.3", tmp_path / "m.plan.tmp", tmp_path / "t.tmp")

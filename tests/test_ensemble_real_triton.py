@@ -42,7 +42,7 @@ DOUBLES = ROOT / "tests" / "doubles" / "triton_python_standins"
 
 # ---- fixtures: step configs as the pipeline writes them --------------------------------------------
 def end2end_specs(imgsz: int = IMGSZ, topk: int = TOPK) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """I/O of an end2end (EfficientNMS) engine as export/write_config.py reads it (spec §4.4)."""
+    """I/O of an end2end (EfficientNMS) engine as export/write_config.py reads it from the ONNX."""
     inputs = [TensorSpec("images", "float32", (-1, 3, imgsz, imgsz))]
     outputs = [TensorSpec("num_dets", "int32", (-1, 1)), TensorSpec("det_boxes", "float32", (-1, topk, 4)),
                TensorSpec("det_scores", "float32", (-1, topk)), TensorSpec("det_classes", "int32", (-1, topk))]
@@ -265,7 +265,7 @@ def _infer(ctx, protocol: str, payloads: list[bytes]):
 
 
 def _jpeg(name: str) -> bytes:
-    from yolo_triton.letterbox_check import ultralytics_assets
+    from letterbox_check import ultralytics_assets  # scripts/letterbox_check.py
 
     return (ultralytics_assets() / name).read_bytes()
 

@@ -192,3 +192,23 @@ def test_make_validate_covers_nms_free_checkpoints(nms_free_tree, mode, tmp_path
     formats = {r["name"]: r for r in json.loads(report.read_text())["formats"]}
     assert formats["onnx"]["status"] == formats["end2end"]["status"] == "passed"
     assert formats["end2end"]["detections"]["matched"] == formats["end2end"]["detections"]["reference"] > 0
+
+
+def test_validate_refuses_an_nms_free_output0_as_track_a(nms_free_tree, tmp_path):
+    """An NMS-free export [B, max_det, 6] in the Track A slot is named as such: output0 must be [B, 4+nc, A]."""
+    import shutil
+
+    import validate as validate_cli  # scripts/validate.py
+
+    arch, name, trees = nms_free_tree
+    tree = Tree(tmp_path / "t")
+    shutil.copytree(trees["free"].root, tree.root, symlinks=True)
+    shutil.copyfile(tree.root / "build" / "one2one" / f"{name}.onnx", tree.models / name / "1" / "model.onnx")
+    report = tmp_path / "report.json"
+    assert validate_cli.main(["--model", name, "--models-dir", str(tree.models), "--weights-dir", str(tree.weights),
+                              "--json", str(report)]) == 1
+    import json
+
+    (onnx_result,) = [r for r in json.loads(report.read_text())["formats"] if r["name"] == "onnx"]
+    assert onnx_result["status"] == "failed"
+    assert any(f"is not [B, 4+nc = 84, anchors]" in note for note in onnx_result["notes"]), onnx_result["notes"]

@@ -11,6 +11,7 @@ import torch
 
 from conftest import SCRATCH_NAME, TEST_IMGSZ
 from yolo_triton import triton_config as tc
+from yolo_triton.engine import make_profile
 from yolo_triton.nms_graph import pre_nms_model
 from yolo_triton.onnx_io import class_names, onnx_io, onnx_metadata
 from yolo_triton.settings import defaults
@@ -160,7 +161,9 @@ def test_configs_parse_back_through_triton_schema(fp32_tree, scratch_weights):
         for declared, actual in ((config.input, inputs), (config.output, outputs)):
             assert [(t.name, tc.numpy_dtype(t.data_type), tuple(t.dims)) for t in declared] == [
                 (s.name, s.dtype, s.shape[1:]) for s in actual]
-        assert list(config.dynamic_batching.preferred_batch_size) == tc.preferred_batch_sizes(config.max_batch_size)
+        # Triton batches to the sizes the engines are tuned for: the profile's opt and max batch
+        profile = make_profile(inputs[0], config.max_batch_size, TEST_IMGSZ)
+        assert list(config.dynamic_batching.preferred_batch_size) == [profile.opt[0], profile.max[0]] == [16, 32]
         assert config.dynamic_batching.max_queue_delay_microseconds == int(defaults()["QUEUE_DELAY_US"])
         assert [(g.count, g.kind) for g in config.instance_group] == [(1, tc.mc.ModelInstanceGroup.KIND_GPU)]
         labels = (fp32_tree.models / model_dir / "labels.txt").read_text().splitlines()

@@ -222,6 +222,188 @@ def test_efficient_mode_relation_to_ultralytics(varied_output):
         assert (np.diff(e.scores) <= 0).all()  # descending across classes
 
 
+# ---------------------------------------------------------------------------------------- old == new
+# The NMS paths read only the candidate anchors' rows and resolve greedy NMS vectorised. These references
+# are the semantics as they were before that (commit c30aa82), written literally: every candidate pair,
+# one global stable sort, the per-kept-box reference loop ``greedy_nms`` (agnostic over every label, no
+# shortcut), the per-axis mapping back. The fast paths must give bit-identical arrays.
+def reference_efficient_nms(boxes, scores, conf, iou, topk, agnostic=False, box_coding=1, candidate_cap=5000,
+                            strict=False):
+    batch, _, nc = scores.shape
+    out = (np.zeros((batch, 1), np.int32), np.zeros((batch, topk, 4), np.float32),
+           np.zeros((batch, topk), np.float32), np.zeros((batch, topk), np.int32))
+    c32 = np.float32(conf)
+    for b in range(batch):
+        s = scores[b]
+        best = s.max(axis=1)  # an anchor with a NaN score never is a candidate
+        anchors = np.flatnonzero(best > c32 if strict else best >= c32)
+        sub = s[anchors]
+        ai, ci = np.nonzero(sub > c32 if strict else sub >= c32)  # anchor-major
+        cand_scores = sub[ai, ci]
+        order = np.argsort(-cand_scores, kind="stable")[:candidate_cap]
+        anchor_idx, cls, cand_scores = anchors[ai[order]], ci[order], cand_scores[order]
+        cand = boxes[b, anchor_idx].astype(np.float32)
+        if box_coding == 1:
+            cand = pp.xywh_to_xyxy(cand)
+        iou_boxes = np.concatenate([np.minimum(cand[:, :2], cand[:, 2:]), np.maximum(cand[:, :2], cand[:, 2:])], 1)
+        keep = pp.greedy_nms(iou_boxes, None if agnostic else cls, iou, topk, strict)
+        n = len(keep)
+        out[0][b, 0] = n
+        out[1][b, :n], out[2][b, :n], out[3][b, :n] = cand[keep], cand_scores[keep], cls[keep]
+    return out
+
+
+def reference_ultralytics_nms(boxes, scores, conf, iou, max_det, agnostic=False, box_coding=0):
+    results = []
+    for b in range(scores.shape[0]):
+        s = scores[b]
+        best = s.max(axis=1)
+        anchors = np.flatnonzero(best > np.float32(conf))
+        cls = s[anchors].argmax(axis=1) if anchors.size else np.zeros(0, np.int64)
+        score = best[anchors]
+        order = np.argsort(-score, kind="stable")[:30000]
+        anchors, cls, score = anchors[order], cls[order], score[order]
+        box = boxes[b, anchors].astype(np.float32)
+        if box_coding == 1:
+            box = pp.xywh_to_xyxy(box)
+        shifted = box if agnostic else box + (cls.astype(np.float32) * np.float32(7680))[:, None]
+        keep = pp.greedy_nms(shifted, None if agnostic else cls, iou, max_det, strict=True)
+        results.append(np.concatenate([box[keep], score[keep, None], cls[keep, None].astype(np.float32)], axis=1))
+    return results
+
+
+def reference_map(det_boxes, info):
+    boxes = np.asarray(det_boxes, dtype=np.float32).copy()
+    boxes[..., [0, 2]] = (boxes[..., [0, 2]] - info.pad_x) / np.float32(info.gain_x)
+    boxes[..., [1, 3]] = (boxes[..., [1, 3]] - info.pad_y) / np.float32(info.gain_y)
+    boxes[..., [0, 2]] = boxes[..., [0, 2]].clip(0, info.orig_w)
+    boxes[..., [1, 3]] = boxes[..., [1, 3]].clip(0, info.orig_h)
+    return boxes
+
+
+def reference_track_a(output0, infos, conf, iou, topk, mode, agnostic):
+    boxes, scores = output0[:, :4, :].transpose(0, 2, 1), output0[:, 4:, :].transpose(0, 2, 1)
+    if mode == "ultralytics":
+        rows = reference_ultralytics_nms(boxes, scores, conf, iou, topk, agnostic, box_coding=1)
+        return [(reference_map(r[:, :4], info), r[:, 4].copy(), r[:, 5].astype(np.int32))
+                for r, info in zip(rows, infos)]
+    num, det_boxes, det_scores, det_classes = reference_efficient_nms(boxes, scores, conf, iou, topk, agnostic,
+                                                                       strict=mode == "onnx")
+    return [(reference_map(det_boxes[b, :n], info), det_scores[b, :n], det_classes[b, :n])
+            for b, (n, info) in enumerate(zip(num[:, 0], infos))]
+
+
+def assert_identical(got, expected, where=""):
+    """Same dtype, shape and values (NaN == NaN), recursively over tuples / lists / Detections."""
+    if isinstance(got, pp.Detections):
+        got = (got.boxes, got.scores, got.classes)
+    if isinstance(got, (list, tuple)):
+        assert len(got) == len(expected), where
+        for g, e in zip(got, expected):
+            assert_identical(g, e, where)
+        return
+    assert got.dtype == expected.dtype and got.shape == expected.shape, (where, got.dtype, got.shape, expected.shape)
+    assert np.array_equal(got, expected, equal_nan=True), (where, got, expected)
+
+
+def all_paths(output0, infos, conf, iou, topk, agnostic, cap=5000):
+    """Every public NMS path on ``output0`` -> (name, new result, reference result)."""
+    boxes, scores = output0[:, :4, :].transpose(0, 2, 1), output0[:, 4:, :].transpose(0, 2, 1)
+    corners, _ = pp.decode_yolo_output(output0)
+    for mode in pp.MODES:
+        yield (mode, pp.postprocess_track_a(output0, infos, conf, iou, topk, mode, agnostic),
+               reference_track_a(output0, infos, conf, iou, topk, mode, agnostic))
+    for strict in (False, True):
+        yield (f"efficient_nms strict={strict}",
+               pp.efficient_nms(boxes, scores, conf, iou, topk, agnostic, 1, cap, strict),
+               reference_efficient_nms(boxes, scores, conf, iou, topk, agnostic, 1, cap, strict))
+        yield (f"efficient_nms corners strict={strict}",  # contiguous [B, A, nc] scores, corner boxes
+               pp.efficient_nms(corners, np.ascontiguousarray(scores), conf, iou, topk, agnostic, 0, cap, strict),
+               reference_efficient_nms(corners, scores, conf, iou, topk, agnostic, 0, cap, strict))
+    yield ("ultralytics_nms", pp.ultralytics_nms(corners, scores, conf, iou, topk, agnostic),
+           reference_ultralytics_nms(corners, scores, conf, iou, topk, agnostic))
+    yield ("ultralytics_nms xywh", pp.ultralytics_nms(boxes, scores, conf, iou, topk, agnostic, box_coding=1),
+           reference_ultralytics_nms(boxes, scores, conf, iou, topk, agnostic, box_coding=1))
+
+
+@pytest.mark.parametrize("agnostic", [False, True])
+@pytest.mark.parametrize("conf,iou,topk", [(0.25, 0.45, 100), (0.25, 0.7, 300), (0.1, 0.45, 300), (0.5, 0.3, 5),
+                                           (0.25, 0.45, 1)])
+def test_fast_paths_equal_reference_on_real_outputs(varied_output, conf, iou, topk, agnostic):
+    """Batch of 2 real yolo11s outputs (bus.jpg and its mirror image): every mode, bit for bit."""
+    infos = [pp.letterbox_params(1080, 810, 640)[0], pp.letterbox_params(1080, 810, 640)[0]]
+    for name, got, expected in all_paths(varied_output, infos, conf, iou, topk, agnostic):
+        assert_identical(got, expected, name)
+    # the grid exercises what it claims: detections in both images, multi-label anchors in efficient mode
+    dets = pp.postprocess_track_a(varied_output, infos, conf, iou, topk, "efficient", agnostic)
+    assert all(len(d) > 0 for d in dets)
+    if not agnostic and topk >= 100:
+        kept = pp.efficient_nms(*(varied_output[:, s, :].transpose(0, 2, 1) for s in (slice(0, 4), slice(4, None))),
+                                conf, iou, topk)
+        n = kept[0][0, 0]
+        boxes = kept[1][0, :n]
+        assert len(np.unique(boxes, axis=0)) < n  # one box, several classes: multi-label candidates survive
+
+
+def test_fast_paths_empty_results(varied_output):
+    infos = [pp.letterbox_params(1080, 810, 640)[0]] * 2
+    for name, got, expected in all_paths(varied_output, infos, 0.999, 0.45, 100, False):
+        assert_identical(got, expected, name)
+    for dets in pp.postprocess_track_a(varied_output, infos, 0.999, 0.45, 100, "efficient"):
+        assert len(dets) == 0 and dets.boxes.shape == (0, 4) and dets.boxes.dtype == np.float32
+        assert dets.scores.dtype == np.float32 and dets.classes.dtype == np.int32
+
+
+def synthetic_output(rng, trial):
+    """Random ``output0 [B, 4+nc, A]`` with the awkward cases: score ties and scores equal to CONF
+    (quantised), IoU ties (integer boxes), zero-area boxes, NaN scores, float16, one class."""
+    batch, anchors, nc = int(rng.integers(1, 4)), int(rng.integers(1, 400)), int(rng.integers(1, 7))
+    xy, wh = rng.uniform(0, 100, (batch, 2, anchors)), rng.uniform(0, 40, (batch, 2, anchors))
+    if trial % 7 == 0:
+        wh[..., ::5] = 0
+    if trial % 3 == 0:
+        xy, wh = np.round(xy), np.round(wh)
+    scores = rng.uniform(0, 1, (batch, nc, anchors)) ** 3
+    if trial % 5 == 0:
+        scores = np.round(scores * 8) / 8
+    if trial % 13 == 0:
+        scores[0, 0, ::7] = np.nan
+    out = np.concatenate([xy, wh, scores], 1).astype(np.float32)
+    return out.astype(np.float16) if trial % 17 == 0 else out
+
+
+def test_fast_paths_equal_reference_on_awkward_synthetic_outputs():
+    rng = np.random.default_rng(0)
+    for trial in range(170):
+        output0 = synthetic_output(rng, trial)
+        infos = [pp.letterbox_params(480, 640, 128)[0]] * output0.shape[0]
+        conf = float(rng.choice([0.25, 0.125, 0.5, 0.01]))
+        iou = float(rng.choice([0.45, 0.5, 0.3, 0.7, 0.0]))
+        topk = int(rng.choice([1, 5, 100, 1000]))
+        cap = int(rng.choice([5000, 10]))
+        for agnostic in (False, True):
+            for name, got, expected in all_paths(output0, infos, conf, iou, topk, agnostic, cap):
+                assert_identical(got, expected, (trial, name))
+
+
+def test_nms_waves_and_pair_fallbacks_equal_reference_loop(monkeypatch):
+    """Small WAVE and MAX_PAIRS force several dense waves and the class-aware waves fallback; a limit below
+    the candidate count forces the growing prefix."""
+    monkeypatch.setattr(pp, "WAVE", 8)
+    monkeypatch.setattr(pp, "MAX_PAIRS", 50)
+    rng = np.random.default_rng(5)
+    for trial in range(150):
+        n = int(rng.integers(0, 500))
+        xy = np.round(rng.uniform(0, 200, (n, 2))).astype(np.float32)
+        boxes = np.concatenate([xy, xy + np.round(rng.uniform(0, 50, (n, 2))).astype(np.float32)], 1)
+        classes = rng.integers(0, int(rng.integers(1, 4)), n)
+        iou, strict = float(rng.choice([0.3, 0.5, 0.7])), bool(trial % 2)
+        for cls in (classes, None):
+            expected = pp.greedy_nms(boxes, cls, iou, 10**6, strict)
+            for limit in (10**6, 3, 60):
+                assert np.array_equal(pp.fast_greedy_nms(boxes, cls, iou, limit, strict), expected[:limit])
+
+
 # ---------------------------------------------------------------------------------------- mapping back
 def test_map_boxes_to_original_equals_scale_boxes():
     import torch

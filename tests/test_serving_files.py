@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import skip_unless_ci
+from yolo_triton import settings
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,11 +154,24 @@ def test_shared_memory_and_ulimits_as_nvidia_recommends(config):
 def test_export_service_mounts_the_seed_layout_under_app(config):
     service = config["services"]["yolo-api"]
     mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in service["volumes"]}
-    for name in ("export", "pytorch_models", "models", "trt_cache", "scripts", "dali", "Makefile"):
+    for name in ("export", "scripts", "dali", "Makefile"):
         assert mounts[f"/app/{name}"] == str(ROOT / name)
-    assert mounts["/app/.build"] == "yolo-build-stamps"  # Make's stamps survive re-creation
-    assert "yolo-build-stamps" in config["volumes"]
     assert service["working_dir"] == "/app"
+
+
+def test_the_container_and_the_host_share_every_make_directory(config):
+    """Each directory default of defaults.mk (models, weights, timing caches, parameter stamps) is the host's
+    own directory inside yolo-api: `make` on the host and in the container see one tree and one set of
+    stamps, so switching between them never rebuilds what is up to date. Each exists in a clone, so Docker
+    does not create it (as root) on first use."""
+    service = config["services"]["yolo-api"]
+    mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in service["volumes"]}
+    directories = [settings.defaults()[key] for key in ("MODELS_DIR", "WEIGHTS_DIR", "CACHE_DIR", "BUILD_DIR")]
+    assert {f"/app/{d}": mounts.get(f"/app/{d}") for d in directories} == {f"/app/{d}": str(ROOT / d) for d in directories}
+    tracked = subprocess.run(["git", "-C", str(ROOT), "ls-files", *directories], capture_output=True, text=True,
+                             check=True).stdout.split()
+    assert sorted({Path(t).parts[0] for t in tracked}) == sorted(directories)
+    assert not config.get("volumes")  # no named volume holds build state apart from the host
 
 
 def test_export_service_runs_as_the_host_user(config):

@@ -98,3 +98,44 @@ def test_strongly_typed_flag_is_a_documented_no_op_in_11(bindings):
 def test_the_python_path_avoids_removed_names():
     assert not set(TRT_API) & set(REMOVED_IN_11)
     assert not {"BuilderFlag", "set_flag", "Int8", "calibrator"} & set(TRT_API)
+
+
+# ---- multi-GPU / mixed-fleet names: in both majors' bindings and in the spec sheet's trtexec facts ----
+FLEET_API = ("HardwareCompatibilityLevel", "AMPERE_PLUS", "hardware_compatibility_level", "combine", "ITimingCache")
+SPEC = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "trt-triton-spec.md"
+# trtexec flags the spec sheet does not list, each with where it was read (both majors)
+TRTEXEC_FLAGS_OUTSIDE_SPEC = {
+    "--device": "NVIDIA/TensorRT samples/common/sampleOptions.cpp SystemOptions::parse "
+                "(getAndDelOption \"--device\"), release/10.13 and release/11.1",
+}
+
+
+def test_fleet_names_exist_in_both_majors(bindings):
+    version, strings, python = bindings
+    missing = [name for name in FLEET_API if not _has(name, strings, python)]
+    assert not missing, f"TensorRT {version} bindings lack {missing}"
+    assert set(FLEET_API) - {"ITimingCache"} <= set(TRT_API)  # declared where the code uses them
+    # ITimingCache::combine(ITimingCache const&, bool) is compiled into both modules
+    assert any("ITimingCache7combine" in s for s in strings)
+
+
+def test_every_trtexec_flag_we_emit_is_a_known_trtexec_flag(tmp_path):
+    from yolo_triton.engine import BuildRequest, Profile
+    from yolo_triton.engine_trtexec import trtexec_command
+
+    if not SPEC.is_file():
+        pytest.skip(f"{SPEC} (the shared spec sheet) is not on this machine")
+    text = SPEC.read_text()
+    section = text[text.index("## 2. trtexec flags"):text.index("## 3.")]
+    assert "`--hardwareCompatibilityLevel=none|ampere+|sameComputeCapability`" in section
+    assert "trt.HardwareCompatibilityLevel.AMPERE_PLUS" in text  # the Python API fact (§3)
+    profile = Profile("images", (1, 3, 64, 64), (2, 3, 64, 64), (4, 3, 64, 64))
+    request = BuildRequest(tmp_path / "m.onnx", tmp_path / "m.plan", profile, "4G", 4 << 30, 3,
+                           tmp_path / "t.cache", verbose=True, gpu_index=2, hw_compat="ampere+")
+    for version in WHEELS:
+        cmd = trtexec_command("trtexec", request, version, tmp_path / "p.tmp", tmp_path / "c.tmp")
+        assert "--device=2" in cmd and "--hardwareCompatibilityLevel=ampere+" in cmd
+        for flag in {arg.split("=", 1)[0] for arg in cmd[1:]}:
+            known = re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", section)
+            assert known or flag in TRTEXEC_FLAGS_OUTSIDE_SPEC, f"{flag} is no known trtexec flag"
+        assert not re.search(r"(?<![\w-])--device(?![\w-])", section)  # else drop it from the list above

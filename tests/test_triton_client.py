@@ -2,6 +2,8 @@
 The client against the real server and the real ONNX Runtime backend: tests/test_served_repository.py."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from yolo_triton import client as tc

@@ -1,10 +1,12 @@
-"""The seed's scripts: download (allow-list, checksum, offline message), clean-up for re-export,
-export_models.py (drives Make, summary table), export_small_only.sh."""
+"""The seed's scripts: clean-up for re-export, export_models.py (drives Make, summary table),
+export_small_only.sh. The download script has its own module, tests/test_download.py."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,41 +15,6 @@ from conftest import REPO, SCRATCH_NAME, Tree
 
 def bash(script: str, *args: str, env=None) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(REPO / "export" / script), *args], capture_output=True, text=True, env=env)
-
-
-def test_download_refuses_names_outside_the_allow_list(tmp_path):
-    result = bash("download_pytorch_models.sh", "--dir", str(tmp_path), "yolo99x")
-    assert result.returncode == 2 and "not an allowed name" in result.stderr
-    assert not any(tmp_path.iterdir())
-
-
-def test_download_offline_fails_with_url_and_both_ways_forward(tmp_path):
-    # An unreachable mirror stands in for "offline" so the test never depends on the network.
-    script = (REPO / "export/download_pytorch_models.sh").read_text().replace(
-        "https://github.com/ultralytics/assets/releases/download/v8.3.0", "http://127.0.0.1:9/assets")
-    offline = tmp_path / "download_offline.sh"
-    offline.write_text(script)
-    result = subprocess.run(["bash", str(offline), "--dir", str(tmp_path / "w"), "yolo11n"], capture_output=True, text=True)
-    assert result.returncode == 1
-    (message,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert "http://127.0.0.1:9/assets/yolo11n.pt" in message
-    assert "copy your own checkpoint" in message and "make scratch" in message
-    assert not list((tmp_path / "w").iterdir())  # no temp file left behind
-
-
-def test_download_skips_a_file_whose_checksum_matches(tmp_path):
-    """With the pinned hash swapped for the hash of a local file, the script must not download."""
-    weights = tmp_path / "w"
-    weights.mkdir()
-    (weights / "yolo11n.pt").write_bytes(b"stand-in bytes")
-    digest = subprocess.run(["sha256sum", str(weights / "yolo11n.pt")], capture_output=True, text=True).stdout.split()[0]
-    script = (REPO / "export/download_pytorch_models.sh").read_text()
-    script = script.replace("0ebbc80d4a7680d14987a577cd21342b65ecfd94632bd9a8da63ae6417644ee1", digest)
-    script = script.replace("https://github.com", "http://127.0.0.1:9")
-    patched = tmp_path / "download_patched.sh"
-    patched.write_text(script)
-    result = subprocess.run(["bash", str(patched), "--dir", str(weights), "yolo11n"], capture_output=True, text=True)
-    assert result.returncode == 0 and "present, checksum ok" in result.stdout
 
 
 def test_cleanup_backs_up_configs_and_removes_only_artefacts(fp32_tree, tmp_path):
@@ -99,11 +66,35 @@ def test_export_models_drives_make_and_summarises(fp32_tree, tmp_path):
     assert "small    onnx         FAILED" in result.stdout
 
 
-def test_export_small_only_names_the_track_d_next_steps():
-    text = (REPO / "export/export_small_only.sh").read_text()
-    assert "--models small --formats trt trt_end2end" in text
-    assert "python /app/dali/create_dali_letterbox_pipeline.py" in text
-    assert "python /app/dali/create_ensembles.py --models small" in text
+def test_export_small_only_builds_the_plans_and_its_next_steps_work(scratch_weights, tmp_path):
+    """The script builds yolov11_small's two plans through Make (TensorRT is a TEST DOUBLE here: the fake
+    trtexec and nvidia-smi of tests/doubles), then the Track D commands it prints run as printed (with /app
+    the repository, and this test's image size and model folder)."""
+    doubles = REPO / "tests" / "doubles"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool, script in (("trtexec", "fake_trtexec.py"), ("nvidia-smi", "fake_nvidia_smi.py")):
+        (bin_dir / tool).write_text(f'#!/bin/sh\nexec "{sys.executable}" "{doubles / script}" "$@"\n')
+        (bin_dir / tool).chmod(0o755)
+    weights, models = tmp_path / "w", tmp_path / "models"
+    weights.mkdir()
+    (weights / scratch_weights.name).symlink_to(scratch_weights)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_GPU_NAME": "NVIDIA H100 80GB HBM3"}
+    settings = ["--models-dir", str(models), f"WEIGHTS_DIR={weights}", f"WEIGHTS_small={scratch_weights.stem}",
+                f"BUILD_DIR={tmp_path / 'b'}", f"CACHE_DIR={tmp_path / 'c'}", "PRECISION=fp32", "IMGSZ=320",
+                f"PYTHON={sys.executable}"]
+    result = bash("export_small_only.sh", *settings, env=env)
+    assert result.returncode == 0, result.stderr
+    for model_dir in ("yolov11_small_trt", "yolov11_small_trt_end2end"):
+        assert (models / model_dir / "1" / "model.plan").is_file() and (models / model_dir / "config.pbtxt").is_file()
+    next_steps = [line.split() for line in result.stdout.splitlines() if line.strip().startswith("python /app/")]
+    assert [Path(step[1]).name for step in next_steps] == ["create_dali_letterbox_pipeline.py", "create_ensembles.py"]
+    for step in next_steps:
+        script = REPO / Path(step[1]).relative_to("/app")
+        run = subprocess.run([sys.executable, str(script), *step[2:], "--imgsz", "320", "--model-dir", str(models)],
+                             capture_output=True, text=True, env=env)
+        assert run.returncode == 0, run.stderr
+    assert (models / "yolov11_small_ensemble" / "config.pbtxt").is_file()
 
 
 def test_export_models_builds_then_skips(scratch_weights, tmp_path):

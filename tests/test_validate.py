@@ -15,7 +15,7 @@ from onnx import numpy_helper
 import validate as validate_cli  # scripts/validate.py, the command line
 from yolo_triton import postprocess as pp
 from yolo_triton import validate
-from yolo_triton.settings import defaults
+from yolo_triton.settings import END2END_OUTPUTS, defaults
 
 
 def dets(boxes, scores, classes) -> pp.Detections:
@@ -152,9 +152,11 @@ def test_validate_fails_on_a_corrupted_artefact(fp32_tree, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_plan_checks_with_a_tensorrt_double(fp32_tree, tmp_path, monkeypatch):
-    """The plan branch (no GPU here): ``run_trt`` is replaced by a double that runs the ONNX the plan was
-    built from in onnxruntime (end2end: pre-NMS graph + the NumPy EfficientNMS model)."""
+@pytest.mark.parametrize("defect", [None, "class_ids", "boxes"])
+def test_plan_checks_with_a_tensorrt_double(fp32_tree, tmp_path, monkeypatch, defect):
+    """The plan branch (no GPU here) with a TensorRT DOUBLE standing in for ``run_trt``: the plan's ONNX in
+    onnxruntime, with a little noise (must pass), or with a defect a broken plan could have: class ids
+    shifted by one, or boxes moved by 20 px (must fail, in both tracks)."""
     tree = Tree(tmp_path / "plans")
     shutil.copytree(fp32_tree.models, tree.models, symlinks=True)
     tree.weights.symlink_to(fp32_tree.weights)
@@ -162,30 +164,57 @@ def test_plan_checks_with_a_tensorrt_double(fp32_tree, tmp_path, monkeypatch):
         plan = tree.models / f"{SCRATCH_NAME}{suffix}" / "1" / "model.plan"
         plan.parent.mkdir(parents=True)
         plan.write_bytes(b"double")
+    noise = np.random.default_rng(0)
 
-    def run_trt_double_via_onnxruntime(plan: Path, batch: np.ndarray, max_batch: int) -> dict:
+    def run_trt_double(plan: Path, batch: np.ndarray, max_batch: int) -> dict:
         end2end = plan.parent.parent.name.endswith("_end2end")
         source = tree.artefact(f"{SCRATCH_NAME}_end2end" if end2end else SCRATCH_NAME)
         model = onnx.load(str(source))
         if not end2end:
-            return {"output0": validate.run_ort(validate.ort_session(model), batch)[0]}
+            output0 = validate.run_ort(validate.ort_session(model), batch)[0]
+            output0 = output0 + noise.uniform(-2e-5, 2e-5, output0.shape).astype(np.float32)
+            if defect == "class_ids":
+                output0[:, 4:] = np.roll(output0[:, 4:], 1, axis=1)
+            elif defect == "boxes":
+                output0[:, :2] += 20.0
+            return {"output0": output0}
         params = validate.end2end_nms_params(model, {})
         boxes, scores = validate.run_ort(validate.ort_session(validate.pre_nms(model)), batch)
-        outputs = pp.efficient_nms(boxes, scores, params["conf"], params["iou"], params["topk"], params["agnostic"])
-        return dict(zip(("num_dets", "det_boxes", "det_scores", "det_classes"), outputs))
+        num, det_boxes, det_scores, det_classes = pp.efficient_nms(boxes, scores, params["conf"], params["iou"],
+                                                                   params["topk"], params["agnostic"])
+        if defect == "class_ids":
+            det_classes = np.where(det_classes >= 0, (det_classes + 1) % scores.shape[2], det_classes)
+        elif defect == "boxes":
+            det_boxes = det_boxes + 20.0
+        return dict(zip(END2END_OUTPUTS, (num, det_boxes, det_scores, det_classes)))
 
     monkeypatch.setattr(validate, "trt_available", lambda: None)
-    monkeypatch.setattr(validate, "run_trt", run_trt_double_via_onnxruntime)
+    monkeypatch.setattr(validate, "run_trt", run_trt_double)
     code, report = run_validate(tree, tmp_path)
     by_name = formats(report)
-    assert code == 0, by_name
-    assert by_name["trt"]["status"] == by_name["trt_end2end"]["status"] == "passed"
-    assert by_name["trt_end2end"]["detections"]["matched"] > 10
+    if defect is None:
+        assert code == 0, by_name
+        assert by_name["trt"]["status"] == by_name["trt_end2end"]["status"] == "passed"
+        assert by_name["trt_end2end"]["detections"]["matched"] > 10
+    else:
+        assert code == 1
+        assert by_name["trt"]["status"] == by_name["trt_end2end"]["status"] == "failed", by_name
+        assert by_name["onnx"]["status"] == by_name["end2end"]["status"] == "passed"  # only the plans are bad
 
 
 def test_plans_are_skipped_with_a_note_without_tensorrt_or_gpu():
     why_not = validate.trt_available()
     try:
         import tensorrt  # noqa: F401
-    except Exception:
-        assert why_not and "tensorrt does not import" in why_not
+    except ModuleNotFoundError:
+        assert why_not == "tensorrt is not installed"
+    except Exception as err:
+        assert why_not and "installed but does not import" in why_not and type(err).__name__ in why_not
+
+
+def test_output0_must_be_exactly_4_plus_nc():
+    validate.check_output0_shape((2, 84, 8400), 80, "m")
+    validate.check_output0_shape((2, 6, 2100), 2, "m")
+    for shape, nc in (((1, 300, 6), 80), ((1, 300, 6), 2), ((1, 85, 8400), 80), ((84, 8400), 80)):
+        with pytest.raises(validate.StepError, match=r"is not \[B, 4\+nc"):
+            validate.check_output0_shape(shape, nc, "m")

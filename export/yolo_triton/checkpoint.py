@@ -41,7 +41,8 @@ def load_yolo(path: str | Path, shown_as: str | Path | None = None):
     if not path.is_file():
         raise StepError(
             f"checkpoint not found: {path} (run 'make download' for the yolo11 sizes, put your own .pt there, "
-            "or 'make scratch MODEL=yolo11n' for an untrained test checkpoint)"
+            "or 'make scratch MODEL=yolo11n' for an untrained test checkpoint, which is written and served under "
+            "its own name: yolo11n_untrained.pt -> models/yolo11n_untrained/...)"
         )
     from ultralytics import YOLO
 
@@ -79,8 +80,3 @@ def inspect(yolo, path: str | Path) -> CheckpointInfo:
         stride=int(max(model.stride)),
         has_one2one_head=getattr(head, "one2one_cv2", None) is not None,
     )
-
-
-def check_imgsz(imgsz: int, stride: int) -> None:
-    if imgsz <= 0 or imgsz % stride:
-        raise StepError(f"IMGSZ={imgsz} is not a positive multiple of the model stride {stride} (try {max(stride, imgsz - imgsz % stride)})")

@@ -1,4 +1,8 @@
-"""The shared ``main`` wrapper of every step script: logging set-up and one-line failures."""
+"""The shared ``main`` wrapper of every step script: logging set-up and one-line failures.
+
+A :class:`~yolo_triton.errors.StepError` is the user's to fix: one line on stderr (with the traceback
+only under ``-v``), exit 1. Anything else is a bug in this code: the full traceback, exit 1.
+"""
 from __future__ import annotations
 
 import logging
@@ -10,7 +14,7 @@ from yolo_triton.errors import StepError
 
 
 def run_step(name: str, body: Callable[[], None], verbose: bool) -> int:
-    """Run ``body``; a StepError or a refused value becomes one line on stderr and exit 1."""
+    """Run ``body``; a StepError becomes one line on stderr and exit 1, any other exception a traceback."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=f"[{name}] %(message)s",
                         stream=sys.stderr)
     log = logging.getLogger(name)
@@ -22,10 +26,13 @@ def run_step(name: str, body: Callable[[], None], verbose: bool) -> int:
     signal.signal(signal.SIGTERM, _terminated)
     try:
         body()
-    except (StepError, ValueError) as err:
-        log.error("error: %s", err)
+    except StepError as err:
+        log.error("error: %s", err, exc_info=verbose)
         return 1
     except KeyboardInterrupt:
         log.error("interrupted; nothing was written in place")
         return 130
+    except Exception as err:  # noqa: BLE001 - a bug: keep the whole story
+        log.error("internal error (a bug, not your input): %s: %s", type(err).__name__, err, exc_info=True)
+        return 1
     return 0

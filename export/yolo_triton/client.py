@@ -61,6 +61,7 @@ class ServedModel:
     max_batch: int  # 0 = the model takes no batch dimension
     outputs: tuple[str, ...]
     steps: tuple[str, ...] = field(default=())  # composing models of an ensemble
+    version: str = ""  # the model version requests go to ("" = the server's choice: the newest it serves)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -91,9 +92,10 @@ def _protocol_module(client):
     return module
 
 
-def get_config(client, model: str) -> mc.ModelConfig:
+def get_config(client, model: str, model_version: str = "") -> mc.ModelConfig:
     """The model's configuration as Triton's ModelConfig message, over HTTP or gRPC."""
-    response = client.get_model_config(model)
+    # (the version only when one is asked for: clients and test doubles without the argument keep working)
+    response = client.get_model_config(model, str(model_version)) if model_version else client.get_model_config(model)
     if isinstance(response, dict):  # HTTP: the config as JSON
         return json_format.ParseDict(response, mc.ModelConfig(), ignore_unknown_fields=True)
     return response.config  # gRPC: ModelConfigResponse
@@ -111,13 +113,15 @@ def _image_size(dims: Sequence[int], max_batch: int) -> int | None:
     return None
 
 
-def describe_model(client, model: str, imgsz: int | None = None) -> ServedModel:
+def describe_model(client, model: str, imgsz: int | None = None, model_version: str | int = "") -> ServedModel:
     """Read ``model``'s config from the server and decide which track it is.
 
     ``imgsz`` is only used for a model that takes encoded images and whose steps do not reveal the
-    detector's input size (an ensemble's steps do).
+    detector's input size (an ensemble's steps do). ``model_version`` (e.g. ``2``) sends every request
+    to that version folder (A/B); empty: the newest version the server serves.
     """
-    config = get_config(client, model)
+    model_version = str(model_version or "")
+    config = get_config(client, model, model_version)
     if len(config.input) != 1:
         raise ClientError(f"model '{model}' has {len(config.input)} inputs; a YOLO detector has one")
     (tensor,) = config.input
@@ -143,7 +147,8 @@ def describe_model(client, model: str, imgsz: int | None = None) -> ServedModel:
                               f"(Tracks A/B) nor {list(END2END_OUTPUTS)} (end2end)")
     else:
         raise ClientError(f"input '{tensor.name}' of '{model}' is {dtype}; expected FP32 images or UINT8 bytes")
-    return ServedModel(model, kind, tensor.name, dtype, imgsz, int(config.max_batch_size), outputs, steps)
+    return ServedModel(model, kind, tensor.name, dtype, imgsz, int(config.max_batch_size), outputs, steps,
+                       model_version)
 
 
 def _ensemble_image_size(client, steps: Sequence[str]) -> int | None:
@@ -209,8 +214,9 @@ def _request(client, served: ServedModel, batch: np.ndarray, output_names: Seque
     infer_input = module.InferInput(served.input_name, list(data.shape), served.input_dtype)
     infer_input.set_data_from_numpy(data)
     outputs = [module.InferRequestedOutput(name) for name in output_names]
+    version = {"model_version": served.version} if served.version else {}
     stamps, start = _ROUND_TRIPS.get(), time.perf_counter()
-    result = client.infer(served.name, [infer_input], outputs=outputs)
+    result = client.infer(served.name, [infer_input], outputs=outputs, **version)
     if stamps is not None:
         stamps.append((start, time.perf_counter()))
     arrays = {name: result.as_numpy(name) for name in output_names}
@@ -234,14 +240,16 @@ def infer(
     mode: str | None = None,
     agnostic: bool | None = None,
     encoded: Sequence[bytes] | None = None,
+    model_version: str | int = "",
 ) -> list[pp.Detections]:
     """Detections per image (original-image pixels) for BGR ``images`` from any track's ``model``.
 
     ``conf``/``iou``/``topk``/``mode``/``agnostic`` default to export/defaults.mk and only act on Track
     A/B models (end2end models apply the values they were built with). ``encoded`` gives the files'
     bytes for models that take encoded images (read from disk by the CLI; re-encoded as PNG if absent).
+    ``model_version`` picks a version folder when ``model`` is a name (a ServedModel carries its own).
     """
-    served = model if isinstance(model, ServedModel) else describe_model(client, model)
+    served = model if isinstance(model, ServedModel) else describe_model(client, model, model_version=model_version)
     if not images:
         return []
     settings = defaults()
@@ -357,6 +365,28 @@ def write_png(path: Path, image: np.ndarray) -> None:
     with atomic_path(path, suffix=".png") as tmp:
         if not cv2.imwrite(str(tmp), image):
             raise ClientError(f"cannot write {path}")
+
+
+def _first_line(text: str) -> str:
+    text = str(text).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def explain_failure(err: BaseException, url: str, model: str) -> str | None:
+    """One line saying what failed: the connection (is the server up?) or the server's own answer (an
+    unknown model, a refused load, a bad request). None when ``err`` is neither: a bug, to be raised."""
+    from tritonclient.utils import InferenceServerException
+
+    unreachable = (f"cannot reach Triton at {url} ({{}}); is the server up? "
+                   f"curl -s http://{url}/v2/health/ready (HTTP port); docker compose logs triton-api")
+    if isinstance(err, InferenceServerException):
+        text = _first_line(err.message() or str(err))
+        if "UNAVAILABLE" in str(err.status()) or "failed to connect" in text.lower():
+            return unreachable.format(text)
+        return f"Triton at {url} refused the request for model '{model}': {text}"
+    if isinstance(err, OSError):  # ConnectionRefusedError, a timeout, a reset, DNS (socket.gaierror)
+        return unreachable.format(f"{type(err).__name__}: {_first_line(err) or err.errno}")
+    return None
 
 
 def sample_images_dir() -> str:

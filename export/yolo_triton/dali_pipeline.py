@@ -7,7 +7,8 @@ The Triton model's ``1/dali.py`` is this file's source, verbatim, plus a short f
 server builds is the one the tests run. That is why this module imports nothing but DALI.
 
 Arithmetic (ultralytics ``LetterBox(new_shape=(S, S), auto=False, scaleup=True, center=True)``,
-trt-triton-spec §5.1), computed per sample in float64 from the image's own shape:
+https://github.com/ultralytics/ultralytics/blob/main/ultralytics/data/augment.py), computed per sample
+in float64 from the image's own shape:
 
 * ``r = min(S / h, S / w)``; ``new_w, new_h = max(round(w * r), 1), max(round(h * r), 1)`` with
   Python's round-half-to-even (``floor(x + 0.5)`` corrected on exact ties);
@@ -37,7 +38,7 @@ def check_args(imgsz: int, device: str) -> None:
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
     # The letterbox itself works at any size; the detector's stride is checked against its checkpoint at
-    # export (checkpoint.check_imgsz) and the ensemble checks that both steps use the same size.
+    # export (the options rule on imgsz and stride) and the ensemble checks that both steps use the same size.
     if int(imgsz) != imgsz or imgsz <= 0:
         raise ValueError(f"imgsz must be a positive integer, got {imgsz}")
 

@@ -32,7 +32,8 @@ from yolo_triton.settings import opt_batch
 log = logging.getLogger(__name__)
 
 SUPPORTED_TRT_MAJORS = (10, 11)
-DEFAULT_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"  # where Triton images keep it (spec §6.3)
+# Where Triton's own QA scripts find trtexec (triton-inference-server/server, qa/L0_perf_resnet/test.sh)
+DEFAULT_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
 RUN_INSIDE_HINT = "run it inside the yolo-api compose service: docker compose exec yolo-api make ..."
 OOM_HINT = "lower MAX_BATCH (e.g. make MAX_BATCH_nano=64 ...) or WORKSPACE (e.g. make WORKSPACE=2G ...)"
 _OOM_PATTERNS = re.compile(
@@ -70,6 +71,8 @@ class BuildRequest:
     opt_level: int
     timing_cache: Path
     verbose: bool = False
+    gpu_index: int | None = None  # nvidia-smi index to build on (trtexec --device, CUDA_VISIBLE_DEVICES); None: default
+    hw_compat: str = "none"  # "ampere+": a portable plan (TensorRT hardware compatibility level)
 
 
 @dataclass(frozen=True)
@@ -203,14 +206,16 @@ def query_gpu(run=subprocess.run) -> GpuInfo | None:
     return None
 
 
-def timing_cache_path(cache_dir: Path, gpu: GpuInfo, trt_version: str) -> Path:
-    """One cache per GPU model + compute capability + TensorRT version.
+def timing_cache_path(cache_dir: Path, gpu: GpuInfo, trt_version: str, hw_compat: str = "none") -> Path:
+    """One cache per GPU model + compute capability + TensorRT version (+ hardware compatibility level,
+    whose builds choose among fewer tactics), shared by every build on a GPU of that model.
 
-    ``trt_cache/timing_NVIDIA-H100-80GB-HBM3_sm90_trt10.13.3.cache``
+    ``trt_cache/timing_NVIDIA-H100-80GB-HBM3_sm90_trt10.13.3.cache``, ``..._trt10.13.3_ampere-plus.cache``
     """
     name = re.sub(r"[^A-Za-z0-9.]+", "-", gpu.name).strip("-") or "unknown-gpu"
     cap = "sm" + (re.sub(r"[^0-9]", "", gpu.compute_capability) or "-unknown")
-    return Path(cache_dir) / f"timing_{name}_{cap}_trt{short_version(trt_version)}.cache"
+    compat = "" if hw_compat in ("", "none") else "_" + hw_compat.replace("+", "-plus")
+    return Path(cache_dir) / f"timing_{name}_{cap}_trt{short_version(trt_version)}{compat}.cache"
 
 
 def find_trtexec(explicit: str | None, which=shutil.which) -> str | None:
@@ -237,8 +242,15 @@ def sidecar_path(plan_path: Path) -> Path:
 
 
 def sidecar_record(request: BuildRequest, result: BuildResult, gpu: GpuInfo, precision: str,
-                   onnx_sha256: str, plan_bytes: int) -> dict:
+                   onnx_sha256: str, plan_bytes: int, gpu_uuid: str | None = None,
+                   cc_model_filenames: dict[str, str] | None = None) -> dict:
+    """What a plan was built from and on: the GPU (its nvidia-smi index and UUID when known), and for a
+    mixed fleet the capability -> plan file map of the whole set (the config step reads it)."""
     return {
+        "gpu_index": request.gpu_index,
+        "gpu_uuid": gpu_uuid,
+        "hardware_compatibility_level": request.hw_compat,
+        "cc_model_filenames": dict(cc_model_filenames or {}),
         "tensorrt_version": short_version(result.trt_version),
         "gpu_name": gpu.name,
         "compute_capability": gpu.compute_capability,
@@ -270,8 +282,11 @@ def read_sidecar(plan_path: Path) -> dict | None:
         return None
 
 
-def plan_is_stale(plan_path: Path, gpu_name: str, trt_version: str) -> str | None:
-    """Why ``plan_path`` cannot be used with this GPU model and TensorRT version, or None if it can."""
+def plan_is_stale(plan_path: Path, gpu_name: str | list[str], trt_version: str) -> str | None:
+    """Why ``plan_path`` cannot be used with this GPU model (any of ``gpu_name`` when a list: the GPUs of
+    this machine) and TensorRT version, or None if it can. A portable (``ampere+``) plan is not tied to a
+    GPU model."""
+    names = [gpu_name] if isinstance(gpu_name, str) else list(gpu_name)
     plan_path = Path(plan_path)
     if not plan_path.is_file():
         return f"{plan_path} does not exist"
@@ -280,8 +295,11 @@ def plan_is_stale(plan_path: Path, gpu_name: str, trt_version: str) -> str | Non
         return f"{sidecar_path(plan_path)} is missing or unreadable (unknown GPU and TensorRT version)"
     if record.get("plan_bytes") not in (None, plan_path.stat().st_size):
         return f"{plan_path} is {plan_path.stat().st_size} bytes, its sidecar says {record['plan_bytes']}"
-    if record.get("gpu_name") != gpu_name:
-        return f"built on {record.get('gpu_name')!r}, this GPU is {gpu_name!r}"
+    portable = record.get("hardware_compatibility_level", "none") not in (None, "", "none")
+    if not portable and record.get("gpu_name") not in names:
+        if len(names) == 1:
+            return f"built on {record.get('gpu_name')!r}, this GPU is {names[0]!r}"
+        return f"built on {record.get('gpu_name')!r}, the GPUs here are {', '.join(sorted(set(names)))}"
     built = record.get("tensorrt_version", "")
     try:
         same = short_version(built) == short_version(trt_version)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from yolo_triton import engine
 from yolo_triton.engine import RUN_INSIDE_HINT, Builder, BuildRequest, BuildResult, check_supported, short_version
-from yolo_triton.engine_python import PythonApiBuilder, import_tensorrt
+from yolo_triton.engine_python import PythonApiBuilder, cache_merger, import_tensorrt
 from yolo_triton.engine_trtexec import TrtexecBuilder, trtexec_version
 from yolo_triton.errors import StepError
 from yolo_triton.files import atomic_path
@@ -18,10 +18,13 @@ from yolo_triton.onnx_io import TensorSpec
 BUILDER_CHOICES = ("auto", "trtexec", "python")
 
 
-def select_builder(choice: str, trtexec_arg: str | None) -> Builder:
+def select_builder(choice: str, trtexec_arg: str | None, before_import=None) -> Builder:
     """``auto``: trtexec when found, else the Python API; ``trtexec``/``python`` force one.
 
-    Raises a one-line StepError naming the way forward when TensorRT is not there at all.
+    ``before_import`` runs before ``tensorrt`` is first imported for building (it pins the GPU through
+    CUDA_VISIBLE_DEVICES). The trtexec builder gets a timing-cache merger when the Python module of the
+    same TensorRT version is importable (it is in the TensorRT NGC image), else builds sharing a cache
+    take turns. Raises a one-line StepError naming the way forward when TensorRT is not there at all.
     """
     if choice not in BUILDER_CHOICES:
         raise StepError(f"ENGINE_BUILDER={choice!r} must be auto, trtexec or python")
@@ -30,10 +33,12 @@ def select_builder(choice: str, trtexec_arg: str | None) -> Builder:
         if trtexec:
             version = trtexec_version(trtexec)
             check_supported(version)
-            return TrtexecBuilder(trtexec, version)
+            return TrtexecBuilder(trtexec, version, trtexec_cache_merger(version))
         if choice == "trtexec":
             raise StepError(f"ENGINE_BUILDER=trtexec but no trtexec on PATH or at {engine.DEFAULT_TRTEXEC}; "
                             f"set TRTEXEC=/path/to/trtexec or {RUN_INSIDE_HINT}")
+    if before_import is not None:
+        before_import()
     trt = import_tensorrt()
     if trt is None:
         where = "no trtexec and no Python module 'tensorrt'" if choice == "auto" else \
@@ -41,6 +46,18 @@ def select_builder(choice: str, trtexec_arg: str | None) -> Builder:
         raise StepError(f"TensorRT is missing here ({where}); {RUN_INSIDE_HINT}")
     check_supported(short_version(trt.__version__))
     return PythonApiBuilder(trt)
+
+
+def trtexec_cache_merger(trtexec_version_: str):
+    """``ITimingCache.combine`` from the Python module when it is trtexec's TensorRT version, else None."""
+    trt = import_tensorrt()
+    if trt is None:
+        return None
+    if short_version(trt.__version__) != short_version(trtexec_version_):
+        engine.log.info("tensorrt %s (Python) is not trtexec's %s: it cannot merge trtexec's timing caches",
+                        trt.__version__, trtexec_version_)
+        return None
+    return cache_merger(trt)
 
 
 def build_plan(request: BuildRequest, builder: Builder) -> BuildResult:

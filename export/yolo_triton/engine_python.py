@@ -1,4 +1,7 @@
-"""Build a plan with the TensorRT Python API (10.x and 11.x; spec §3, §8).
+"""Build a plan with the TensorRT Python API (10.x and 11.x).
+
+Bindings: https://github.com/NVIDIA/TensorRT/blob/release/10.16/python/src/infer/pyCore.cpp (10.x);
+11.x changes: NVIDIA's "Migrating from TensorRT 10.x to 11.x" (docs.nvidia.com/deeplearning/tensorrt).
 
 The same profile, precision and timing cache as the trtexec path:
 
@@ -7,7 +10,12 @@ The same profile, precision and timing cache as the trtexec path:
   the ONNX graph. No ``BuilderFlag.FP16``/``INT8``, no ``EXPLICIT_BATCH``, no INT8 calibrator:
   those are deprecated in 10.x and gone in 11.x;
 * ``init_libnvinfer_plugins(logger, "")`` runs before parsing so ``EfficientNMS_TRT`` resolves;
-* every parser error is reported, an ``IProgressMonitor`` draws a text progress bar on stderr.
+* every parser error is reported, an ``IProgressMonitor`` draws a text progress bar on stderr;
+* ``HW_COMPAT=ampere+`` sets ``hardware_compatibility_level = HardwareCompatibilityLevel.AMPERE_PLUS``;
+  the GPU is chosen by the caller through ``CUDA_VISIBLE_DEVICES`` before TensorRT starts CUDA;
+* the timing cache is read under its lock and saved under it again: when another build saved the
+  shared cache meanwhile, the two are merged with ``ITimingCache.combine`` (nothing is lost).
+  :func:`cache_merger` does the same merge for the trtexec path.
 
 Every TensorRT attribute this module touches is listed in :data:`TRT_API`; the API-surface test
 checks that list against the real 10.13 and 11.4 bindings and against what this code really uses.
@@ -28,6 +36,7 @@ from yolo_triton.engine import (
     looks_like_oom,
     short_version,
 )
+from yolo_triton.engine_fleet import cache_lock, read_bytes_or_empty
 from yolo_triton.errors import StepError
 from yolo_triton.files import atomic_write_bytes
 from yolo_triton.onnx_io import TensorSpec
@@ -49,6 +58,7 @@ TRT_API = (
     # builder config, profile, timing cache
     "set_memory_pool_limit", "builder_optimization_level", "add_optimization_profile", "set_shape",
     "create_timing_cache", "set_timing_cache", "get_timing_cache", "serialize", "progress_monitor",
+    "combine", "hardware_compatibility_level", "HardwareCompatibilityLevel", "AMPERE_PLUS",
     # progress monitor callbacks TensorRT calls
     "phase_start", "step_complete", "phase_finish",
     # engine inspection (engine_io)
@@ -61,12 +71,21 @@ _NP_DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT8":
 
 
 def import_tensorrt():
-    """The ``tensorrt`` module, or None when it (or its libraries) cannot be loaded."""
+    """The ``tensorrt`` module, or None when it is not installed.
+
+    A TensorRT that is installed but does not load (a missing ``libnvinfer``, a CUDA mismatch, a broken
+    wheel) is not "missing": that raises a one-line StepError carrying the import error itself.
+    """
     try:
         import tensorrt  # noqa: PLC0415 - optional; only inside the TensorRT images
-    except Exception as err:  # noqa: BLE001 - ImportError, OSError from missing libnvinfer, ...
-        log.debug("import tensorrt failed: %s", err)
+    except ModuleNotFoundError as err:
+        if err.name != "tensorrt":
+            raise StepError(f"TensorRT is installed but does not import: {err}") from err
+        log.debug("no Python module 'tensorrt': %s", err)
         return None
+    except Exception as err:  # noqa: BLE001 - ImportError or OSError from libnvinfer, a bad wheel, ...
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise StepError(f"TensorRT is installed but does not import: {type(err).__name__}: {first}") from err
     return tensorrt
 
 
@@ -175,9 +194,12 @@ def build_with_python(trt, request: BuildRequest, plan_out: Path, out: TextIO | 
     except (RuntimeError, TypeError, ValueError) as err:
         raise StepError(f"profile for {prof.input_name!r} rejected ({err}); check IMGSZ and MAX_BATCH") from err
     config.add_optimization_profile(profile)
+    if request.hw_compat == "ampere+":  # one plan for every GPU of compute capability 8.0 and newer
+        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
 
     cache_path = request.timing_cache
-    blob = cache_path.read_bytes() if cache_path.is_file() else b""
+    with cache_lock(cache_path):
+        blob = read_bytes_or_empty(cache_path)
     cache = config.create_timing_cache(blob)
     if not config.set_timing_cache(cache, False):  # ignore_mismatch=False: never use a foreign cache
         log.warning("timing cache %s does not match this GPU/TensorRT; starting a new one", cache_path)
@@ -197,10 +219,40 @@ def build_with_python(trt, request: BuildRequest, plan_out: Path, out: TextIO | 
         raise StepError(f"TensorRT engine build failed: {last}; rerun with -v for the full log")
     with open(plan_out, "wb") as handle:
         handle.write(serialized)
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(cache_path, bytes(config.get_timing_cache().serialize()), fsync=True)
-    log.info("timing cache saved: %s (%d bytes)", cache_path, cache_path.stat().st_size)
+    with cache_lock(cache_path):
+        save_timing_cache(config, cache_path, blob)
     return BuildResult("python", version, clock() - start)
+
+
+def save_timing_cache(config, cache_path: Path, loaded: bytes) -> None:
+    """Under the cache lock: write this build's cache, merged into what another build saved meanwhile."""
+    built = config.get_timing_cache()
+    current = read_bytes_or_empty(cache_path)
+    if current != loaded:  # another build saved since we loaded: merge ours into theirs
+        shared = config.create_timing_cache(current)
+        if shared.combine(built, False):  # ignore_mismatch=False: same GPU model and TensorRT only
+            built = shared
+            log.info("timing cache: merged with another build's entries")
+        else:
+            log.warning("timing cache %s changed during this build and could not be merged; it keeps the "
+                        "other builds' entries, this build's new ones are not saved", cache_path)
+            return
+    atomic_write_bytes(cache_path, bytes(built.serialize()), fsync=True)
+    log.info("timing cache saved: %s (%d bytes)", cache_path, cache_path.stat().st_size)
+
+
+def cache_merger(trt):
+    """``merge(shared, built) -> bytes | None`` with ``ITimingCache.combine``: the trtexec path's merger
+    (trtexec and this module must be the same TensorRT version, which the caller checks)."""
+
+    def merge(shared: bytes, built: bytes) -> bytes | None:
+        config = trt.Builder(make_logger(trt, False)).create_builder_config()
+        into = config.create_timing_cache(shared)
+        if not into.combine(config.create_timing_cache(built), False):
+            return None
+        return bytes(into.serialize())
+
+    return merge
 
 
 def engine_io(trt, plan_path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
@@ -211,7 +263,7 @@ def engine_io(trt, plan_path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]
     engine = runtime.deserialize_cuda_engine(Path(plan_path).read_bytes())
     if engine is None:
         raise StepError(f"{plan_path} cannot be loaded by TensorRT {trt.__version__} "
-                        f"({' | '.join(logger._errors[-2:])}); rebuild it: make check-plans engines")
+                        f"({' | '.join(logger._errors[-2:])}); rebuild it: make check-plans REMOVE_STALE=1 then make trt")
     inputs: list[TensorSpec] = []
     outputs: list[TensorSpec] = []
     for i in range(engine.num_io_tensors):

@@ -21,6 +21,7 @@ import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
 
 from yolo_triton import triton_config as tc
+from yolo_triton.errors import StepError
 from yolo_triton.postprocess import LetterboxInfo
 from yolo_triton.settings import (
     CONFIG_FILE,
@@ -44,7 +45,7 @@ LETTERBOX_LEN = 5  # ratio, pad_x, pad_y, orig_h, orig_w
 ENSEMBLE_INPUT = "IMAGE_BYTES"  # what clients send (README, perf_analyzer --shape IMAGE_BYTES:<n>)
 
 
-class EnsembleError(ValueError):
+class EnsembleError(StepError, ValueError):
     """A step model's config does not fit the chain; the message names the tensor and the fix."""
 
 
@@ -59,7 +60,7 @@ def preprocess_config(name: str, imgsz: int, max_batch: int, queue_delay_us: int
                       num_threads: int | None = None) -> mc.ModelConfig:
     """``backend: "dali"``: ``encoded`` uint8 [-1] -> ``images`` fp32 [3, S, S], ``letterbox`` fp64 [5]."""
     if max_batch <= 0:
-        raise ValueError(f"max batch must be > 0, got {max_batch}")
+        raise EnsembleError(f"max batch must be > 0, got {max_batch}")
     config = mc.ModelConfig(name=name, backend=DALI_BACKEND, max_batch_size=max_batch)
     # Every JPEG has its own byte length: without ragged batching the dynamic batcher merges only
     # requests of equal shape, i.e. never, and the pipeline runs at batch 1 (dali_backend README,
@@ -86,15 +87,19 @@ def write_preprocess_model(models_dir: str | Path, imgsz: int, max_batch: int, q
 
     num_threads = num_threads or dali_threads()
     name = preprocess_model_name(imgsz)
+    try:  # everything is checked before anything is written
+        source = autoserialize_source(imgsz, max_batch, num_threads, device)
+    except ValueError as err:  # the pipeline module may import nothing but DALI, so it raises ValueError
+        raise EnsembleError(str(err)) from None
+    config = preprocess_config(name, imgsz, max_batch, queue_delay_us, num_threads)
     model_dir = Path(models_dir) / name
     (model_dir / VERSION_DIR).mkdir(parents=True, exist_ok=True)
     stale = model_dir / VERSION_DIR / "model.dali"
     if stale.exists():  # it would win over dali.py (dali_backend tries model.dali first)
         stale.unlink()
         LOG.info("removed %s: the model is autoserialized from %s", stale, DALI_FILENAME)
-    tc.write_atomic(model_dir / VERSION_DIR / DALI_FILENAME,
-                    autoserialize_source(imgsz, max_batch, num_threads, device))
-    tc.write_model_config(model_dir, preprocess_config(name, imgsz, max_batch, queue_delay_us, num_threads))
+    tc.write_atomic(model_dir / VERSION_DIR / DALI_FILENAME, source)
+    tc.write_model_config(model_dir, config)
     LOG.info("wrote %s: backend dali, imgsz %d, max_batch_size %d, device %s", model_dir, imgsz, max_batch, device)
     remove_stale_preprocess_models(Path(models_dir), imgsz)
     return model_dir

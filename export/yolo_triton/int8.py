@@ -1,10 +1,10 @@
 """INT8 by explicit quantization: Q/DQ nodes from NVIDIA ModelOpt, calibrated on real images.
 
-TensorRT 10.1 deprecated implicit INT8 calibration and 11.x removed it (spec §3, §8); a strongly
-typed build takes INT8 only from QuantizeLinear/DequantizeLinear pairs in the graph. This module
-puts them there with ``modelopt.onnx.quantization.quantize`` (ModelOpt 0.47), calibrating through
-ONNX Runtime on the CPU, on images letterboxed exactly as at inference time
-(:func:`yolo_triton.postprocess.letterbox`: ultralytics ``LetterBox(auto=False, scaleup=True)``,
+TensorRT 10.1 deprecated implicit INT8 calibration and 11.x removed it (NVIDIA's "Migrating from
+TensorRT 10.x to 11.x", docs.nvidia.com/deeplearning/tensorrt); a strongly typed build takes INT8 only
+from QuantizeLinear/DequantizeLinear pairs in the graph. This module puts them there with
+``modelopt.onnx.quantization.quantize`` (ModelOpt 0.47), calibrating through ONNX Runtime on the CPU,
+on images letterboxed exactly as at inference time (:func:`yolo_triton.postprocess.letterbox`: ultralytics ``LetterBox(auto=False, scaleup=True)``,
 BGR->RGB, /255, CHW). Without calibration images it refuses: ModelOpt would otherwise fall back to
 random data, i.e. meaningless scales.
 """

@@ -85,7 +85,8 @@ def end2end_outputs(topk: int) -> list[gs.Variable]:
 
 def add_efficient_nms(graph: gs.Graph, boxes: gs.Variable, scores: gs.Variable, conf: float, iou: float,
                       topk: int, agnostic: bool) -> list[gs.Variable]:
-    """One EfficientNMS_TRT node with every attribute stated (spec §1.2)."""
+    """One EfficientNMS_TRT node with every attribute stated (the plugin's README, "Parameters":
+    https://github.com/NVIDIA/TensorRT/tree/release/10.16/plugin/efficientNMSPlugin)."""
     outputs = end2end_outputs(topk)
     attrs = {
         "plugin_version": "1",

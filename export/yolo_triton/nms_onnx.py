@@ -3,8 +3,9 @@
 The stage runs in onnxruntime as is and maps onto TensorRT's built-in layers (``NonMaxSuppression`` ->
 ``INMSLayer``; ``TopK``, ``Gather``/``GatherND``, ``ScatterND``, ``ConstantOfShape``, ``Where``, ``Cast``,
 ``ReduceMax``/``ReduceSum``, ``ArgMax``, elementwise ops), so it survives the EfficientNMS_TRT
-deprecation (spec §1.1, §8). Opset 18 operators only. It produces exactly the four outputs of the
-EfficientNMS stage (spec §1.4):
+deprecation (see NVIDIA's "Migrating from TensorRT 10.x to 11.x", docs.nvidia.com/deeplearning/tensorrt).
+Opset 18 operators only. It produces exactly the four outputs of the EfficientNMS stage (the plugin's
+README: https://github.com/NVIDIA/TensorRT/tree/release/10.16/plugin/efficientNMSPlugin):
 
     num_dets [B, 1] INT32, det_boxes [B, TOPK, 4] FP32 (x1, y1, x2, y2 in input pixels),
     det_scores [B, TOPK] FP32, det_classes [B, TOPK] INT32,
@@ -18,7 +19,8 @@ best per image (ties: lower flat index ``anchor*nc + class`` first, as the NumPy
 entries with a score above -1 are detections, the rest are zeroed. Class-agnostic NMS runs on the
 per-anchor maximum score (``[B, 1, A]``) and takes the class from the per-anchor ``ArgMax``.
 
-Semantic differences from EfficientNMS_TRT (spec §1.5, §1.6, §7), all visible only at exact ties:
+Semantic differences from EfficientNMS_TRT (efficientNMSInference.cu in the plugin's folder), all visible only at
+exact ties:
 
 * score threshold: kept when ``score > CONF`` (ONNX / onnxruntime / INMSLayer), EfficientNMS keeps
   ``score >= CONF``;

@@ -20,6 +20,7 @@ from yolo_triton import checkpoint as ckpt
 from yolo_triton.errors import StepError
 from yolo_triton.files import atomic_path
 from yolo_triton.onnx_io import metadata, set_metadata
+from yolo_triton.options import check_options
 
 LOG = logging.getLogger(__name__)
 
@@ -92,8 +93,8 @@ def export_onnx(
     """Export ``pt_path`` to ``out_path`` atomically; returns the ONNX metadata written."""
     if precision not in PRECISIONS:
         raise StepError(f"PRECISION={precision} is not one of {', '.join(PRECISIONS)}")
-    if precision == "int8" and not calib_dir:
-        raise StepError("PRECISION=int8 needs calibration images: set CALIB_DIR to a folder of representative images")
+    nms = "free" if one2one else None  # Make asks for the one-to-one head only for NMS=free
+    check_options(precision=precision, calib_dir=calib_dir or "", nms=nms)
     pt_path, out_path = Path(pt_path), Path(out_path)
     if not pt_path.is_file():
         ckpt.load_yolo(pt_path)  # raises the one-line 'checkpoint not found'
@@ -104,12 +105,11 @@ def export_onnx(
         link.symlink_to(pt_path.resolve())
         yolo = ckpt.load_yolo(link, shown_as=pt_path)
         info = ckpt.inspect(yolo, pt_path)
-        ckpt.check_imgsz(imgsz, info.stride)
-        if one2one and not info.has_one2one_head:
-            raise StepError(
-                f"{pt_path}: NMS=free needs a one-to-one (NMS-free) head; this {info.head} head has none "
-                "(use NMS=efficient or NMS=onnx)"
-            )
+        try:  # what the checkpoint says, against the settings: before anything is exported
+            check_options(precision=precision, calib_dir=calib_dir or "", nms=nms, imgsz=imgsz, stride=info.stride,
+                          has_one2one_head=info.has_one2one_head)
+        except StepError as err:
+            raise StepError(f"{pt_path} ({info.head} head): {err}") from None
         model = ultralytics_onnx(yolo, imgsz, one2one, topk)
         meta = metadata(model)
         fix_image_size(model, imgsz)

@@ -5,7 +5,7 @@ One importable place used by ``scripts/validate.py``, the Triton smoke client an
 * :func:`letterbox` / :func:`letterbox_batch` reproduce ultralytics' ``LetterBox(new_shape=(S, S),
   auto=False, scaleup=True, center=True)`` plus the predictor's BGR->RGB, HWC->CHW, ``/255`` exactly.
 * :func:`decode_yolo_output` splits a Track A ``output0 [B, 4+nc, A]`` into corner boxes and scores.
-* :func:`efficient_nms` is a NumPy model of TensorRT's ``EfficientNMS_TRT`` (spec §1.5): multi-label
+* :func:`efficient_nms` is a NumPy model of TensorRT's ``EfficientNMS_TRT`` (TensorRT plugin/efficientNMSPlugin, efficientNMSInference.cu): multi-label
   candidates ``score >= conf``, global descending sort, top-5000 candidate cap, per-class (or
   agnostic) greedy suppression of ``IoU >= iou``, global top-k, corner output, zero padding with class
   0. ``strict_thresholds=True`` switches to the ONNX ``NonMaxSuppression`` / ``INMSLayer`` comparisons
@@ -14,6 +14,12 @@ One importable place used by ``scripts/validate.py``, the Triton smoke client an
   ``score > conf``, suppress ``IoU > iou`` with the per-class coordinate offset, ``max_det``).
 * :func:`map_boxes_to_original`, :func:`postprocess_track_a`, :func:`postprocess_end2end` return
   per-image detections in original-image pixels.
+
+Cost: one pass over the scores (``score >= CONF`` reduced over classes on ``output0``'s own class-major
+layout) finds the candidate anchors; everything after reads only their rows. Greedy NMS is vectorised
+(same-class pairs and a fixed point, or dense IoU blocks and a walk over the kept boxes) and gives
+exactly the result of the reference loop :func:`greedy_nms` (tests/test_postprocess.py compares every
+path bit for bit against the earlier, literal implementation).
 
 No torch import: a client needs NumPy and OpenCV only.
 """
@@ -28,7 +34,7 @@ import numpy as np
 PAD_VALUE = 114
 BOX_CORNER = 0  # EfficientNMS box_coding 0: [x1, y1, x2, y2]
 BOX_CENTER_SIZE = 1  # EfficientNMS box_coding 1: [cx, cy, w, h] (YOLO heads)
-EFFICIENT_NMS_CANDIDATES = 5000  # numSelectedBoxes on GPUs with >= 64K registers per block (spec §1.5)
+EFFICIENT_NMS_CANDIDATES = 5000  # numSelectedBoxes on GPUs with >= 64K registers per block (TensorRT plugin/efficientNMSPlugin, efficientNMSInference.cu)
 ULTRALYTICS_MAX_WH = 7680  # ultralytics' per-class offset (max_wh) for class-aware NMS
 ULTRALYTICS_MAX_NMS = 30000  # ultralytics' max_nms: candidates kept before NMS
 MODES = ("efficient", "onnx", "ultralytics")
@@ -125,7 +131,6 @@ def decode_yolo_output(output0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     boxes = xywh_to_xyxy(output0[:, :4, :].transpose(0, 2, 1))
     return np.ascontiguousarray(boxes), output0[:, 4:, :].transpose(0, 2, 1)
 
-
 def _iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """IoU of one corner box with many, float32, as both the EfficientNMS kernel and torchvision compute it
     (no intersection or no union -> 0)."""
@@ -136,13 +141,6 @@ def _iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     union = area + areas - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-
-
-def _reorder_corners(boxes: np.ndarray) -> np.ndarray:
-    """EfficientNMS computes IoU on ``reorder()``-ed copies (x1 <= x2, y1 <= y2)."""
-    return np.concatenate(
-        [np.minimum(boxes[:, :2], boxes[:, 2:]), np.maximum(boxes[:, :2], boxes[:, 2:])], axis=1
-    )
 
 
 def greedy_nms(boxes: np.ndarray, classes: np.ndarray | None, iou: float, limit: int, strict: bool) -> np.ndarray:
@@ -167,102 +165,257 @@ def greedy_nms(boxes: np.ndarray, classes: np.ndarray | None, iou: float, limit:
     return np.asarray(keep, dtype=np.int64)
 
 
-MAX_PAIRS = 2_000_000  # above this many overlapping same-class pairs, use the per-kept-box loop
+# The exact IoU test of the vectorised paths, on the same float32 values as :func:`_iou_one_to_many`: with
+# rows ``(x1, y1, -x2, -y2)``, one ``maximum`` of two boxes' rows gives ``(max x1, max y1, -min x2,
+# -min y2)``, and ``s = -(iw, ih)`` is a sum of its halves (negation is exact: ``-(a + b) == -a - b`` bit for
+# bit). ``min(s, 0) = -max(iw, 0)``, and the product of the two equals the reference's ``iw * ih if iw > 0
+# and ih > 0 else 0``. The reference's ``where=union > 0`` becomes ``union += union == 0``: a positive
+# intersection implies both boxes are ordered and ``union >= max(area) > 0`` (unchanged); otherwise
+# ``inter == 0`` and the ratio is 0 or -0 (or NaN from NaN input), none of which passes a threshold > 0,
+# like the reference's 0.
+WAVE = 32  # head rows of one dense IoU block in _nms_waves
+MAX_PAIRS = 2_000_000  # above this many same-class pairs in a prefix, _nms_waves takes over (memory)
 
 
-def _pairs_iou(columns: np.ndarray, area: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """IoU of boxes ``src`` and ``dst`` pairwise (``columns [4, n]``: contiguous x1, y1, x2, y2 rows),
-    float32, same values as :func:`_iou_one_to_many`. 1-D ``take`` is several times faster than fancy
-    indexing of ``[n, 4]`` rows."""
-    x1, y1, x2, y2 = columns
-    iw = np.minimum(x2.take(src), x2.take(dst))
-    iw -= np.maximum(x1.take(src), x1.take(dst))
-    ih = np.minimum(y2.take(src), y2.take(dst))
-    ih -= np.maximum(y1.take(src), y1.take(dst))
-    np.maximum(iw, 0, out=iw)  # max(0, w) * max(0, h) == (w > 0 and h > 0 ? w * h : 0)
-    np.maximum(ih, 0, out=ih)
-    inter = iw * ih
-    union = area.take(src) + area.take(dst) - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+def _pair_suppresses(a: np.ndarray, b: np.ndarray, area_a: np.ndarray, area_b: np.ndarray, iou32: np.float32,
+                     strict: bool) -> np.ndarray:
+    """Whether box ``a`` suppresses box ``b`` (IoU > or >= ``iou``), elementwise over broadcastable rows
+    ``a``, ``b`` of ``(x1, y1, -x2, -y2)`` (leading axis 4) and their areas."""
+    m = np.maximum(a, b)
+    s = np.add(m[2:], m[:2])  # -(iw, ih)
+    np.minimum(s, np.zeros(s.shape, np.float32), out=s)  # an array, not a scalar: NumPy's vector loop
+    inter = np.multiply(s[0], s[1])
+    union = np.add(area_a, area_b)
+    union -= inter
+    union += union == 0  # 0 / 0 (zero-area boxes) -> 0 / 1: the same 0, and no warning
+    ratio = np.divide(inter, union, out=inter)
+    return ratio > iou32 if strict else ratio >= iou32
 
 
-def _overlap_candidates(columns: np.ndarray, classes: np.ndarray | None
-                        ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Every pair of boxes of the same class whose x-intervals overlap, as ``(src, dst)`` with ``src`` the
-    higher-ranked (lower index). Sweep line: sort by (class, left edge); each box pairs with the boxes after
-    it whose left edge lies before its right edge. Pairs without x-overlap have IoU 0 and can never
-    suppress (thresholds are > 0), so they are not generated."""
-    n = columns.shape[1]
-    lo = np.minimum(columns[0], columns[2]).astype(np.float64)
-    hi = np.maximum(columns[0], columns[2]).astype(np.float64)
-    lo_min = lo.min()
-    span = float(hi.max() - lo_min) * 2 + 1
-    group = np.zeros(n) if classes is None else classes.astype(np.float64)
-    order = np.lexsort((lo, group))
-    start_key = (group * span + (lo - lo_min))[order]
-    end_key = (group * span + (hi - lo_min))[order]
-    later = np.searchsorted(start_key, end_key, side="left") - np.arange(n) - 1
-    np.maximum(later, 0, out=later)
-    total = int(later.sum())
+def _signed_rows(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(x1, y1, -x2, -y2) [4, n]`` and the areas ``(x2 - x1) * (y2 - y1)`` (float32, as the reference)."""
+    rows = np.empty((4, lo.shape[1]), np.float32)  # C order whatever the inputs' layout (fast loops)
+    rows[:2] = lo
+    np.negative(hi, out=rows[2:])
+    wh = np.subtract(hi, lo)
+    return rows, np.multiply(wh[0], wh[1])
+
+
+def _nms_pairs(lo: np.ndarray, hi: np.ndarray, classes: np.ndarray, iou32: np.float32, limit: int,
+               strict: bool) -> np.ndarray | None:
+    """Class-aware greedy NMS from every pair of the same class (``i`` ranked above ``j``) at once.
+
+    The suppressing pairs are the edges of a graph whose greedy solution is the fixed point of
+    ``keep[j] = not any(keep[i] for edges i -> j)``; it is unique (each box depends only on higher-ranked
+    ones) and the iteration from all-kept settles the boxes in rank order, so it ends after (longest
+    suppression chain + 1) rounds. None when there are more than ``MAX_PAIRS`` pairs."""
+    n = lo.shape[1]
+    order = classes.argsort(kind="stable")  # grouped by class, rank order inside each class
+    grouped = classes.take(order)
+    ends = grouped.searchsorted(grouped, side="right")
+    later = ends - np.arange(1, n + 1)  # same-class boxes ranked after each one
+    offsets = later.cumsum()
+    total = int(offsets[-1])
     if total > MAX_PAIRS:
         return None
-    first = np.repeat(np.arange(n), later)
-    second = first + 1 + np.arange(total) - np.repeat(np.cumsum(later) - later, later)
-    a, b = order.take(first), order.take(second)
-    return np.minimum(a, b), np.maximum(a, b)
+    if not total:
+        return np.arange(min(n, limit))
+    ends -= offsets  # first partner's position, minus the running pair offset
+    pair = np.concatenate([np.arange(n), ends]).reshape(2, n).repeat(later, axis=1)
+    pair[1] += np.arange(total)
+    pair = order.take(pair)  # [2, P]: higher-ranked, lower-ranked
+    rows, area = _signed_rows(lo, hi)
+    src, dst = pair
+    edge = pair.compress(
+        _pair_suppresses(rows.take(src, axis=1), rows.take(dst, axis=1), area.take(src), area.take(dst),
+                         iou32, strict), axis=1)
+    src, dst = edge
+    suppressed = np.zeros(n, bool)
+    suppressed[dst] = True  # round 1 from all-kept
+    while True:
+        new = np.zeros(n, bool)
+        new[dst.compress(np.logical_not(suppressed).take(src))] = True
+        if not np.count_nonzero(np.not_equal(new, suppressed)):
+            return np.logical_not(suppressed).nonzero()[0][:limit]
+        suppressed = new
+
+
+def _nms_waves(lo: np.ndarray, hi: np.ndarray, classes: np.ndarray | None, iou32: np.float32, limit: int,
+               strict: bool) -> np.ndarray:
+    """Greedy NMS in waves, for class-agnostic NMS (few boxes kept out of many overlapping ones) and, with
+    bounded memory, for class-aware sets with too many same-class pairs: the best ``WAVE`` boxes still alive
+    get their "suppresses" row against every box still alive in one dense block; the greedy walk over those
+    rows is a Python loop over the *kept* boxes only, on rows packed into integers (bit j = box j). What
+    the kept boxes suppress leaves the alive set; the next wave starts on the survivors after the head."""
+    keep: list[int] = []
+    rows, area = _signed_rows(lo, hi)
+    alive = None  # None: every box, in order (no gather on the first wave)
+    while True:
+        a_rows, a_area, a_cls = (rows, area, classes) if alive is None else (
+            rows.take(alive, axis=1), area.take(alive), None if classes is None else classes.take(alive))
+        na = len(a_area)
+        h = min(na, WAVE)
+        beats = _pair_suppresses(a_rows[:, :h, None], a_rows[:, None, :], a_area[:h, None], a_area, iou32, strict)
+        if a_cls is not None:
+            beats &= a_cls[:h, None] == a_cls
+        packed = np.packbits(beats, axis=1, bitorder="little")
+        live = (1 << na) - 1
+        head = (1 << h) - 1
+        while live & head and len(keep) < limit:
+            i = (live & -live).bit_length() - 1  # best box still alive: kept
+            keep.append(i if alive is None else int(alive[i]))
+            live &= ~int.from_bytes(packed[i].tobytes(), "little")
+            live &= ~(1 << i)
+        live >>= h
+        if not live or len(keep) >= limit:
+            break
+        bits = np.unpackbits(np.frombuffer(live.to_bytes((na - h + 7) // 8, "little"), np.uint8),
+                             count=na - h, bitorder="little")
+        rest = np.flatnonzero(bits)
+        rest += h
+        alive = rest if alive is None else alive.take(rest)
+    return np.asarray(keep, dtype=np.int64)
+
+
+def _nms(lo: np.ndarray, hi: np.ndarray, classes: np.ndarray | None, iou: float, limit: int,
+         strict: bool) -> np.ndarray:
+    """Greedy NMS (same result as :func:`greedy_nms`) over boxes sorted by descending score given as float32
+    ``lo [2, n]`` (x1, y1) and ``hi [2, n]`` (x2, y2): indices of the kept boxes, at most ``limit``."""
+    n = lo.shape[1]
+    if n <= 1 or limit <= 0:
+        return np.arange(min(n, max(limit, 0)))
+    iou32 = np.float32(iou)
+    if not iou32 > 0:  # every same-class pair suppresses (or any overlap does): the plain loop handles it
+        return greedy_nms(np.concatenate([lo, hi]).T, classes, iou, limit, strict)
+    # Class-agnostic: dense blocks and a walk over the kept boxes (few kept, many pairs). Class-aware:
+    # the same-class pairs (many small classes, most boxes kept). The best r boxes decide their own
+    # fate, so a prefix is enough while it keeps >= limit boxes.
+    prefix = n if n <= 4 * limit else max(4 * limit, 256)
+    while True:
+        lo_p, hi_p = lo[:, :prefix], hi[:, :prefix]
+        cls_p = None if classes is None else classes[:prefix]
+        keep = None if classes is None else _nms_pairs(lo_p, hi_p, cls_p, iou32, limit, strict)
+        if keep is None:
+            keep = _nms_waves(lo_p, hi_p, cls_p, iou32, limit, strict)
+        if len(keep) >= limit or prefix >= n:
+            return keep
+        prefix *= 4
 
 
 def fast_greedy_nms(boxes: np.ndarray, classes: np.ndarray | None, iou: float, limit: int, strict: bool) -> np.ndarray:
-    """Same result as :func:`greedy_nms`, without a Python loop per kept box.
-
-    Builds the pairs (higher-ranked i, lower-ranked j) of the same class (any class when ``classes`` is
-    None) that overlap in x, keeps the suppressing edges, then iterates
-    ``keep[j] = not any(keep[i] for edges i -> j)`` to its fixed point. Greedy NMS is that fixed point,
-    and it is unique (each box's fate depends only on higher-ranked boxes), so the iteration, which
-    settles the boxes in rank order, ends exactly there; it needs as many rounds as the longest
-    suppression chain (a handful). For the same reason the best ``r`` boxes alone decide their own fate:
-    the work starts on a prefix and grows it only while fewer than ``limit`` boxes are kept.
-    """
-    n = len(boxes)
-    if n == 0:
-        return np.zeros(0, np.int64)
-    if iou <= 0:  # every pair suppresses (non-strict) or any overlap does: the plain loop handles it
-        return greedy_nms(boxes, classes, iou, limit, strict)
-    prefix = min(n, max(4 * limit, 256))
-    while True:
-        keep = _fixed_point_nms(boxes[:prefix], None if classes is None else classes[:prefix], iou, strict)
-        if keep is None:  # a huge candidate set (very low CONF): the per-kept-box loop needs less memory
-            return greedy_nms(boxes, classes, iou, limit, strict)
-        if len(keep) >= limit or prefix == n:
-            return keep[:limit]
-        prefix = min(n, prefix * 4)
-
-
-def _fixed_point_nms(boxes: np.ndarray, classes: np.ndarray | None, iou: float, strict: bool) -> np.ndarray | None:
-    """Every kept index of greedy NMS over ``boxes`` (see :func:`fast_greedy_nms`); None when there
-    are more than ``MAX_PAIRS`` overlapping pairs."""
-    n = len(boxes)
-    columns = np.ascontiguousarray(boxes.T, dtype=np.float32)
-    pairs = _overlap_candidates(columns, classes)
-    if pairs is None:
-        return None
-    src, dst = pairs
-    area = (columns[2] - columns[0]) * (columns[3] - columns[1])
-    overlap = _pairs_iou(columns, area, src, dst)
-    edge = overlap > np.float32(iou) if strict else overlap >= np.float32(iou)
-    src, dst = src[edge], dst[edge]
-    keep = np.ones(n, bool)
-    while True:
-        suppressed = np.zeros(n, bool)
-        suppressed[dst[keep[src]]] = True
-        if np.array_equal(suppressed, ~keep):
-            return np.flatnonzero(keep)
-        keep = ~suppressed
+    """Same result as :func:`greedy_nms` (boxes ``[n, 4]`` corners sorted by descending score), vectorised."""
+    columns = np.asarray(boxes, np.float32).T
+    return _nms(columns[:2], columns[2:], classes, iou, limit, strict).astype(np.int64, copy=False)
 
 
 # --------------------------------------------------------------------------------------------------
 # NMS models
 # --------------------------------------------------------------------------------------------------
+# Both models start with the one pass over the scores that any exact implementation needs: a comparison
+# with CONF on the class-major ``[nc, A]`` layout of ``output0`` (contiguous rows), reduced over classes
+# to "anchor has a score above CONF". Its bool mask (a quarter of the scores' bytes) is the only temporary
+# of that size: on the benchmark it costs less than the max-reduction then compare. Everything after it
+# works on those anchors' rows only (tens to a few hundred), gathered once.
+def _class_major(scores: np.ndarray) -> np.ndarray:
+    """``scores [A, nc]`` of one image as a ``[nc, A]`` view (the layout of ``output0``)."""
+    return scores.T
+
+
+def _candidate_anchors(scores_ca: np.ndarray, conf32: np.float32, strict: bool) -> np.ndarray:
+    """Indices of the anchors with any class score ``>= conf`` (``> conf`` when ``strict``), ascending."""
+    above = np.greater(scores_ca, conf32) if strict else np.greater_equal(scores_ca, conf32)
+    return above.any(axis=0).nonzero()[0]
+
+
+def _corners(boxes_4a: np.ndarray, anchors: np.ndarray, box_coding: int) -> np.ndarray:
+    """The candidate boxes as float32 corners ``[4, n]`` (x1, y1, x2, y2 rows)."""
+    box = boxes_4a.take(anchors, axis=1).astype(np.float32, copy=False)
+    if box_coding == BOX_CORNER:
+        return box
+    half = box[2:] / 2
+    out = np.empty_like(box)
+    np.subtract(box[:2], half, out=out[:2])
+    np.add(box[:2], half, out=out[2:])
+    return out
+
+
+def _reordered(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """EfficientNMS computes IoU on ``reorder()``-ed corners: ``(min, max)`` of each coordinate pair."""
+    return np.minimum(corners[:2], corners[2:]), np.maximum(corners[:2], corners[2:])
+
+
+def _efficient_image(
+    scores_ca: np.ndarray, boxes_4a: np.ndarray, conf32: np.float32, iou: float, topk: int, agnostic: bool,
+    box_coding: int, candidate_cap: int | None, strict: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """EfficientNMS on one image (``scores [nc, A]``, ``boxes [4, A]``): kept ``(corners [k, 4] float32,
+    scores [k], classes [k] int)`` in output order, or None when no score passes CONF."""
+    anchors = _candidate_anchors(scores_ca, conf32, strict)
+    if not anchors.size:
+        return None
+    if agnostic:
+        kept = _efficient_agnostic_best(scores_ca, boxes_4a, anchors, conf32, iou, topk, box_coding,
+                                        candidate_cap, strict)
+        if kept is not None:
+            return kept
+    nc = scores_ca.shape[0]
+    sub = scores_ca.T[anchors]  # [n_anchors, nc], anchor-major like the flat index a * nc + c
+    if np.isnan(np.maximum.reduce(sub, axis=None)):  # an anchor with a NaN score: NaN maximum, no candidate
+        best = sub.max(axis=1)
+        valid = best > conf32 if strict else best >= conf32
+        anchors, sub = anchors[valid], sub[valid]
+        if not anchors.size:
+            return None
+    above = sub > conf32 if strict else sub >= conf32
+    flat = above.ravel().nonzero()[0]
+    cand_scores = sub.ravel().take(flat)
+    order = (-cand_scores).argsort(kind="stable")  # ties: lower flat index first
+    if candidate_cap is not None and len(order) > candidate_cap:
+        order = order[:candidate_cap]
+    ai, cls = np.divmod(flat.take(order), nc)
+    cand_scores = cand_scores.take(order)
+    corners = _corners(boxes_4a, anchors.take(ai), box_coding)
+    iou_lo, iou_hi = _reordered(corners)
+    if agnostic:
+        # A lower-ranked label of an anchor already seen has IoU 1 with it and can never be kept (nor
+        # suppress anything): drop it before NMS. Zero-area boxes have IoU 0 with themselves and stay.
+        seen = np.zeros(len(ai), bool)
+        seen[np.unique(ai, return_index=True)[1]] = True
+        seen |= (iou_hi[0] <= iou_lo[0]) | (iou_hi[1] <= iou_lo[1])
+        if not seen.all():
+            sel = seen.nonzero()[0]
+            cls, cand_scores = cls.take(sel), cand_scores.take(sel)
+            corners, iou_lo, iou_hi = (x.take(sel, axis=1) for x in (corners, iou_lo, iou_hi))
+    keep = _nms(iou_lo, iou_hi, None if agnostic else cls, iou, topk, strict)
+    return corners.take(keep, axis=1).T, cand_scores.take(keep), cls.take(keep)
+
+
+def _efficient_agnostic_best(
+    scores_ca: np.ndarray, boxes_4a: np.ndarray, anchors: np.ndarray, conf32: np.float32, iou: float, topk: int,
+    box_coding: int, candidate_cap: int | None, strict: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Class-agnostic EfficientNMS from each anchor's best label only; None when that shortcut does not
+    apply (then the general path runs). A lower-ranked label of an anchor has IoU 1 with its best one, so
+    it can neither be kept nor suppress anything; in the score-sorted multi-label list, the first label of
+    each anchor is its maximum (lowest class on ties, as the flat order a * nc + c puts it first), and the
+    anchors' best labels keep their relative order: (-score, anchor). The shortcut does not apply with a
+    zero-area box (IoU 0 with itself: all its labels stay), a NaN score, or more labels than the cap."""
+    sub = scores_ca.take(anchors, axis=1)  # [nc, n_anchors]
+    best = sub.max(axis=0)
+    if np.isnan(best.max()):
+        return None
+    if candidate_cap is not None and np.count_nonzero(sub > conf32 if strict else sub >= conf32) > candidate_cap:
+        return None
+    corners = _corners(boxes_4a, anchors, box_coding)
+    iou_lo, iou_hi = _reordered(corners)
+    if np.count_nonzero(np.less_equal(iou_hi, iou_lo)):
+        return None
+    cls = sub.argmax(axis=0)
+    order = (-best).argsort(kind="stable")
+    keep = order.take(_nms(iou_lo.take(order, axis=1), iou_hi.take(order, axis=1), None, iou, topk, strict))
+    return corners.take(keep, axis=1).T, best.take(keep), cls.take(keep)
+
+
 def _empty_outputs(batch: int, topk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return (
         np.zeros((batch, 1), np.int32),
@@ -270,6 +423,13 @@ def _empty_outputs(batch: int, topk: int) -> tuple[np.ndarray, np.ndarray, np.nd
         np.zeros((batch, topk), np.float32),
         np.zeros((batch, topk), np.int32),
     )
+
+
+def _check_efficient_inputs(boxes: np.ndarray, scores: np.ndarray, box_coding: int) -> None:
+    if box_coding not in (BOX_CORNER, BOX_CENTER_SIZE):
+        raise ValueError(f"box_coding must be 0 (corners) or 1 (centre-size), got {box_coding}")
+    if boxes.ndim != 3 or boxes.shape[2] != 4 or scores.ndim != 3 or scores.shape[:2] != boxes.shape[:2]:
+        raise ValueError(f"expected boxes [B, A, 4] and scores [B, A, nc], got {boxes.shape} and {scores.shape}")
 
 
 def efficient_nms(
@@ -283,7 +443,7 @@ def efficient_nms(
     candidate_cap: int | None = EFFICIENT_NMS_CANDIDATES,
     strict_thresholds: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """NumPy model of ``EfficientNMS_TRT`` (spec §1.5) on ``boxes [B, A, 4]`` and ``scores [B, A, nc]``.
+    """NumPy model of ``EfficientNMS_TRT`` (TensorRT plugin/efficientNMSPlugin, efficientNMSInference.cu) on ``boxes [B, A, 4]`` and ``scores [B, A, nc]``.
 
     Every (anchor, class) pair with ``score >= conf`` is a candidate (multi-label); candidates are sorted
     by descending score per image (ties: anchor-major flat index ``a * nc + c`` first, the GPU sort leaves
@@ -293,51 +453,55 @@ def efficient_nms(
     corners in); padding rows are zeros with class 0. ``strict_thresholds`` uses ``score > conf`` and
     suppresses ``IoU > iou`` instead (ONNX ``NonMaxSuppression`` / ``INMSLayer``).
 
+    Fastest with the views of ``output0 [B, 4+nc, A]`` that :func:`decode_yolo_output`'s transposes give
+    (``scores[b].T`` is then contiguous): only the candidates' rows are read after the first pass.
+
     Returns ``num_dets [B, 1] int32, det_boxes [B, topk, 4] float32, det_scores [B, topk] float32,
     det_classes [B, topk] int32``.
     """
-    if box_coding not in (BOX_CORNER, BOX_CENTER_SIZE):
-        raise ValueError(f"box_coding must be 0 (corners) or 1 (centre-size), got {box_coding}")
-    if boxes.ndim != 3 or boxes.shape[2] != 4 or scores.ndim != 3 or scores.shape[:2] != boxes.shape[:2]:
-        raise ValueError(f"expected boxes [B, A, 4] and scores [B, A, nc], got {boxes.shape} and {scores.shape}")
-    batch, _, nc = scores.shape
+    _check_efficient_inputs(boxes, scores, box_coding)
+    batch = scores.shape[0]
     outputs = _empty_outputs(batch, topk)
     conf32 = np.float32(conf)
     for b in range(batch):
-        s = scores[b]
-        # Cheap pre-filter on the per-anchor maximum, then the exact (anchor, class) pairs.
-        best = s.max(axis=1)
-        anchors = np.flatnonzero(best > conf32 if strict_thresholds else best >= conf32)
-        if not anchors.size:
+        kept = _efficient_image(_class_major(scores[b]), boxes[b].T, conf32, iou, topk, agnostic, box_coding,
+                                candidate_cap, strict_thresholds)
+        if kept is None:
             continue
-        sub = s[anchors]
-        flat = np.flatnonzero(sub > conf32 if strict_thresholds else sub >= conf32)  # anchor-major order
-        ai, ci = np.divmod(flat, nc)  # (faster than the 2-D np.nonzero)
-        cand_scores = sub[ai, ci]
-        order = np.argsort(-cand_scores, kind="stable")
-        if candidate_cap is not None:
-            order = order[:candidate_cap]
-        anchor_idx, cls, cand_scores = anchors[ai[order]], ci[order], cand_scores[order]
-        cand = boxes[b, anchor_idx].astype(np.float32)
-        if box_coding == BOX_CENTER_SIZE:
-            cand = xywh_to_xyxy(cand)
-        iou_boxes = cand if box_coding == BOX_CENTER_SIZE and (cand[:, 2:] >= cand[:, :2]).all() \
-            else _reorder_corners(cand)  # w, h >= 0 already ordered
-        if agnostic:
-            # A lower-ranked label of an anchor already seen has IoU 1 with it and can never be kept (nor
-            # suppress anything): drop it before NMS. Zero-area boxes have IoU 0 with themselves and stay.
-            _, first = np.unique(anchor_idx, return_index=True)
-            mask = np.zeros(len(anchor_idx), bool)
-            mask[first] = True
-            mask |= (iou_boxes[:, 2] <= iou_boxes[:, 0]) | (iou_boxes[:, 3] <= iou_boxes[:, 1])
-            cand, cls, cand_scores, iou_boxes = cand[mask], cls[mask], cand_scores[mask], iou_boxes[mask]
-        keep = fast_greedy_nms(iou_boxes, None if agnostic else cls, iou, topk, strict_thresholds)
-        n = len(keep)
+        corners, det_scores, det_classes = kept
+        n = len(det_scores)
         outputs[0][b, 0] = n
-        outputs[1][b, :n] = cand[keep]
-        outputs[2][b, :n] = cand_scores[keep]
-        outputs[3][b, :n] = cls[keep]
+        outputs[1][b, :n] = corners
+        outputs[2][b, :n] = det_scores
+        outputs[3][b, :n] = det_classes
     return outputs
+
+
+def _ultralytics_image(
+    scores_ca: np.ndarray, boxes_4a: np.ndarray, conf32: np.float32, iou: float, max_det: int, agnostic: bool,
+    box_coding: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """ultralytics' NMS on one image: kept ``(corners [k, 4] float32, scores [k], classes [k] int)``."""
+    anchors = _candidate_anchors(scores_ca, conf32, strict=True)
+    if not anchors.size:
+        return None
+    sub = scores_ca.take(anchors, axis=1)  # [nc, n_anchors]
+    cls = sub.argmax(axis=0)  # first maximum, like torch.max
+    score = sub.max(axis=0)
+    if np.count_nonzero(score > conf32) < len(score):  # a NaN score: NaN maximum, no candidate
+        valid = (score > conf32).nonzero()[0]
+        anchors, cls, score = anchors.take(valid), cls.take(valid), score.take(valid)
+        if not anchors.size:
+            return None
+    order = (-score).argsort(kind="stable")[:ULTRALYTICS_MAX_NMS]
+    anchors, cls, score = anchors.take(order), cls.take(order), score.take(order)
+    corners = _corners(boxes_4a, anchors, box_coding)
+    if agnostic:
+        keep = _nms(corners[:2], corners[2:], None, iou, max_det, strict=True)
+    else:
+        shifted = corners + cls.astype(np.float32) * np.float32(ULTRALYTICS_MAX_WH)
+        keep = _nms(shifted[:2], shifted[2:], cls, iou, max_det, strict=True)
+    return corners.take(keep, axis=1).T, score.take(keep), cls.take(keep)
 
 
 def ultralytics_nms(
@@ -360,24 +524,13 @@ def ultralytics_nms(
     results = []
     conf32 = np.float32(conf)
     for b in range(scores.shape[0]):
-        s = scores[b]
-        best = s.max(axis=1)
-        anchors = np.flatnonzero(best > conf32)
-        if not anchors.size:
+        kept = _ultralytics_image(_class_major(scores[b]), boxes_xyxy[b].T, conf32, iou, max_det, agnostic,
+                                  box_coding)
+        if kept is None:
             results.append(np.zeros((0, 6), np.float32))
             continue
-        cls = s[anchors].argmax(axis=1)
-        score = best[anchors]
-        order = np.argsort(-score, kind="stable")[:ULTRALYTICS_MAX_NMS]
-        anchors, cls, score = anchors[order], cls[order], score[order]
-        box = boxes_xyxy[b, anchors].astype(np.float32)
-        if box_coding == BOX_CENTER_SIZE:
-            box = xywh_to_xyxy(box)
-        shifted = box if agnostic else box + (cls.astype(np.float32) * np.float32(ULTRALYTICS_MAX_WH))[:, None]
-        keep = fast_greedy_nms(shifted, None if agnostic else cls, iou, max_det, strict=True)
-        results.append(
-            np.concatenate([box[keep], score[keep, None], cls[keep, None].astype(np.float32)], axis=1)
-        )
+        corners, score, cls = kept
+        results.append(np.concatenate([corners, score[:, None], cls[:, None].astype(np.float32)], axis=1))
     return results
 
 
@@ -413,16 +566,15 @@ class Detections:
             for row in self.to_list(names)
         )
 
-
 def map_boxes_to_original(det_boxes: np.ndarray, info: LetterboxInfo) -> np.ndarray:
     """Corner boxes in network-input pixels -> original-image pixels, clipped to the image
     (``ultralytics.utils.ops.scale_boxes``: subtract the padding, divide by the per-axis gain, clip)."""
-    boxes = np.asarray(det_boxes, dtype=np.float32).copy()
-    boxes[..., [0, 2]] = (boxes[..., [0, 2]] - info.pad_x) / np.float32(info.gain_x)
-    boxes[..., [1, 3]] = (boxes[..., [1, 3]] - info.pad_y) / np.float32(info.gain_y)
-    boxes[..., [0, 2]] = boxes[..., [0, 2]].clip(0, info.orig_w)
-    boxes[..., [1, 3]] = boxes[..., [1, 3]].clip(0, info.orig_h)
-    return boxes
+    pad, gain, limit = np.array(
+        [[info.pad_x, info.pad_y] * 2, [info.gain_x, info.gain_y] * 2, [info.orig_w, info.orig_h] * 2], np.float32)
+    mapped = np.subtract(np.asarray(det_boxes, dtype=np.float32), pad)
+    mapped /= gain
+    np.maximum(mapped, np.zeros(4, np.float32), out=mapped)  # == clip(0, limit): max, then min, NaN kept
+    return np.minimum(mapped, limit, out=mapped)
 
 
 def postprocess_track_a(
@@ -437,28 +589,30 @@ def postprocess_track_a(
     """Track A ``output0 [B, 4+nc, A]`` -> per-image :class:`Detections` in original pixels.
 
     ``mode``: ``efficient`` (same detections as the end2end EfficientNMS engine), ``onnx`` (same as the
-    ``NMS=onnx`` end2end graph) or ``ultralytics`` (same as ``YOLO.predict``).
+    ``NMS=onnx`` end2end graph) or ``ultralytics`` (same as ``YOLO.predict``). Reads ``output0`` in its own
+    layout (class-major rows, see :func:`efficient_nms`); no padded end2end arrays in between.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if len(infos) != output0.shape[0]:
         raise ValueError(f"{len(infos)} LetterboxInfo for a batch of {output0.shape[0]}")
-    if mode == "ultralytics":
-        boxes_xywh = output0[:, :4, :].transpose(0, 2, 1)
-        scores = output0[:, 4:, :].transpose(0, 2, 1)
-        rows = ultralytics_nms(boxes_xywh, scores, conf, iou, topk, agnostic, box_coding=BOX_CENTER_SIZE)
-        return [
-            Detections(map_boxes_to_original(r[:, :4], info), r[:, 4].copy(), r[:, 5].astype(np.int32))
-            for r, info in zip(rows, infos)
-        ]
-    boxes_xywh = output0[:, :4, :].transpose(0, 2, 1)
-    scores = output0[:, 4:, :].transpose(0, 2, 1)
-    strict = mode == "onnx"
-    outputs = efficient_nms(
-        boxes_xywh, scores, conf, iou, topk, agnostic, BOX_CENTER_SIZE,
-        candidate_cap=EFFICIENT_NMS_CANDIDATES, strict_thresholds=strict,
-    )
-    return postprocess_end2end(*outputs, infos)
+    if output0.ndim != 3 or output0.shape[1] < 5:
+        raise ValueError(f"expected output0 [B, 4+nc, A], got shape {output0.shape}")
+    conf32 = np.float32(conf)
+    results = []
+    for out, info in zip(output0, infos):
+        if mode == "ultralytics":
+            kept = _ultralytics_image(out[4:], out[:4], conf32, iou, topk, agnostic, BOX_CENTER_SIZE)
+        else:
+            kept = _efficient_image(out[4:], out[:4], conf32, iou, topk, agnostic, BOX_CENTER_SIZE,
+                                    EFFICIENT_NMS_CANDIDATES, mode == "onnx")
+        if kept is None:
+            results.append(Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32)))
+            continue
+        corners, scores, classes = kept
+        results.append(Detections(map_boxes_to_original(corners, info), scores.astype(np.float32),
+                                  classes.astype(np.int32)))
+    return results
 
 
 def postprocess_end2end(
@@ -471,7 +625,7 @@ def postprocess_end2end(
     """The four end2end outputs -> per-image :class:`Detections` in original pixels.
 
     Slices each image by ``num_dets`` (padding rows are zeros with class 0) and maps the corner boxes
-    back; no xywh->xyxy conversion (EfficientNMS already writes corners, spec §1.5).
+    back; no xywh->xyxy conversion (EfficientNMS already writes corners; TensorRT plugin/efficientNMSPlugin README).
     """
     if len(infos) != num_dets.shape[0]:
         raise ValueError(f"{len(infos)} LetterboxInfo for a batch of {num_dets.shape[0]}")

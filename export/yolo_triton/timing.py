@@ -15,3 +15,23 @@ def time_calls(fn: Callable[[], object], iters: int, warmup: int = 5) -> list[fl
         fn()
         times.append(time.perf_counter() - start)
     return times
+
+
+def time_interleaved(fns: dict[str, Callable[[], object]], rounds: int, per_round: int = 1,
+                     warmup: int = 5) -> dict[str, list[float]]:
+    """Seconds per call of each of ``fns``, measured in ``rounds`` alternating rounds of ``per_round`` calls
+    each (after ``warmup`` untimed calls of each): a load that comes and goes on a shared machine then
+    affects every contender alike, so ratios between them stay meaningful. Each round starts with one
+    untimed call, so what the previous contender left in the caches (or evicted) is not charged to it."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            fn()
+            start = time.perf_counter()
+            for _ in range(per_round):
+                fn()
+            times[name].append((time.perf_counter() - start) / per_round)
+    return times

@@ -106,12 +106,25 @@ def model_config(
     label_output: str | None = None,
     kind: str = "gpu",
     tensorrt_accelerator: dict[str, str] | None = None,
+    instances_per_gpu: int = 1,
+    gpus: list[int] | None = None,
+    cc_model_filenames: dict[str, str] | None = None,
+    keep_versions: int = 1,
 ) -> mc.ModelConfig:
-    """A ModelConfig for an ONNX or TensorRT model with dynamic batching on one instance of ``kind``
-    (``gpu``/``cpu``); ``tensorrt_accelerator`` (ONNX models only) runs it through ONNX Runtime's
-    TensorRT execution provider, which a graph holding a TensorRT plugin node needs."""
+    """A ModelConfig for an ONNX or TensorRT model with dynamic batching on ``instances_per_gpu`` instances
+    of ``kind`` (``gpu``/``cpu``) -- on each of ``gpus`` (the server's GPU ids; None or empty: each GPU
+    the server has); ``tensorrt_accelerator`` (ONNX models only) runs it through ONNX Runtime's TensorRT
+    execution provider, which a graph holding a TensorRT plugin node needs; ``cc_model_filenames``
+    (TensorRT plans of a mixed fleet) maps a compute capability ("8.0") to the plan Triton loads there.
+    Triton serves the ``keep_versions`` newest version folders (KEEP_VERSIONS; ``version_policy latest``)."""
     if max_batch <= 0:
         raise ValueError(f"max batch must be > 0, got {max_batch}")
+    if instances_per_gpu < 1:
+        raise ValueError(f"INSTANCES_PER_GPU must be >= 1, got {instances_per_gpu}")
+    if gpus and kind != "gpu":
+        raise ValueError(f"GPUS={','.join(map(str, gpus))} names GPUs, but INSTANCE_KIND={kind} instances run on the CPU")
+    if cc_model_filenames and platform != TENSORRT_PLATFORM:
+        raise ValueError("cc_model_filenames is for TensorRT plans (one per compute capability)")
     config = mc.ModelConfig(name=name, platform=platform, max_batch_size=max_batch)
     for spec in inputs:
         _tensor(spec, True, config.input.add())
@@ -119,7 +132,10 @@ def model_config(
         output = _tensor(spec, True, config.output.add())
         if spec.name == label_output:
             output.label_filename = LABELS_FILENAME
-    config.instance_group.add(count=1, kind=instance_kind(kind))
+    group = config.instance_group.add(count=instances_per_gpu, kind=instance_kind(kind))
+    group.gpus.extend(gpus or [])
+    for cc, filename in sorted((cc_model_filenames or {}).items()):
+        config.cc_model_filenames[cc] = filename
     if tensorrt_accelerator is not None:
         if platform != ONNX_PLATFORM or kind != "gpu":
             raise ValueError("the TensorRT execution accelerator is for onnxruntime_onnx models on GPU instances")
@@ -128,7 +144,50 @@ def model_config(
             accelerator.parameters[key] = value
     config.dynamic_batching.preferred_batch_size.extend(preferred_batch_sizes(max_batch))
     config.dynamic_batching.max_queue_delay_microseconds = queue_delay_us
-    config.version_policy.latest.num_versions = 1
+    set_version_policy(config, latest=keep_versions)
+    return config
+
+
+# ---- version_policy: which numbered version folders Triton serves (yolo_triton.versions uses these) ----
+def set_version_policy(config: mc.ModelConfig, latest: int | None = None, specific: list[int] | None = None
+                       ) -> mc.ModelConfig:
+    """``latest { num_versions: N }`` (the N newest folders) or ``specific { versions: [...] }``."""
+    if (latest is None) == (specific is None):
+        raise ValueError("give exactly one of latest (a count) or specific (version numbers)")
+    config.ClearField("version_policy")
+    if latest is not None:
+        if int(latest) < 1:
+            raise ValueError(f"KEEP_VERSIONS must be >= 1, got {latest}")
+        config.version_policy.latest.num_versions = int(latest)
+    else:
+        versions = sorted({int(v) for v in specific})
+        if not versions or versions[0] < 1:
+            raise ValueError(f"specific versions must be numbers >= 1, got {list(specific)}")
+        config.version_policy.specific.versions.extend(versions)
+    return config
+
+
+def version_policy(config: mc.ModelConfig) -> dict:
+    """The config's policy as ``{"latest": N}``, ``{"specific": [...]}`` or ``{"all": True}`` (Triton's
+    default when none is set is ``latest { num_versions: 1 }``)."""
+    kind = config.version_policy.WhichOneof("policy_choice")
+    if kind == "specific":
+        return {"specific": sorted(config.version_policy.specific.versions)}
+    if kind == "all":
+        return {"all": True}
+    if kind == "latest":
+        return {"latest": int(config.version_policy.latest.num_versions)}
+    return {"latest": 1}
+
+
+def apply_version_policy(config: mc.ModelConfig, policy: dict) -> mc.ModelConfig:
+    """Inverse of :func:`version_policy`."""
+    if "specific" in policy:
+        return set_version_policy(config, specific=policy["specific"])
+    if "latest" in policy:
+        return set_version_policy(config, latest=policy["latest"])
+    config.ClearField("version_policy")
+    config.version_policy.all.SetInParent()
     return config
 
 

@@ -110,7 +110,7 @@ def torch_reference(weights: Path, batch: np.ndarray, infos, conf: float, iou: f
     from yolo_triton.checkpoint import inspect, load_yolo
 
     yolo = load_yolo(weights)
-    inspect(yolo, weights)
+    num_classes = inspect(yolo, weights).num_classes
     model = yolo.model.float().eval()
     model = model.fuse(verbose=False) if hasattr(model, "fuse") else model
     outputs = []
@@ -119,8 +119,7 @@ def torch_reference(weights: Path, batch: np.ndarray, infos, conf: float, iou: f
             out = model(torch.from_numpy(batch[start:start + CHUNK]))
             outputs.append((out[0] if isinstance(out, (list, tuple)) else out).float())
     raw = torch.cat(outputs)
-    if raw.ndim != 3 or raw.shape[1] < 5:
-        raise StepError(f"{weights}: raw output {tuple(raw.shape)} is not [B, 4+nc, A] (NMS-free head?)")
+    check_output0_shape(tuple(raw.shape), num_classes, f"{weights} (PyTorch)")
     dets = []
     imgsz = batch.shape[2]
     for row, info in zip(non_max_suppression(raw, conf, iou, agnostic=agnostic, max_det=topk), infos):
@@ -153,6 +152,13 @@ def torch_one2one_reference(weights: Path, batch: np.ndarray, infos, conf: float
         dets.append(pp.Detections(boxes.numpy().astype(np.float32), row[:, 4].numpy().copy(),
                                   row[:, 5].numpy().astype(np.int32)))
     return dets
+
+
+def check_output0_shape(shape: tuple[int, ...], num_classes: int, what: str) -> None:
+    """``output0`` must be exactly ``[B, 4 + nc, anchors]``; an NMS-free export ``[B, max_det, 6]`` is not."""
+    if len(shape) != 3 or shape[1] != 4 + num_classes:
+        raise StepError(f"{what}: output0 {tuple(shape)} is not [B, 4+nc = {4 + num_classes}, anchors] for "
+                        f"{num_classes} classes (an NMS-free [B, max_det, 6] export?)")
 
 
 def ort_session(model):
@@ -214,8 +220,13 @@ def trt_available() -> str | None:
     """None when TensorRT and a GPU can run plans here, else why not."""
     try:
         import tensorrt  # noqa: F401
-    except Exception as err:  # ImportError, or a library that fails to load
-        return f"tensorrt does not import ({type(err).__name__})"
+    except ModuleNotFoundError as err:
+        if err.name == "tensorrt":
+            return "tensorrt is not installed"
+        return f"tensorrt is installed but does not import: {err}"
+    except Exception as err:  # a library that fails to load: say which
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        return f"tensorrt is installed but does not import: {type(err).__name__}: {first}"
     try:
         from polygraphy import cuda
 
@@ -423,6 +434,7 @@ def check_track_a(path: Path, raw_ref, torch_dets, batch, infos, settings: Setti
 def check_output0(result: FormatResult, output0: np.ndarray, raw_ref, torch_dets, infos, settings: Settings,
                   box_tol: float, score_tol: float) -> FormatResult:
     """A Track A/B ``output0``: raw values against PyTorch, client NMS (ultralytics mode) against ultralytics."""
+    check_output0_shape(output0.shape, raw_ref.shape[1] - 4, result.artefact)  # raw_ref is [B, 4+nc, A]
     result.raw = compare_raw(raw_ref, output0[:, :4].transpose(0, 2, 1), output0[:, 4:].transpose(0, 2, 1),
                              box_tol, score_tol, settings.conf)
     dets = pp.postprocess_track_a(output0, infos, settings.conf, settings.iou, settings.topk, "ultralytics",

@@ -3,13 +3,15 @@
 import json
 import os
 import sys
+import time
 
 VERSION = os.environ.get("FAKE_TRTEXEC_VERSION", "10.13.3")
 MAJOR, MINOR, PATCH = (int(p) for p in VERSION.split(".")[:3])
 KNOWN = {"--onnx", "--saveEngine", "--minShapes", "--optShapes", "--maxShapes", "--stronglyTyped",
          "--memPoolSize", "--builderOptimizationLevel", "--timingCacheFile", "--skipInference",
-         "--verbose", "--help", "--noTF32"}
-if MAJOR == 10:  # deprecated weak-typing flags are still parsed in 10.x (spec §2.3)
+         "--verbose", "--help", "--noTF32", "--device", "--hardwareCompatibilityLevel"}
+HW_COMPAT = ("none", "ampere+", "sameComputeCapability")  # sampleOptions.cpp, release/10.13 and 11.1
+if MAJOR == 10:  # deprecated weak-typing flags are still parsed in 10.x (TensorRT 10.0 release notes)
     KNOWN |= {"--fp16", "--int8", "--best", "--bf16"}
 
 
@@ -32,6 +34,15 @@ def main(argv):
     if "--help" in args:
         print("=== Model Options ===")
         return 0
+    if args.get("--hardwareCompatibilityLevel", "none").lower() not in [h.lower() for h in HW_COMPAT]:
+        print(f"[E] Unknown hardwareCompatibilityLevel: {args['--hardwareCompatibilityLevel']}")
+        return 1
+    device = int(args.get("--device", "0"))
+    gpus = [e for e in os.environ.get("FAKE_GPUS", "x").split(";") if e.strip()]
+    if not 0 <= device < len(gpus):
+        print(f"[E] Cuda failure: invalid device ordinal (device {device}, {len(gpus)} GPUs)")
+        return 1
+    print(f"[I] Selected Device ID: {device}")
     print(f"[I] TensorRT version: {MAJOR}.{MINOR}.{PATCH}")
     if "--stronglyTyped" in args and MAJOR >= 11:
         print("[W] --stronglyTyped flag is deprecated: strongly typed network is now enabled by default.")
@@ -53,12 +64,22 @@ def main(argv):
         print(f"&&&& FAILED TensorRT.trtexec [TensorRT v{banner_number}] [b9] # trtexec")
         return 1
     plan = args["--saveEngine"]
+    start = time.time()
+    time.sleep(float(os.environ.get("FAKE_TRTEXEC_SLEEP", "0")))  # the "build": a fixed time
     with open(plan, "wb") as handle:
         handle.write(b"FAKE-TRTEXEC-PLAN " + json.dumps(argv).encode())
-    if cache:
+    if cache:  # like trtexec: re-read the file at save time and add this build's entry (one line per build)
         old = open(cache, "rb").read() if os.path.exists(cache) else b""
         with open(cache, "wb") as handle:
-            handle.write(old + b"fake-timing-entry\n")
+            handle.write(old + f"fake-timing-entry {plan}\n".encode())
+    events = os.environ.get("FAKE_TRTEXEC_EVENTS")
+    if events:  # one JSON line per build: which device, when (wall clock, comparable across processes)
+        record = {"device": device, "start": start, "end": time.time(), "plan": plan, "pid": os.getpid(),
+                  "cuda_device_order": os.environ.get("CUDA_DEVICE_ORDER"),
+                  "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                  "hw_compat": args.get("--hardwareCompatibilityLevel", "none")}
+        with open(events, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
     print("[I] [TRT] Engine generation completed in 0.02 seconds.")
     print("[I] Engine built in 0.03 sec.")
     print(f"[I] Created engine with size: {os.path.getsize(plan) / 2**20:.4f} MiB")

@@ -104,6 +104,8 @@ _SEVERITY = ["INTERNAL_ERROR", "ERROR", "WARNING", "INFO", "VERBOSE"]
 DataType = _enum("DataType", ["FLOAT", "HALF", "INT8", "INT32", "BOOL", "UINT8", "FP8", "BF16",
                               "INT64", "INT4"])
 TensorIOMode = _enum("TensorIOMode", ["NONE", "INPUT", "OUTPUT"])
+# both majors (tests/test_tensorrt_api_surface.py finds the names in the real 10.13 and 11.4 bindings)
+HardwareCompatibilityLevel = _enum("HardwareCompatibilityLevel", ["NONE", "AMPERE_PLUS", "SAME_COMPUTE_CAPABILITY"])
 MemoryPoolType = _enum("MemoryPoolType", ["WORKSPACE", "DLA_MANAGED_SRAM", "DLA_LOCAL_DRAM",
                                           "DLA_GLOBAL_DRAM", "TACTIC_DRAM", "TACTIC_SHARED_MEMORY"])
 if _MAJOR >= 11:
@@ -231,9 +233,18 @@ class ITimingCache(_Recorded):
         _call("serialize")
         return memoryview((self._blob or _CACHE_MAGIC) + b"entry\n")
 
+    def combine(self, other, ignore_mismatch):
+        """Adds the other cache's lines this one lacks (the fake's stand-in for merging tactic timings)."""
+        _call("combine", ignore_mismatch)
+        if not isinstance(other, ITimingCache):
+            raise TypeError("combine(): other must be an ITimingCache")
+        mine = self._blob.splitlines(keepends=True)
+        self._blob = b"".join(mine + [line for line in other._blob.splitlines(keepends=True) if line not in mine])
+        return True
+
 
 class IBuilderConfig(_Recorded):
-    _SETTABLE = ("builder_optimization_level", "progress_monitor") + (
+    _SETTABLE = ("builder_optimization_level", "progress_monitor", "hardware_compatibility_level") + (
         ("int8_calibrator",) if _MAJOR < 11 else ())
 
     def __init__(self):
@@ -243,6 +254,8 @@ class IBuilderConfig(_Recorded):
         self._flags: set = set()
         object.__setattr__(self, "builder_optimization_level", 3)
         object.__setattr__(self, "progress_monitor", None)
+        object.__setattr__(self, "hardware_compatibility_level",
+                           _enum_member(HardwareCompatibilityLevel, "NONE"))
 
     def set_memory_pool_limit(self, pool, size):
         _call("set_memory_pool_limit", str(pool), size)
@@ -319,7 +332,9 @@ class Builder(_Recorded):
         shapes = {name: [list(s) for s in v] for name, v in config._profiles[0]._shapes.items()}
         body = {"version": __version__, "flags": network._flags, "tensors": network._tensors,
                 "profile": shapes, "pools": config._pools, "plugins": network._plugins,
-                "opt_level": _get(config, "builder_optimization_level")}
+                "opt_level": _get(config, "builder_optimization_level"),
+                "hardware_compatibility_level": str(_get(config, "hardware_compatibility_level")),
+                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}  # the GPU the build ran on
         if config._cache is not None:
             config._cache._blob = (config._cache._blob or _CACHE_MAGIC) + b"built\n"
         return memoryview(_PLAN_MAGIC + json.dumps(body, sort_keys=True).encode())

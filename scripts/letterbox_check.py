@@ -1,7 +1,9 @@
 """Checking the DALI letterbox against ultralytics' ``LetterBox``: sample images, reference, histograms.
 
 Shared by ``tests/test_dali_letterbox.py`` (CPU operators, CI) and ``scripts/bench_dali_gpu.py`` (GPU
-operators, device machine), so both report the same numbers the same way.
+operators, device machine), so both report the same numbers the same way. Not part of the library: only
+checks use it. The reference is ultralytics' own ``LetterBox``; without ultralytics a comparison is
+refused unless the caller names the NumPy port (``postprocess.letterbox``) as its reference.
 """
 from __future__ import annotations
 
@@ -12,10 +14,12 @@ import numpy as np
 
 from yolo_triton.postprocess import letterbox as numpy_letterbox
 
-try:  # the reference itself; the device machine may lack ultralytics, then postprocess's copy stands in
+try:  # the reference itself
     from ultralytics.data.augment import LetterBox
-except ImportError:  # pragma: no cover - exercised on the device machine only
+except ImportError:  # pragma: no cover - a machine without ultralytics
     LetterBox = None
+
+REFERENCES = ("ultralytics", "numpy")  # ultralytics.data.augment.LetterBox, or postprocess.letterbox (its port)
 
 
 def ultralytics_assets() -> Path | None:
@@ -61,12 +65,21 @@ def sample_images(out_dir: str | Path, sources: dict[str, np.ndarray] | None = N
     return paths
 
 
-def reference(path: str | Path, imgsz: int) -> np.ndarray:
-    """Ultralytics' preprocessing of the file: ``cv2.imread`` (BGR), ``LetterBox``, BGR->RGB, CHW, ``/255``."""
+def reference(path: str | Path, imgsz: int, which: str = "ultralytics") -> np.ndarray:
+    """Ultralytics' preprocessing of the file: ``cv2.imread`` (BGR), ``LetterBox``, BGR->RGB, CHW, ``/255``.
+
+    ``which="numpy"`` uses the NumPy port in ``postprocess`` instead, and says so by being asked for; with
+    ``"ultralytics"`` and no ultralytics installed this raises rather than compare a letterbox with itself.
+    """
+    if which not in REFERENCES:
+        raise ValueError(f"reference must be one of {REFERENCES}, got {which!r}")
+    if which == "ultralytics" and LetterBox is None:
+        raise RuntimeError("ultralytics is not installed, so its LetterBox (the reference) is missing: install "
+                           "requirements.txt, or name the NumPy port as the reference (--reference numpy)")
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise ValueError(f"OpenCV cannot decode {path}")
-    if LetterBox is None:
+    if which == "numpy":
         return numpy_letterbox(bgr, imgsz)[0]
     padded = LetterBox(new_shape=(imgsz, imgsz), auto=False, scale_fill=False, scaleup=True, center=True)(image=bgr)
     chw = np.ascontiguousarray(padded[..., ::-1].transpose(2, 0, 1))
