@@ -310,6 +310,40 @@ reload: ## Load a re-exported model into the running Triton: make reload MODEL=y
 	curl -sS --fail-with-body -X POST http://$(TRITON_HTTP)/v2/repository/models/$(MODEL)/load
 	@echo "loaded $(MODEL)"
 
+# ---- serving benchmark: the track comparison on the running Triton, as clients see it -----------------
+# Every served track of MODEL (<m>, <m>_trt, <m>_end2end, <m>_trt_end2end, <m>_ensemble; BENCH_TRACKS to
+# choose) x BENCH_CONCURRENCY x BENCH_BATCH (images per request), through yolo_triton.client: images/s,
+# latency p50/p90/p99, client pre / server / client post, the server's own batch statistics.
+BENCH_PROTOCOL ?= grpc
+BENCH_URL ?= $(if $(filter command line environment,$(origin TRITON_URL)),$(TRITON_URL),$(TRITON_HOST):$(if $(filter grpc,$(BENCH_PROTOCOL)),8001,8000))
+BENCH_CONCURRENCY ?= 1 2 4 8
+BENCH_BATCH ?= 1
+BENCH_SECONDS ?= 10
+BENCH_REQUESTS ?=
+BENCH_WARMUP ?= 2
+BENCH_PROCESSES ?= 1
+BENCH_TRACKS ?=
+BENCH_NOTE ?=
+BENCH_OUT ?= results/bench_serving
+BENCH_ARGS = --concurrency $(BENCH_CONCURRENCY) --batch $(BENCH_BATCH) \
+  $(if $(BENCH_REQUESTS),--requests $(BENCH_REQUESTS),--seconds $(BENCH_SECONDS)) --warmup $(BENCH_WARMUP) \
+  --processes $(BENCH_PROCESSES) $(if $(BENCH_TRACKS),--tracks $(BENCH_TRACKS)) $(if $(IMAGES),--images $(IMAGES)) \
+  $(if $(BENCH_NOTE),--note "$(BENCH_NOTE)") --out $(BENCH_OUT)
+.PHONY: bench-serving bench-serving-local
+bench-serving: ## Serving benchmark of MODEL's tracks on the running Triton: make bench-serving MODEL=yolov11_small [BENCH_CONCURRENCY='1 4 16'] [TRITON_URL=host:port]
+	@test -n "$(MODEL)" || { echo "usage: make bench-serving MODEL=<base name> [BENCH_TRACKS='A C D'] [BENCH_CONCURRENCY='1 2 4 8'] [BENCH_BATCH='1 8'] [BENCH_SECONDS=10 | BENCH_REQUESTS=N] [BENCH_PROCESSES=8] [BENCH_PROTOCOL=grpc|http] [TRITON_URL=host:port] [IMAGES=dir]" >&2; exit 2; }
+	$(PYTHON) scripts/bench_serving.py --url $(BENCH_URL) --protocol $(BENCH_PROTOCOL) --model $(MODEL) $(BENCH_ARGS)
+
+# Here, without a GPU: Track A + end2end NMS=onnx (FP32, INSTANCE_KIND=cpu) built into BENCH_LOCAL_DIR, Track D
+# through the CPU stand-ins (scripts/bench_serving_local.py says which), served by the real tritonserver.
+BENCH_LOCAL_DIR ?= results/bench_local
+BENCH_LOCAL_MAKE = MODELS_DIR=$(BENCH_LOCAL_DIR)/models BUILD_DIR=$(BENCH_LOCAL_DIR)/.build INSTANCE_KIND=cpu NMS=onnx PRECISION=fp32
+bench-serving-local: ## CPU serving benchmark here: build MODEL's Track A + end2end, Track D stand-in, real Triton: make bench-serving-local MODEL=yolo11n_untrained
+	@test -n "$(MODEL)" || { echo "usage: make bench-serving-local MODEL=<checkpoint stem in $(WEIGHTS_DIR)> [IMGSZ=320] [BENCH_* as for bench-serving]" >&2; exit 2; }
+	$(MAKE) --no-print-directory $(BENCH_LOCAL_MAKE) $(BENCH_LOCAL_DIR)/models/$(MODEL)/config.pbtxt $(BENCH_LOCAL_DIR)/models/$(MODEL)_end2end/config.pbtxt
+	$(PYTHON) scripts/bench_serving_local.py --models-dir $(BENCH_LOCAL_DIR)/models --model $(MODEL) --trackd-standin \
+	  --protocol $(BENCH_PROTOCOL) -- $(if $(BENCH_TRACKS),,--tracks A end2end D) $(BENCH_ARGS)
+
 clean-reexport: ## Back up configs, remove .onnx/.plan artefacts and timing caches (DRY_RUN=1 to preview)
 	bash export/cleanup_for_reexport.sh --models-dir $(MODELS_DIR) --cache-dir $(CACHE_DIR) \
 	  $(if $(BACKUP_DIR),--backup-dir $(BACKUP_DIR)) $(if $(filter 1,$(DRY_RUN)),--dry-run)

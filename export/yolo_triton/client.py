@@ -18,7 +18,10 @@ the model's directory of the repository the server serves (``--model-repository`
 """
 from __future__ import annotations
 
+import contextvars
 import logging
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -183,6 +186,28 @@ def load_labels(repository: str | Path | None, served: ServedModel) -> list[str]
 # --------------------------------------------------------------------------------------------------
 # Inference
 # --------------------------------------------------------------------------------------------------
+# Round trips of the current context (thread), for measuring: see round_trips().
+_ROUND_TRIPS: contextvars.ContextVar[list | None] = contextvars.ContextVar("yolo_triton_round_trips", default=None)
+
+
+@contextmanager
+def round_trips():
+    """Collect ``(start, end)`` ``time.perf_counter()`` stamps of every server round trip that
+    ``infer`` makes in this thread while the block runs (the ``client.infer`` call: request out, response
+    in). Everything else of an ``infer`` call is client work: before the first round trip the
+    letterbox (pre), after it the decoding, NMS and mapping back (post). Used by yolo_triton.bench_serving.
+
+        with round_trips() as stamps:
+            detections = infer(client, served, images)
+    """
+    stamps: list[tuple[float, float]] = []
+    token = _ROUND_TRIPS.set(stamps)
+    try:
+        yield stamps
+    finally:
+        _ROUND_TRIPS.reset(token)
+
+
 def _request(client, served: ServedModel, batch: np.ndarray, output_names: Sequence[str]) -> dict[str, np.ndarray]:
     module = _protocol_module(client)
     data = batch if served.max_batch > 0 else batch[0]
@@ -190,7 +215,10 @@ def _request(client, served: ServedModel, batch: np.ndarray, output_names: Seque
     infer_input.set_data_from_numpy(data)
     outputs = [module.InferRequestedOutput(name) for name in output_names]
     version = {"model_version": served.version} if served.version else {}
+    stamps, start = _ROUND_TRIPS.get(), time.perf_counter()
     result = client.infer(served.name, [infer_input], outputs=outputs, **version)
+    if stamps is not None:
+        stamps.append((start, time.perf_counter()))
     arrays = {name: result.as_numpy(name) for name in output_names}
     if served.max_batch <= 0:
         arrays = {name: value[None] for name, value in arrays.items()}
