@@ -120,3 +120,17 @@ def numpy_dtype(triton_data_type: int) -> str:
     from tritonclient.utils import triton_to_np_dtype
 
     return np.dtype(triton_to_np_dtype(mc.DataType.Name(triton_data_type).removeprefix("TYPE_"))).name
+
+
+def skip_without_real_triton() -> None:
+    """Skip (one line saying why) where no real tritonserver + ONNX Runtime backend can run: a user's
+    machine without nvidia-pytriton or without the backend (../shared/triton, $YOLO_TRITON_ORT_BACKEND)."""
+    from yolo_triton import triton_server as ts
+
+    try:
+        ts.tritonserver_dir()
+    except ts.ServerError as err:
+        pytest.skip(str(err))
+    if ts.find_onnxruntime_backend() is None:
+        pytest.skip(f"no Triton ONNX Runtime backend here (set {ts.ORT_BACKEND_ENV} or provide "
+                    "../shared/triton/backends/onnxruntime): the real-server tests need one")

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import REPO, SCRATCH_NAME, TEST_IMGSZ, Tree
+from conftest import REPO, SCRATCH_NAME, TEST_IMGSZ, Tree, skip_without_real_triton
 from yolo_triton import bench_serving as bs
 from yolo_triton import client as yc
 from yolo_triton import triton_server as ts
@@ -33,12 +33,7 @@ SCRIPT = REPO / "scripts" / "bench_serving.py"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, scratch_weights):
-    try:
-        ts.tritonserver_dir()
-    except ts.ServerError as err:
-        pytest.skip(str(err))
-    if ts.find_onnxruntime_backend() is None:
-        pytest.skip(f"no Triton ONNX Runtime backend here (set {ts.ORT_BACKEND_ENV}): the real-server tests need one")
+    skip_without_real_triton()
     tree = Tree(tmp_path_factory.mktemp("bench"))
     tree.weights.mkdir()
     (tree.weights / scratch_weights.name).symlink_to(scratch_weights)

@@ -29,13 +29,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, SCRATCH_NAME, Tree
+from conftest import REPO, SCRATCH_NAME, Tree, skip_without_real_triton
 from yolo_triton import client as client_cli
 from yolo_triton import ensemble as ens
 from yolo_triton import postprocess as pp
 from yolo_triton import triton_config as tc
 from yolo_triton import triton_server as ts
 from yolo_triton.settings import defaults
+
+import triton_client as client_script  # scripts/triton_client.py, the command line (pytest's pythonpath)
 
 pytestmark = pytest.mark.slow
 IMGSZ = 320
@@ -49,18 +51,6 @@ PREPROCESS = ens.preprocess_model_name(IMGSZ)
 CONTROL = f"{PREPROCESS}_no_ragged_control"   # the same stand-in without allow_ragged_batch
 STANDINS = REPO / "tests" / "doubles" / "triton_python_standins"
 PROTOCOLS = ("http", "grpc")
-
-
-import triton_client as client_script  # noqa: E402 - scripts/triton_client.py, the command line
-
-def _skip_without_server():
-    try:
-        ts.tritonserver_dir()
-    except ts.ServerError as err:
-        pytest.skip(str(err))
-    if ts.find_onnxruntime_backend() is None:
-        pytest.skip(f"no Triton ONNX Runtime backend here (set {ts.ORT_BACKEND_ENV} or provide "
-                    "../shared/triton/backends/onnxruntime): the real-server tests need one")
 
 
 def as_standin(model_dir: Path, standin: str, name: str | None = None) -> None:
@@ -83,7 +73,7 @@ def as_standin(model_dir: Path, standin: str, name: str | None = None) -> None:
 def built(tmp_path_factory, scratch_weights):
     """``make`` writes the repository: Track A (FP32, FP16, INT8), end2end NMS=onnx, YOLO26 NMS=free,
     Track D (generated DALI + ensemble configs), all with INSTANCE_KIND=cpu; plus a failed export."""
-    _skip_without_server()
+    skip_without_real_triton()
     from ultralytics.utils import ASSETS
 
     tree = Tree(tmp_path_factory.mktemp("served"))

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import Tree
+from conftest import Tree, skip_without_real_triton
 from yolo_triton import ab_compare
 from yolo_triton import client as client_cli
 from yolo_triton import postprocess as pp
@@ -41,15 +41,6 @@ NAME = "det"
 COMMON = ("INSTANCE_KIND=cpu", f"IMGSZ={IMGSZ}", "PRECISION=fp32", "NMS=onnx")
 
 
-def _skip_without_server():
-    try:
-        ts.tritonserver_dir()
-    except ts.ServerError as err:
-        pytest.skip(str(err))
-    if ts.find_onnxruntime_backend() is None:
-        pytest.skip(f"no Triton ONNX Runtime backend here (set {ts.ORT_BACKEND_ENV}): the real-server tests need one")
-
-
 def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -57,7 +48,7 @@ def sha256(path: Path) -> str:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, scratch_weights):
     """Version 1 from yolo11n (scratch), version 2 from yolov8n (scratch), both through ``make version``."""
-    _skip_without_server()
+    skip_without_real_triton()
     tree = Tree(tmp_path_factory.mktemp("versions"))
     tree.weights.mkdir()
     (tree.weights / f"{NAME}.pt").symlink_to(scratch_weights)
