@@ -30,13 +30,9 @@ import argparse
 import json
 import logging
 import multiprocessing as mp
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "export"))
-sys.path.insert(0, str(ROOT / "scripts"))
 
 import numpy as np  # noqa: E402
 
@@ -90,7 +86,7 @@ def load_models(url: str, models: list[str]) -> dict:
 # detect
 # --------------------------------------------------------------------------------------------------
 def detect(url: str, models: list[str], paths: list[Path]) -> dict:
-    import triton_client as tc
+    from yolo_triton import client as tc
 
     images = [tc.read_image(p) for p in paths]
     encoded = [p.read_bytes() for p in paths]
@@ -118,7 +114,7 @@ def warmup(url: str, models: list[str], paths: list[Path]) -> dict:
     import tritonclient.grpc as grpcclient
     from yolo_triton import postprocess as pp
     import cv2
-    import triton_client as tc
+    from yolo_triton import client as tc
 
     image, _ = pp.letterbox_batch([cv2.imread(str(paths[0]))], 640)
     client = grpc_client(url)
@@ -314,7 +310,7 @@ def _delta(before: dict, after: dict) -> dict:
 
 
 def describe(url: str, model: str) -> dict:
-    import triton_client as tc
+    from yolo_triton import client as tc
 
     client = tc.connect(url, "grpc")
     try:

@@ -12,7 +12,7 @@ SOURCES = sorted([*REPO.glob("export/*.py"), *REPO.glob("export/yolo_triton/*.py
 # "make [VAR=value ...] target [target ...]" inside a string constant; goals are lower-case words
 HINT = re.compile(r"\bmake ((?:[A-Z_]+=\S* )*)((?:[a-z][a-z0-9-]*(?: |$))+)")
 NOT_GOALS = {"then", "and", "or", "over", "the", "every", "timing", "exit", "with", "it", "for", "to", "a", "sure",
-             "installs", "refuses", "wall", "failed"}  # prose after a real goal ("make setup installs it")
+             "installs", "refuses", "wall", "failed", "wrote"}  # prose after a real goal ("make setup installs it")
 
 
 def suggested_goals(text: str) -> set[str]:

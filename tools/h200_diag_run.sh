@@ -20,7 +20,7 @@ for f in bench_gpu_serving.py gpu_serving_diag.py; do [ -f "$STASH/$f" ] && cp "
 TORCH_SP=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 NV=$P/site/nvidia
 export LD_LIBRARY_PATH="$NV/cuda_runtime/lib:$NV/cublas/lib:$NV/cufft/lib:$NV/curand/lib:$NV/dali:$NV/nvimgcodec:$NV/nvjpeg/lib:$NV/libnvcomp/lib64:$TORCH_SP/nvidia/cudnn/lib:$TORCH_SP/nvidia/cu13/lib:$P/site/nvidia_pytriton.libs"
-export PYTHONPATH=$P/site
+export PYTHONPATH=$P/site:$PWD/export  # yolo_triton (not pip-installed there)
 TS=$P/site/pytriton/tritonserver
 M=$P/models
 mkdir -p "$M/yolo11s_untrained_trt_end2end/1" "$M/yolo11s_untrained_ensemble/1"

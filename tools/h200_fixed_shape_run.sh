@@ -20,7 +20,7 @@ fi
 TORCH_SP=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 NV=$P/site/nvidia
 export LD_LIBRARY_PATH="$NV/cuda_runtime/lib:$NV/cublas/lib:$NV/cufft/lib:$NV/curand/lib:$NV/dali:$NV/nvimgcodec:$NV/nvjpeg/lib:$NV/libnvcomp/lib64:$TORCH_SP/nvidia/cudnn/lib:$TORCH_SP/nvidia/cu13/lib:$P/site/nvidia_pytriton.libs"
-export PYTHONPATH=$P/site
+export PYTHONPATH=$P/site:$PWD/export  # yolo_triton (not pip-installed there)
 M=$P/models
 mkdir -p "$M/yolo11s_untrained_trt_end2end/1" "$M/yolo11s_untrained_ensemble/1"
 [ -f "$M/yolo11s_untrained_trt_end2end/1/model.onnx" ] || cp "$M/yolo11s_untrained_end2end/1/model.onnx" "$M/yolo11s_untrained_trt_end2end/1/"

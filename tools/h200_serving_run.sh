@@ -71,7 +71,7 @@ CU13_LIB=$TORCH_SP/nvidia/cu13/lib
 SITE=$P/site
 NV=$SITE/nvidia
 export LD_LIBRARY_PATH="$NV/cuda_runtime/lib:$NV/cublas/lib:$NV/cufft/lib:$NV/curand/lib:$NV/dali:$NV/nvimgcodec:$NV/nvjpeg/lib:$NV/libnvcomp/lib64:$CUDNN_LIB:$CU13_LIB:$SITE/nvidia_pytriton.libs"
-export PYTHONPATH=$SITE
+export PYTHONPATH=$SITE:$PWD/export  # yolo_triton (not pip-installed there)
 TS=$SITE/pytriton/tritonserver
 { echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"; find "$CUDNN_LIB" "$CU13_LIB" -maxdepth 1 -name 'lib*' 2>&1 | head -40;
   for so in "$P/backends/onnxruntime/libonnxruntime_providers_cuda.so" "$P/backends/onnxruntime/libtriton_onnxruntime.so" \
