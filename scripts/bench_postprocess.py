@@ -29,7 +29,7 @@ import platform
 from pathlib import Path
 
 from yolo_triton.files import atomic_write_text
-from yolo_triton.timing import time_interleaved
+from yolo_triton.timing import cpu_model, time_interleaved
 
 import numpy as np
 
@@ -265,15 +265,7 @@ def run_bench(output0: np.ndarray, imgsz: int, conf: float, iou: float, topk: in
 
 def machine_description() -> str:
     """CPU model and core count (``/proc/cpuinfo`` where there is one)."""
-    model = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{platform.machine()} {model}, {os.cpu_count()} CPUs".replace("  ", " ")
+    return f"{platform.machine()} {cpu_model()}, {os.cpu_count()} CPUs".replace("  ", " ")
 
 
 def format_table(report: dict) -> str:

@@ -51,6 +51,7 @@ import numpy as np
 
 from yolo_triton import client as yc
 from yolo_triton.files import atomic_path, atomic_write_text
+from yolo_triton.timing import cpu_model
 
 LOG = logging.getLogger("bench_serving")
 
@@ -567,15 +568,7 @@ def summarise(records: Sequence[tuple], wall: float) -> dict:
 # The grid, and what is written
 # --------------------------------------------------------------------------------------------------
 def machine() -> dict:
-    model = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": model, "cpus": os.cpu_count(), "system": f"{platform.system()} {platform.release()}",
+    return {"cpu": cpu_model(), "cpus": os.cpu_count(), "system": f"{platform.system()} {platform.release()}",
             "python": platform.python_version(), "host": platform.node(), "load_average": _load_average()}
 
 

@@ -1,8 +1,21 @@
 """The one timing loop of the benchmark scripts (standard library only: it also runs on the GPU machine)."""
 from __future__ import annotations
 
+import platform
 import time
+from pathlib import Path
 from typing import Callable
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` where there is one), for benchmark reports."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or ""
 
 
 def time_calls(fn: Callable[[], object], iters: int, warmup: int = 5) -> list[float]:
