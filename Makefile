@@ -40,12 +40,16 @@ base_of = $(patsubst %_trt,%,$(patsubst %_end2end,%,$(patsubst %_trt_end2end,%,$
 # ---- parameter stamps: one small file per model and setting group; artefacts depend on them. Make
 # reads each stamp while parsing (no shell, no Python); a stamp whose content differs from the current
 # settings gets a rule that rewrites it, which makes exactly the artefacts that use it out of date.
-ONNX_PARAMS = imgsz=$(IMGSZ) precision=$(PRECISION) calib=$(CALIB_DIR)
-ONE2ONE_PARAMS = $(ONNX_PARAMS) max_det=$(TOPK)
+# ORT_BATCHING=pad pads the ONNX graphs to min(ORT_PAD_BATCH, max batch); the mode is resolved in Python
+# (settings.ort_batching): the stamp only needs to change when the padding may (tests/test_batch_pad.py).
+ort_mode = $(if $(filter auto,$(ORT_BATCHING)),$(if $(filter gpu,$(INSTANCE_KIND)),pad,dynamic),$(ORT_BATCHING))
+ort_pad_params = $(if $(filter pad,$(ort_mode)),pad:$(ORT_PAD_BATCH):max$(call max_batch_for,$(1)),$(ORT_BATCHING))
+ONNX_PARAMS = imgsz=$(IMGSZ) precision=$(PRECISION) calib=$(CALIB_DIR) batching=$(call ort_pad_params,$(1))
+ONE2ONE_PARAMS = $(call ONNX_PARAMS,$(1)) max_det=$(TOPK)
 END2END_PARAMS = nms=$(NMS) conf=$(CONF) iou=$(IOU) topk=$(TOPK) agnostic=$(AGNOSTIC)
 CONFIG_PARAMS = max_batch=$(call max_batch_for,$(1)) queue_delay_us=$(QUEUE_DELAY_US) kind=$(INSTANCE_KIND) \
   workspace=$(WORKSPACE) ort_trt_cache=$(ORT_TRT_CACHE_DIR) instances_per_gpu=$(INSTANCES_PER_GPU) gpus=$(GPUS) \
-  keep_versions=$(KEEP_VERSIONS)
+  keep_versions=$(KEEP_VERSIONS) ort_batching=$(ORT_BATCHING) ort_pad_batch=$(ORT_PAD_BATCH)
 PLAN_PARAMS = max_batch=$(call max_batch_for,$(1)) imgsz=$(IMGSZ) workspace=$(WORKSPACE) opt_level=$(OPT_LEVEL) \
   gpus=$(GPUS) hw_compat=$(HW_COMPAT)
 STAMPS := $(BUILD_DIR)/params
@@ -59,8 +63,8 @@ goal_names = $(foreach g,$(filter $(MODELS_DIR)/%,$(MAKECMDGOALS)),$(call base_o
 STAMPED_NAMES := $(sort $(NAMES) $(basename $(notdir $(wildcard $(WEIGHTS_DIR)/*.pt))) $(goal_names) \
   $(if $(filter version,$(MAKECMDGOALS)),$(MODEL)))
 $(foreach n,$(STAMPED_NAMES),\
-  $(call stamp,$(STAMPS)/$(n).onnx,$(ONNX_PARAMS))\
-  $(if $(filter free,$(NMS)),$(call stamp,$(STAMPS)/$(n).one2one,$(ONE2ONE_PARAMS)))\
+  $(call stamp,$(STAMPS)/$(n).onnx,$(call ONNX_PARAMS,$(n)))\
+  $(if $(filter free,$(NMS)),$(call stamp,$(STAMPS)/$(n).one2one,$(call ONE2ONE_PARAMS,$(n))))\
   $(call stamp,$(STAMPS)/$(n).end2end,$(END2END_PARAMS))\
   $(call stamp,$(STAMPS)/$(n).config,$(call CONFIG_PARAMS,$(n)))\
   $(call stamp,$(STAMPS)/$(n).plan,$(call PLAN_PARAMS,$(n))))
@@ -86,11 +90,11 @@ endif
 LIB := export/yolo_triton
 # Each step's command and the library modules it runs (ARCHITECTURE.md): editing one rebuilds what it makes.
 BASE := $(LIB)/settings.py $(LIB)/files.py
-ONNX_STEP := export/export_onnx.py $(LIB)/onnx_export.py $(LIB)/checkpoint.py $(LIB)/onnx_io.py $(LIB)/options.py \
+ONNX_STEP := export/export_onnx.py $(LIB)/onnx_export.py $(LIB)/batch_pad.py $(LIB)/checkpoint.py $(LIB)/onnx_io.py $(LIB)/options.py \
   $(BASE) $(if $(filter int8,$(PRECISION)),$(LIB)/int8.py $(LIB)/postprocess.py)
-NMS_STEP := export/add_nms.py $(LIB)/nms_graph.py $(wildcard $(LIB)/nms_onnx.py) $(BASE)
+NMS_STEP := export/add_nms.py $(LIB)/nms_graph.py $(LIB)/batch_pad.py $(wildcard $(LIB)/nms_onnx.py) $(BASE)
 CONFIG_STEP := export/write_config.py $(LIB)/triton_config.py $(LIB)/onnx_io.py $(BASE)
-ENGINE_STEP := export/build_engine.py $(wildcard $(LIB)/engine*.py) $(BASE)
+ENGINE_STEP := export/build_engine.py $(wildcard $(LIB)/engine*.py) $(LIB)/batch_pad.py $(BASE)
 
 # ---- help -------------------------------------------------------------------------------------------
 .PHONY: help
@@ -163,9 +167,12 @@ scratch: ## Write an UNTRAINED test checkpoint: make scratch MODEL=yolo11n [NC=3
 	$(PYTHON) export/make_scratch_checkpoint.py --arch $(MODEL) --out $(WEIGHTS_DIR)/$(MODEL)_untrained.pt $(if $(NC),--nc $(NC))
 
 # ---- Track A: ONNX ----------------------------------------------------------------------------------
+# ORT_BATCHING (defaults.mk): how GPU Triton runs these graphs; pad wraps the graph (yolo_triton.batch_pad)
+ORT_BATCH_ARGS = --ort-batching $(ORT_BATCHING) --ort-pad-batch $(ORT_PAD_BATCH) --instance-kind $(INSTANCE_KIND) \
+  --max-batch $(call max_batch_for,$*)
 $(MODELS_DIR)/%/1/model.onnx: $$(call weights_for,$$*) $(ONNX_STEP) $(STAMPS)/$$*.onnx
 	$(PYTHON) export/export_onnx.py --weights $< --out $@ --imgsz $(IMGSZ) --precision $(PRECISION) \
-	  $(if $(CALIB_DIR),--calib-dir $(CALIB_DIR))
+	  $(if $(CALIB_DIR),--calib-dir $(CALIB_DIR)) $(ORT_BATCH_ARGS)
 
 # ---- end2end: ONNX + NMS ----------------------------------------------------------------------------
 # NMS=efficient|onnx: surgery on the Track A graph. NMS=free (YOLO26, YOLOv10): surgery on an export of
@@ -173,7 +180,7 @@ $(MODELS_DIR)/%/1/model.onnx: $$(call weights_for,$$*) $(ONNX_STEP) $(STAMPS)/$$
 END2END_SOURCE = $(if $(filter free,$(NMS)),$(BUILD_DIR)/one2one/$*.onnx,$(MODELS_DIR)/$*/1/model.onnx)
 $(BUILD_DIR)/one2one/%.onnx: $$(call weights_for,$$*) $(ONNX_STEP) $(STAMPS)/$$*.one2one
 	$(PYTHON) export/export_onnx.py --weights $< --out $@ --imgsz $(IMGSZ) --precision $(PRECISION) \
-	  --one2one --topk $(TOPK) $(if $(CALIB_DIR),--calib-dir $(CALIB_DIR))
+	  --one2one --topk $(TOPK) $(if $(CALIB_DIR),--calib-dir $(CALIB_DIR)) $(ORT_BATCH_ARGS)
 
 $(MODELS_DIR)/%_end2end/1/model.onnx: $$(END2END_SOURCE) $(NMS_STEP) $(STAMPS)/$$*.end2end
 	$(PYTHON) export/add_nms.py --onnx $< --out $@ --nms $(NMS) --conf $(CONF) --iou $(IOU) \
@@ -208,7 +215,7 @@ check-plans: ## List plans built on another GPU model / TensorRT version (REMOVE
 # ---- Triton configs ---------------------------------------------------------------------------------
 CONFIG_ARGS = --max-batch $(call max_batch_for,$*) --queue-delay-us $(QUEUE_DELAY_US) --instance-kind $(INSTANCE_KIND) \
   --workspace $(WORKSPACE) --ort-trt-cache-dir $(ORT_TRT_CACHE_DIR) --instances-per-gpu $(INSTANCES_PER_GPU) --gpus '$(GPUS)' \
-  --keep-versions $(KEEP_VERSIONS)
+  --keep-versions $(KEEP_VERSIONS) --ort-batching $(ORT_BATCHING)
 $(MODELS_DIR)/%_trt_end2end/config.pbtxt: $(MODELS_DIR)/%_trt_end2end/1/model.plan $(CONFIG_STEP) $(STAMPS)/$$*.config
 	$(PYTHON) export/write_config.py --artefact $< --source-onnx $(MODELS_DIR)/$*_end2end/1/model.onnx $(CONFIG_ARGS)
 

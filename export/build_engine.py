@@ -34,6 +34,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from yolo_triton.engine import (
@@ -46,6 +47,7 @@ from yolo_triton.engine import (
     onnx_precision,
     onnx_summary,
     parse_workspace,
+    plain_onnx,
     plan_is_stale,
     query_gpu,
     sha256_file,
@@ -169,8 +171,10 @@ def build_target(args: argparse.Namespace, target: PlanTarget, profile, precisio
             onnx_sha = sha256_file(request.onnx)
             start = time.monotonic()
             # A failed build leaves the old plan AND its sidecar as they were (check-plans still knows that
-            # plan); after a success the new sidecar replaces the old one.
-            result = build_plan(request, builder)
+            # plan); after a success the new sidecar replaces the old one. TensorRT gets the plain graph
+            # (an ORT_BATCHING=pad wrapper would make every profile shape run the padded batch).
+            with plain_onnx(request.onnx) as source:
+                result = build_plan(replace(request, onnx=source), builder)
     size = plan_path.stat().st_size
     write_sidecar(plan_path, sidecar_record(request, result, gpu, precision, onnx_sha, size,
                                             pinned.uuid if pinned else None, fleet))

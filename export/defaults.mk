@@ -38,6 +38,14 @@ BUILD_DIR ?= .build
 # only), and the engine cache of ONNX Runtime's TensorRT execution provider AS THE SERVER SEES IT
 # (NMS=efficient end2end ONNX; docker-compose.yml mounts ./trt_cache/onnxruntime there, writable).
 INSTANCE_KIND ?= gpu
+# How Triton executes batches of the ONNX models (Track A, end2end): pad | fixed | dynamic | auto (= pad on
+# GPU instances, dynamic on CPU ones). ONNX Runtime's CUDA EP pays seconds whenever a run's batch size
+# differs from the last one's, which dynamic batching does all the time: pad = the graph pads every
+# execution to ORT_PAD_BATCH images (at most the model's MAX_BATCH) and slices the answers back (one shape
+# for cuDNN; max_batch_size = ORT_PAD_BATCH); fixed = max_batch_size 1 on INSTANCES_PER_GPU instances, no
+# batching; dynamic = dynamic batching up to MAX_BATCH (right for CPU instances and TensorRT plans).
+ORT_BATCHING ?= auto
+ORT_PAD_BATCH ?= 16
 ORT_TRT_CACHE_DIR ?= /ort_trt_cache
 # Model versions (A/B rollouts): VERSION=next writes models/<name>/<N>/ beside the others (make version);
 # Triton serves the KEEP_VERSIONS newest version folders (config version_policy latest) until make promote

@@ -2,14 +2,17 @@
 """Track A step: ``pytorch_models/<m>.pt`` -> ``models/<name>/1/model.onnx``.
 
 Ultralytics' own ONNX export with a dynamic batch and a fixed image size, simplified, at the
-requested precision (fp16 = ModelOpt AutoCast mixed precision with FP32 I/O; fp32; int8 = Q/DQ).
+requested precision (fp16 = ModelOpt AutoCast mixed precision with FP32 I/O; fp32; int8 = Q/DQ);
+with ORT_BATCHING=pad the graph pads every execution to one batch size (yolo_triton.batch_pad).
 """
 from __future__ import annotations
 
 import argparse
 
 from yolo_triton.cli import run_step
+from yolo_triton.errors import StepError
 from yolo_triton.onnx_export import PRECISIONS, export_onnx
+from yolo_triton.settings import ORT_BATCHING_MODES, ort_pad_batch
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -21,15 +24,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--calib-dir", default="", help="calibration images (PRECISION=int8)")
     parser.add_argument("--one2one", action="store_true", help="export the NMS-free one-to-one head")
     parser.add_argument("--topk", type=int, help="max detections of the one-to-one head")
+    parser.add_argument("--ort-batching", choices=ORT_BATCHING_MODES, default="dynamic",
+                        help="ORT_BATCHING: pad wraps the graph to run every execution at one batch size")
+    parser.add_argument("--ort-pad-batch", type=int, default=16, help="ORT_PAD_BATCH: the padded batch")
+    parser.add_argument("--instance-kind", default="gpu", help="INSTANCE_KIND (auto batching depends on it)")
+    parser.add_argument("--max-batch", type=int, default=1, help="the model's MAX_BATCH (bounds the padded batch)")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    return run_step("export_onnx", lambda: export_onnx(args.weights, args.out, args.imgsz, args.precision,
-                                                       args.calib_dir or None, args.one2one, args.topk),
-                    args.verbose)
+    def step():
+        try:
+            pad = ort_pad_batch(args.ort_batching, args.instance_kind, args.max_batch, args.ort_pad_batch)
+        except ValueError as err:
+            raise StepError(str(err)) from None
+        return export_onnx(args.weights, args.out, args.imgsz, args.precision, args.calib_dir or None,
+                           args.one2one, args.topk, batch_pad=pad)
+
+    return run_step("export_onnx", step, args.verbose)
 
 
 if __name__ == "__main__":

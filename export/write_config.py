@@ -20,7 +20,8 @@ from yolo_triton.engine import parse_workspace
 from yolo_triton.errors import StepError
 from yolo_triton.options import check_options
 from yolo_triton.onnx_io import TensorSpec, class_names, has_efficient_nms, onnx_io, onnx_metadata, onnx_precision
-from yolo_triton.settings import LABEL_OUTPUT
+from yolo_triton.batch_pad import padded_size
+from yolo_triton.settings import LABEL_OUTPUT, ORT_BATCHING_MODES, ort_batching
 
 LOG = logging.getLogger("write_config")
 
@@ -69,11 +70,13 @@ def parse_gpus(text: str | None) -> list[int]:
 
 def build_config(artefact: Path, max_batch: int, queue_delay_us: int, source_onnx: Path | None,
                  kind: str = "gpu", workspace_bytes: int | None = None, ort_trt_cache_dir: str | None = None,
-                 instances_per_gpu: int = 1, gpus: list[int] | None = None, keep_versions: int = 1):
+                 instances_per_gpu: int = 1, gpus: list[int] | None = None, keep_versions: int = 1,
+                 ort_batching_mode: str = "dynamic"):
     if not artefact.is_file():
         raise StepError(f"artefact not found: {artefact}")
     model_dir = artefact.parent.parent
     accelerator = None
+    batching = "dynamic"
     if artefact.suffix == ".onnx":
         platform, onnx_path = tc.ONNX_PLATFORM, artefact
         inputs, outputs = onnx_io(artefact)
@@ -85,6 +88,7 @@ def build_config(artefact: Path, max_batch: int, queue_delay_us: int, source_onn
                                 "--ort-trt-cache-dir (ONNX Runtime's TensorRT execution provider)")
             accelerator = tc.ort_tensorrt_accelerator(onnx_precision(model), workspace_bytes,
                                                       f"{ort_trt_cache_dir.rstrip('/')}/{model_dir.name}")
+        batching, max_batch = onnx_batching(artefact, model, ort_batching_mode, kind, max_batch)
     elif artefact.suffix == ".plan":
         if kind != "gpu":
             raise StepError(f"{artefact}: a TensorRT plan runs on GPU instances only, not INSTANCE_KIND={kind}")
@@ -102,11 +106,34 @@ def build_config(artefact: Path, max_batch: int, queue_delay_us: int, source_onn
     try:
         config = tc.model_config(model_dir.name, platform, inputs, outputs, max_batch, queue_delay_us, label_output,
                                  kind, accelerator, instances_per_gpu, gpus if kind == "gpu" else None, fleet,
-                                 keep_versions=keep_versions)
+                                 keep_versions=keep_versions, batching=batching)
     except ValueError as err:  # the artefact's tensors or the settings do not fit a Triton config
         raise StepError(f"{artefact}: {err}") from None
     keep_pinned_versions(config, model_dir / "config.pbtxt")
     return model_dir, config, names
+
+
+def onnx_batching(artefact: Path, model, mode: str, kind: str, max_batch: int) -> tuple[str, int]:
+    """How Triton batches an ONNX model (ORT_BATCHING, settings.ort_batching) and its max_batch_size: a
+    graph padded by the export step runs at its padded batch, so that is the max; ``fixed`` runs one image."""
+    try:
+        effective = ort_batching(mode, kind)
+    except ValueError as err:
+        raise StepError(str(err)) from None
+    pad = padded_size(model)
+    if effective == "pad":
+        if pad is None:
+            raise StepError(f"{artefact} is not padded but ORT_BATCHING={mode} asks for padding "
+                            f"(INSTANCE_KIND={kind}); re-export it with the same settings (make {artefact})")
+        LOG.info("ORT_BATCHING=%s: every execution runs the padded batch %d (max_batch_size %d)", mode, pad, pad)
+        return "pad", pad
+    if pad is not None:
+        raise StepError(f"{artefact} is padded to batch {pad} but ORT_BATCHING={mode} (INSTANCE_KIND={kind}) "
+                        f"does not pad; re-export it with the same settings (make {artefact})")
+    if effective == "fixed":
+        LOG.info("ORT_BATCHING=fixed: max_batch_size 1, no dynamic batching (one image per execution)")
+        return "fixed", 1
+    return "dynamic", max_batch
 
 
 def keep_pinned_versions(config, existing: Path) -> None:
@@ -126,16 +153,18 @@ def keep_pinned_versions(config, existing: Path) -> None:
 
 def write_config(artefact: str, max_batch: int, queue_delay_us: int, source_onnx: str | None = None,
                  kind: str = "gpu", workspace: str | None = None, ort_trt_cache_dir: str | None = None,
-                 instances_per_gpu: int = 1, gpus: str | None = None, keep_versions: int = 1) -> Path:
+                 instances_per_gpu: int = 1, gpus: str | None = None, keep_versions: int = 1,
+                 ort_batching_mode: str = "dynamic") -> Path:
     workspace_bytes = parse_workspace(workspace) if workspace else None
     model_dir, config, names = build_config(Path(artefact), max_batch, queue_delay_us,
                                             Path(source_onnx) if source_onnx else None, kind, workspace_bytes,
-                                            ort_trt_cache_dir, instances_per_gpu, parse_gpus(gpus), keep_versions)
+                                            ort_trt_cache_dir, instances_per_gpu, parse_gpus(gpus), keep_versions,
+                                            ort_batching_mode)
     path = tc.write_model_config(model_dir, config, names)
     group = config.instance_group[0]
     where = f"GPUs {list(group.gpus)}" if group.gpus else ("every GPU" if kind == "gpu" else "the CPU")
     LOG.info("wrote %s (%s, max_batch_size %d, %d classes, %d %s instance(s) on %s)", path, config.platform,
-             max_batch, len(names), group.count, kind, where)
+             config.max_batch_size, len(names), group.count, kind, where)
     if config.cc_model_filenames:
         LOG.info("cc_model_filenames: %s", dict(sorted(config.cc_model_filenames.items())))
     for accelerator in config.optimization.execution_accelerators.gpu_execution_accelerator:
@@ -160,6 +189,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--gpus", default="", help="GPUS: the GPU ids instances run on (e.g. 0,2); empty: all")
     parser.add_argument("--keep-versions", type=int, default=1,
                         help="KEEP_VERSIONS: Triton serves this many newest version folders (version_policy latest)")
+    parser.add_argument("--ort-batching", choices=ORT_BATCHING_MODES, default="dynamic",
+                        help="ORT_BATCHING: how Triton batches ONNX models (auto, pad, fixed, dynamic)")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
 
@@ -169,7 +200,8 @@ def main(argv=None) -> int:
     return run_step("write_config", lambda: write_config(args.artefact, args.max_batch, args.queue_delay_us,
                                                          args.source_onnx, args.instance_kind, args.workspace,
                                                          args.ort_trt_cache_dir, args.instances_per_gpu,
-                                                         args.gpus, args.keep_versions), args.verbose)
+                                                         args.gpus, args.keep_versions, args.ort_batching),
+                    args.verbose)
 
 
 if __name__ == "__main__":

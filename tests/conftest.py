@@ -37,8 +37,10 @@ class Tree:
         return self.root / "models"
 
     def make_vars(self, **settings) -> list[str]:
+        # ORT_BATCHING=dynamic: the test trees' graphs are plain (run on this CPU, batch as sent); the
+        # default for GPU instances, pad, is tested in tests/test_batch_pad.py and the served tests.
         base = {"MODELS_DIR": self.models, "WEIGHTS_DIR": self.weights, "CACHE_DIR": self.root / "cache",
-                "BUILD_DIR": self.root / "build", "PYTHON": sys.executable}
+                "BUILD_DIR": self.root / "build", "PYTHON": sys.executable, "ORT_BATCHING": "dynamic"}
         base.update(settings)
         return [f"{key}={value}" for key, value in base.items()]
 

@@ -18,12 +18,15 @@ import logging
 import re
 import shutil
 import subprocess
+import tempfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
 import onnx
 
+from yolo_triton.batch_pad import padded_size, unpad_batch
 from yolo_triton.errors import StepError
 from yolo_triton.files import atomic_write_bytes
 from yolo_triton.onnx_io import TensorSpec, has_efficient_nms, model_io, onnx_precision  # noqa: F401 (re-exported)
@@ -139,6 +142,22 @@ def make_profile(spec: TensorSpec, max_batch: int, imgsz: int) -> Profile:
     return Profile(spec.name, (low, channels, imgsz, imgsz),
                    (opt_batch(max_batch) if batch == -1 else batch, channels, imgsz, imgsz),
                    (max_batch, channels, imgsz, imgsz))
+
+
+@contextmanager
+def plain_onnx(path: Path):
+    """``path`` itself, or for a graph padded by ORT_BATCHING=pad a temporary copy without the padding
+    (yolo_triton.batch_pad): TensorRT optimises each profile shape itself and must see the plain graph."""
+    model = onnx.load(str(path), load_external_data=False)
+    size = padded_size(model)
+    if size is None:
+        yield Path(path)
+        return
+    with tempfile.TemporaryDirectory(prefix="yolo-triton-plain-") as tmp:
+        plain = Path(tmp) / Path(path).name
+        onnx.save(unpad_batch(model), str(plain))
+        log.info("%s pads to batch %d for ONNX Runtime; TensorRT builds from the plain graph", path, size)
+        yield plain
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -20,6 +20,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from yolo_triton.batch_pad import pad_batch, padded_size, unpad_batch
 from yolo_triton.errors import StepError
 from yolo_triton.onnx_io import class_names, metadata, set_metadata
 from yolo_triton.settings import END2END_OUTPUTS
@@ -159,6 +160,9 @@ def add_nms(model: onnx.ModelProto, mode: str, conf: float, iou: float, topk: in
     if mode not in NMS_MODES:
         raise StepError(f"NMS={mode} is not one of {', '.join(NMS_MODES)}")
     check_nms_params(conf, iou, topk, agnostic)
+    pad = padded_size(model)
+    if pad is not None:  # surgery on the plain graph, then the same padding around the end2end graph
+        return pad_batch(add_nms(unpad_batch(model), mode, conf, iou, topk, agnostic), pad)
     meta = metadata(model)
     graph = gs.import_onnx(model)
     if mode == "free":
@@ -193,6 +197,7 @@ def add_nms(model: onnx.ModelProto, mode: str, conf: float, iou: float, topk: in
 
 def pre_nms_model(end2end: onnx.ModelProto) -> onnx.ModelProto:
     """The part of an end2end graph before NMS, with outputs ``boxes`` and ``scores`` (runs anywhere)."""
+    end2end = unpad_batch(end2end)
     graph = gs.import_onnx(end2end)
     tensors = graph.tensors()
     if BOXES not in tensors or SCORES not in tensors:

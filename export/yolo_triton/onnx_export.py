@@ -17,6 +17,7 @@ from pathlib import Path
 import onnx
 
 from yolo_triton import checkpoint as ckpt
+from yolo_triton.batch_pad import pad_batch
 from yolo_triton.errors import StepError
 from yolo_triton.files import atomic_path
 from yolo_triton.onnx_io import metadata, set_metadata
@@ -89,8 +90,10 @@ def export_onnx(
     calib_dir: str | Path | None = None,
     one2one: bool = False,
     topk: int | None = None,
+    batch_pad: int | None = None,
 ) -> dict[str, str]:
-    """Export ``pt_path`` to ``out_path`` atomically; returns the ONNX metadata written."""
+    """Export ``pt_path`` to ``out_path`` atomically; returns the ONNX metadata written. ``batch_pad``: the
+    graph runs every execution at that batch (:func:`yolo_triton.batch_pad.pad_batch`), the last step."""
     if precision not in PRECISIONS:
         raise StepError(f"PRECISION={precision} is not one of {', '.join(PRECISIONS)}")
     nms = "free" if one2one else None  # Make asks for the one-to-one head only for NMS=free
@@ -127,6 +130,11 @@ def export_onnx(
             one2one=str(one2one),
         )
         set_metadata(model, meta)
+        if batch_pad:
+            model = pad_batch(model, batch_pad)
+            meta = metadata(model)
+            LOG.info("padded to batch %d: every execution runs [%d, 3, %d, %d] (ORT_BATCHING=pad)",
+                     batch_pad, batch_pad, imgsz, imgsz)
         with atomic_path(out_path) as tmp_out:
             onnx.save(model, str(tmp_out))
     LOG.info("wrote %s (%.1f MB, %s, imgsz %d)", out_path, out_path.stat().st_size / 1e6, precision, imgsz)

@@ -108,3 +108,26 @@ def dali_threads() -> int:
 def directory(setting: str) -> Path:
     """A directory default of defaults.mk (MODELS_DIR, WEIGHTS_DIR, CACHE_DIR, BUILD_DIR), relative to the cwd."""
     return Path(defaults()[setting])
+
+
+# ---- how ONNX models execute batches on a GPU Triton (ORT_BATCHING, ORT_PAD_BATCH) ------------------
+ORT_BATCHING_MODES = ("auto", "pad", "fixed", "dynamic")
+
+
+def ort_batching(mode: str, kind: str) -> str:
+    """The effective ORT_BATCHING for INSTANCE_KIND ``kind``: ``auto`` is ``pad`` on GPU instances (ONNX
+    Runtime's CUDA EP stalls on every batch-size change) and ``dynamic`` on CPU instances (no such stall)."""
+    if mode not in ORT_BATCHING_MODES:
+        raise ValueError(f"ORT_BATCHING={mode!r} is not one of {', '.join(ORT_BATCHING_MODES)}")
+    if mode == "auto":
+        return "pad" if kind == "gpu" else "dynamic"
+    return mode
+
+
+def ort_pad_batch(mode: str, kind: str, max_batch: int, pad_batch: int) -> int | None:
+    """The batch an ONNX graph is padded to (``pad``: ORT_PAD_BATCH, at most the model's MAX_BATCH), else None."""
+    if ort_batching(mode, kind) != "pad":
+        return None
+    if int(pad_batch) < 1:
+        raise ValueError(f"ORT_PAD_BATCH must be >= 1, got {pad_batch}")
+    return min(int(pad_batch), int(max_batch))

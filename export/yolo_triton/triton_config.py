@@ -79,6 +79,9 @@ def ort_tensorrt_accelerator(precision: str, workspace_bytes: int, engine_cache_
     }
 
 
+BATCHING = ("dynamic", "pad", "fixed")  # the effective ORT_BATCHING modes (settings.ort_batching)
+
+
 def preferred_batch_sizes(max_batch: int) -> list[int]:
     """Half the maximum and the maximum: the profile's opt and max shapes of the engines."""
     return sorted({opt_batch(max_batch), max_batch})
@@ -110,13 +113,17 @@ def model_config(
     gpus: list[int] | None = None,
     cc_model_filenames: dict[str, str] | None = None,
     keep_versions: int = 1,
+    batching: str = "dynamic",
 ) -> mc.ModelConfig:
     """A ModelConfig for an ONNX or TensorRT model with dynamic batching on ``instances_per_gpu`` instances
     of ``kind`` (``gpu``/``cpu``) -- on each of ``gpus`` (the server's GPU ids; None or empty: each GPU
     the server has); ``tensorrt_accelerator`` (ONNX models only) runs it through ONNX Runtime's TensorRT
     execution provider, which a graph holding a TensorRT plugin node needs; ``cc_model_filenames``
     (TensorRT plans of a mixed fleet) maps a compute capability ("8.0") to the plan Triton loads there.
-    Triton serves the ``keep_versions`` newest version folders (KEEP_VERSIONS; ``version_policy latest``)."""
+    Triton serves the ``keep_versions`` newest version folders (KEEP_VERSIONS; ``version_policy latest``).
+    ``batching`` (the effective ORT_BATCHING): ``dynamic`` prefers half the maximum and the maximum; ``pad``
+    (a graph padded to ``max_batch``) prefers only the maximum, the one shape every execution runs at anyway;
+    ``fixed`` needs ``max_batch`` 1 and has no dynamic batcher (every execution is one request)."""
     if max_batch <= 0:
         raise ValueError(f"max batch must be > 0, got {max_batch}")
     if instances_per_gpu < 1:
@@ -142,8 +149,15 @@ def model_config(
         accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
         for key, value in tensorrt_accelerator.items():
             accelerator.parameters[key] = value
-    config.dynamic_batching.preferred_batch_size.extend(preferred_batch_sizes(max_batch))
-    config.dynamic_batching.max_queue_delay_microseconds = queue_delay_us
+    if batching not in BATCHING:
+        raise ValueError(f"batching {batching!r} is not one of {', '.join(BATCHING)}")
+    if batching == "fixed":
+        if max_batch != 1:
+            raise ValueError(f"fixed-shape serving needs max_batch_size 1, got {max_batch}")
+    else:
+        preferred = [max_batch] if batching == "pad" else preferred_batch_sizes(max_batch)
+        config.dynamic_batching.preferred_batch_size.extend(preferred)
+        config.dynamic_batching.max_queue_delay_microseconds = queue_delay_us
     set_version_policy(config, latest=keep_versions)
     return config
 
