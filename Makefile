@@ -75,6 +75,9 @@ FORCE:
 ifeq ($(filter gpu cpu,$(INSTANCE_KIND)),)
 $(error INSTANCE_KIND=$(INSTANCE_KIND) is not gpu or cpu)
 endif
+ifeq ($(filter auto pad fixed dynamic,$(ORT_BATCHING)),)
+$(error ORT_BATCHING=$(ORT_BATCHING) is not auto, pad, fixed or dynamic)
+endif
 ifeq ($(INSTANCE_KIND),cpu)
 CPU_REFUSED := $(filter trt all dali trackd %.plan %_trt/config.pbtxt %_trt_end2end/config.pbtxt %_ensemble/config.pbtxt,$(MAKECMDGOALS))
 ifneq ($(CPU_REFUSED),)
