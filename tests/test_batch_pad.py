@@ -143,3 +143,47 @@ def test_bad_setting_is_one_line(padded_tree):
     errors = [line for line in result.stderr.splitlines() if "ORT_BATCHING" in line]
     assert errors and "Traceback" not in result.stderr, result.stderr
     assert (REPO / "Makefile").is_file()
+
+
+# ---- served: the real tritonserver + ONNX Runtime backend, padded next to plain, INSTANCE_KIND=cpu ------
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, scratch_weights):
+    from conftest import skip_without_real_triton
+    from yolo_triton import triton_server as ts
+
+    skip_without_real_triton()
+    tree = Tree(tmp_path_factory.mktemp("served_padded"))
+    tree.weights.mkdir()
+    (tree.weights / f"{SCRATCH_NAME}.pt").symlink_to(scratch_weights)
+    (tree.weights / "padded.pt").symlink_to(scratch_weights)
+    cpu = ("NMS=onnx", "PRECISION=fp32", f"IMGSZ={TEST_IMGSZ}", "INSTANCE_KIND=cpu")
+    m = tree.models
+    tree.make(f"{m}/{SCRATCH_NAME}/config.pbtxt", f"{m}/{SCRATCH_NAME}_end2end/config.pbtxt", *cpu)
+    tree.make(f"{m}/padded/config.pbtxt", f"{m}/padded_end2end/config.pbtxt", *cpu, "ORT_BATCHING=pad",
+              f"ORT_PAD_BATCH={PAD}")
+    server = ts.start_server(m, tmp_path_factory.mktemp("triton_padded"))
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_served_padded_models_answer_as_the_plain_ones(served, sample_images, protocol):
+    from yolo_triton import client as yc
+
+    client = yc.connect(served.url(protocol), protocol)
+    module = __import__(f"tritonclient.{protocol}", fromlist=["InferInput"])
+    try:
+        assert client.is_model_ready("padded") and client.is_model_ready("padded_end2end")
+        for suffix in ("", "_end2end"):
+            for batch in letterboxed_batches(sample_images, PAD):
+                answers = []
+                for name in (f"padded{suffix}", f"{SCRATCH_NAME}{suffix}"):
+                    tensor = module.InferInput("images", list(batch.shape), "FP32")
+                    tensor.set_data_from_numpy(batch)
+                    result = client.infer(name, [tensor])
+                    outputs = ["output0"] if not suffix else list(settings.END2END_OUTPUTS)
+                    answers.append([result.as_numpy(o) for o in outputs])
+                for got, want in zip(*answers):
+                    assert got.shape[0] == len(batch) and np.array_equal(got, want), (suffix, len(batch))
+    finally:
+        client.close()
