@@ -9,7 +9,8 @@ letterboxed images (uint8 .npy from ``bench_onnx_gpu.py prepare``), FP32 /255 fr
 copied back to the host, as a served model does. Writes one JSON; prints a table.
 
 Needs only numpy + onnxruntime(-gpu) (+ torch for the anchor): the GPU machine has neither ultralytics nor
-this pipeline's dependencies.
+this pipeline's dependencies. ``--prepare WEIGHTS DIR`` (here, CPU) writes the anchor and the images:
+DIR/model_fp16.torchscript (half, a trace of the checkpoint as ultralytics exports it) and DIR/images_uint8.npy.
 
     python scripts/bench_ort_shape_switch.py --model plain=models/yolo11s_untrained/1/model.onnx \\
         --model pad16=padded/model.onnx --images bundle/images_uint8.npy --torchscript bundle/model.torchscript \\
@@ -124,7 +125,36 @@ def torch_runner(path: str):
     return run_one
 
 
+def prepare(weights: str, out: str, imgsz: int) -> None:
+    """The anchor and the images, on a machine with ultralytics (bench_onnx_gpu.py's trace, saved in FP16)."""
+    import cv2
+    import torch
+    from ultralytics import YOLO
+
+    from yolo_triton.postprocess import letterbox_uint8
+    from yolo_triton.scratch import sample_images
+
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    model = YOLO(weights).model.float().fuse().eval()
+    for module in model.modules():
+        if hasattr(module, "export"):
+            module.export = True  # output0 only, as ultralytics' own exports return
+    with torch.no_grad():
+        traced = torch.jit.trace(model, torch.zeros(1, 3, imgsz, imgsz), strict=False, check_trace=False)
+    traced.half().save(str(folder / "model_fp16.torchscript"))
+    boxed = [letterbox_uint8(cv2.imread(str(p)), imgsz)[0][..., ::-1].transpose(2, 0, 1) for p in sample_images()]
+    np.save(folder / "images_uint8.npy", np.ascontiguousarray(np.stack(boxed)))
+
+
 def main(argv=None) -> int:
+    if argv is None:
+        import sys
+
+        argv = sys.argv[1:]
+    if argv[:1] == ["--prepare"]:
+        prepare(argv[1], argv[2], int(argv[3]) if len(argv) > 3 else 640)
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", default=[], metavar="LABEL=PATH", help="ONNX model (repeat)")
     parser.add_argument("--images", required=True, help="uint8 [N,3,H,W] .npy of letterboxed images")
