@@ -293,3 +293,23 @@ def test_ultralytics_mode_on_the_scratch_checkpoint(tmp_path, scratch_weights, s
         assert np.array_equal(dets.classes, result.boxes.cls.numpy().astype(np.int32))
         np.testing.assert_allclose(dets.scores, result.boxes.conf.numpy(), atol=1e-4)
         np.testing.assert_allclose(dets.boxes, result.boxes.xyxy.numpy(), atol=0.5)
+
+
+def test_profile_script_summarises_an_nms_graph(tmp_path):
+    """scripts/profile_end2end_ort.py on the CPU provider: per op type, per stage, top nodes (no timing checks)."""
+    import json
+    import runpy
+
+    path = tmp_path / "nms.onnx"
+    onnx.save(nms_model(200, 3, 0.25, 0.45, 10, False, False), str(path))
+    script = runpy.run_path(str(pytest.importorskip("conftest").REPO / "scripts/profile_end2end_ort.py"))
+    out = tmp_path / "profile.json"
+    assert script["main"]([str(path), "--provider", "CPU", "--batch", "1", "2", "--iterations", "3",
+                           "--warmup", "1", "--threads", "1", "--out", str(out)]) == 0
+    summary = json.loads(out.read_text())
+    assert [r["batch"] for r in summary["runs"]] == [1, 2]
+    run0 = summary["runs"][0]
+    assert "NonMaxSuppression" in run0["kernel_us_per_run_by_op"]
+    assert set(run0["kernel_us_per_run_by_stage"]) == {"nms"}  # every node of this graph is the NMS stage
+    assert set(run0["kernel_us_per_run_by_provider"]) == {"CPUExecutionProvider"}
+    assert run0["top_nodes_us_per_run"][0]["node"].startswith("onnx_nms/")
