@@ -178,7 +178,7 @@ $(MODELS_DIR)/%/1/model.onnx: $$(call weights_for,$$*) $(ONNX_STEP) $(STAMPS)/$$
 	  $(if $(CALIB_DIR),--calib-dir $(CALIB_DIR)) $(ORT_BATCH_ARGS)
 
 # ---- end2end: ONNX + NMS ----------------------------------------------------------------------------
-# NMS=efficient|onnx: surgery on the Track A graph. NMS=free (YOLO26, YOLOv10): surgery on an export of
+# NMS=efficient|onnx|ultralytics: surgery on the Track A graph. NMS=free (YOLO26, YOLOv10): surgery on an export of
 # the NMS-free one-to-one head with max_det=TOPK, kept outside the model repository.
 END2END_SOURCE = $(if $(filter free,$(NMS)),$(BUILD_DIR)/one2one/$*.onnx,$(MODELS_DIR)/$*/1/model.onnx)
 $(BUILD_DIR)/one2one/%.onnx: $$(call weights_for,$$*) $(ONNX_STEP) $(STAMPS)/$$*.one2one

@@ -34,7 +34,7 @@ MODELS_DIR ?= models
 WEIGHTS_DIR ?= pytorch_models
 CACHE_DIR ?= trt_cache
 BUILD_DIR ?= .build
-# Serving: Triton instance kind (gpu, or cpu for a Triton without GPUs: Track A and end2end NMS=onnx/free
+# Serving: Triton instance kind (gpu, or cpu for a Triton without GPUs: Track A and end2end NMS=onnx/ultralytics/free
 # only), and the engine cache of ONNX Runtime's TensorRT execution provider AS THE SERVER SEES IT
 # (NMS=efficient end2end ONNX; docker-compose.yml mounts ./trt_cache/onnxruntime there, writable).
 INSTANCE_KIND ?= gpu

@@ -7,8 +7,9 @@ then one NMS stage produces exactly four outputs, whatever the mode:
     num_dets [B, 1] INT32, det_boxes [B, TOPK, 4] FP32 (x1, y1, x2, y2 in input pixels),
     det_scores [B, TOPK] FP32, det_classes [B, TOPK] INT32; rows past num_dets are zeros (class 0).
 
-Modes: ``efficient`` (the EfficientNMS_TRT plugin) and ``onnx`` (standard ``NonMaxSuppression``,
-``yolo_triton.nms_onnx``) work on the one-to-many head; ``free`` works on the NMS-free one-to-one
+Modes: ``efficient`` (the EfficientNMS_TRT plugin), ``onnx`` (standard ``NonMaxSuppression``,
+``yolo_triton.nms_onnx``, multi-label per class) and ``ultralytics`` (the same operators, each box's best
+class only and one class-offset NMS, as ultralytics' predictor) work on the one-to-many head; ``free`` works on the NMS-free one-to-one
 head of YOLO26/YOLOv10 (``output0 [B, TOPK, 6]``: x1, y1, x2, y2, score, class, sorted by score) and
 only thresholds it: no plugin, no NMS, so the same file runs in onnxruntime and TensorRT 10/11.
 """
@@ -27,7 +28,7 @@ from yolo_triton.settings import END2END_OUTPUTS
 
 LOG = logging.getLogger(__name__)
 
-NMS_MODES = ("efficient", "onnx", "free")
+NMS_MODES = ("efficient", "onnx", "ultralytics", "free")
 BOXES, SCORES = "boxes", "scores"
 # ONNX Runtime knows TensorRT plugins only through its TensorRT execution provider, and only in this
 # domain (onnxruntime docs, "TensorRT Plugins Support"; onnxruntime/core/providers/tensorrt/
@@ -155,8 +156,8 @@ def threshold_one2one(graph: gs.Graph, conf: float, topk: int) -> list[gs.Variab
 
 def add_nms(model: onnx.ModelProto, mode: str, conf: float, iou: float, topk: int,
             agnostic: int) -> onnx.ModelProto:
-    """Return the end2end model: from a Track A model (``output0 [B, 4+nc, A]``) for ``efficient``
-    and ``onnx``, from a one-to-one export (``output0 [B, TOPK, 6]``) for ``free``."""
+    """Return the end2end model: from a Track A model (``output0 [B, 4+nc, A]``) for ``efficient``,
+    ``onnx`` and ``ultralytics``, from a one-to-one export (``output0 [B, TOPK, 6]``) for ``free``."""
     if mode not in NMS_MODES:
         raise StepError(f"NMS={mode} is not one of {', '.join(NMS_MODES)}")
     check_nms_params(conf, iou, topk, agnostic)
@@ -183,7 +184,7 @@ def add_nms(model: onnx.ModelProto, mode: str, conf: float, iou: float, topk: in
     else:
         from yolo_triton.nms_onnx import add_onnx_nms
 
-        outputs = add_onnx_nms(graph, boxes, scores, conf, iou, topk, bool(agnostic))
+        outputs = add_onnx_nms(graph, boxes, scores, conf, iou, topk, bool(agnostic), multi_label=mode == "onnx")
     graph.outputs = outputs
     graph.cleanup().toposort()
     result = gs.export_onnx(graph)

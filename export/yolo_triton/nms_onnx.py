@@ -44,6 +44,10 @@ from yolo_triton.settings import END2END_OUTPUTS
 
 OUTPUT_NAMES = END2END_OUTPUTS
 NOT_SELECTED = -1.0  # fill value of the dense score tensor; real scores are >= 0
+# ultralytics' constants (utils/nms.py), also in postprocess (tests/test_nms_onnx.py checks they agree;
+# not imported from there so that the graph step does not load OpenCV).
+ULTRALYTICS_MAX_WH = 7680  # per-class box offset (max_wh)
+ULTRALYTICS_MAX_NMS = 30000  # candidates kept before NMS (max_nms)
 
 
 class _Builder:
@@ -92,11 +96,14 @@ def add_onnx_nms(
     iou: float,
     topk: int,
     agnostic: bool,
+    multi_label: bool = True,
 ) -> list[gs.Variable]:
     """Append the standard-op NMS stage to ``graph``; return ``[num_dets, det_boxes, det_scores, det_classes]``.
 
     ``boxes_xywh [B, A, 4]`` (centre x, centre y, w, h in input pixels) and ``scores [B, A, nc]`` (sigmoid
     probabilities) are float32 variables of ``graph``. The caller sets ``graph.outputs`` and cleans up.
+    ``multi_label=False`` is ``NMS=ultralytics``: each anchor's best class only, one NonMaxSuppression
+    class on boxes offset by ``class * 7680`` (none when ``agnostic``), as ultralytics' predictor.
     """
     if topk <= 0:
         raise ValueError(f"topk must be positive, got {topk}")
@@ -105,22 +112,31 @@ def add_onnx_nms(
     anchors = boxes_xywh.shape[1] if boxes_xywh.shape else "anchors"
     nc = scores.shape[2] if scores.shape else "classes"
     corners = _corners(b, boxes_xywh, anchors)
+    nms_boxes = corners
 
-    # Scores NMS sees: [B, C', A] with C' = nc, or 1 (the per-anchor maximum) when agnostic.
-    if agnostic:
+    # Scores NMS sees: [B, C', A] with C' = nc, or 1 (the per-anchor maximum) when agnostic or single-label.
+    if agnostic or not multi_label:
         nms_scores = b.op("ReduceMax", [scores, b.const("axis2", np.array([2], i64))], f32,
                           ["batch", anchors, 1], {"keepdims": 1})
         labels = b.op("ArgMax", [scores], i64, ["batch", anchors, 1],
                       {"axis": 2, "keepdims": 1, "select_last_index": 0})  # ties: the lower class, as EfficientNMS
         width = 1
+        # [B, A, 1] -> [B, 1, A] is the same memory: a Reshape, not a Transpose.
+        nms_scores_t = b.op("Reshape", [nms_scores, b.const("one_row", np.array([0, 1, -1], i64))], f32,
+                            ["batch", 1, anchors])
+        if not multi_label:
+            if not agnostic:
+                nms_boxes = _class_offset(b, corners, labels, anchors)
+            if not isinstance(anchors, int) or anchors > ULTRALYTICS_MAX_NMS:
+                nms_scores_t = _keep_best(b, nms_scores_t, anchors)
     else:
         nms_scores, labels, width = scores, None, nc
-    nms_scores_t = b.op("Transpose", [nms_scores], f32, ["batch", width, anchors], {"perm": [0, 2, 1]})
+        nms_scores_t = b.op("Transpose", [nms_scores], f32, ["batch", width, anchors], {"perm": [0, 2, 1]})
 
     selected = b.op(
         "NonMaxSuppression",
         [
-            corners,
+            nms_boxes,
             nms_scores_t,
             b.const("max_output_boxes_per_class", np.array([topk], i64)),  # no class can contribute more
             b.const("iou_threshold", np.array([iou], f32)),  # suppresses IoU > iou
@@ -160,7 +176,7 @@ def add_onnx_nms(
     anchor32 = b.op("Div", [top_index32, width_c], i32, ["batch", topk])
     anchor64 = b.op("Cast", [anchor32], i64, ["batch", topk], {"to": _onnx_type(i64)})
     anchor_idx = b.op("Unsqueeze", [anchor64, b.const("axis_last", np.array([2], i64))], i64, ["batch", topk, 1])
-    if agnostic:
+    if labels is not None:  # one NMS "class": the label is the anchor's ArgMax
         label = b.op("GatherND", [labels, anchor_idx], i64, ["batch", topk, 1], {"batch_dims": 1})
         label = b.op("Squeeze", [label, b.const("axis_last2", np.array([2], i64))], i64, ["batch", topk])
         cls32 = b.op("Cast", [label], i32, ["batch", topk], {"to": _onnx_type(i32)})
@@ -179,6 +195,29 @@ def add_onnx_nms(
     b.op("Where", [valid, top_scores, zero_f], None, None, out=det_scores)  # -1 -> 0
     b.op("Where", [valid, cls32, zero_i], None, None, out=det_classes)  # padding class -> 0
     return [num_dets, det_boxes, det_scores, det_classes]
+
+
+def _class_offset(b: _Builder, corners: gs.Variable, labels: gs.Variable, anchors) -> gs.Variable:
+    """``corners + class * 7680`` in float32, the same two roundings as ultralytics (``max_wh``) and
+    ``postprocess.ultralytics_nms``: boxes of different classes never overlap, so one NMS class is per class."""
+    f32 = np.float32
+    label_f = b.op("Cast", [labels], f32, ["batch", anchors, 1], {"to": _onnx_type(f32)})
+    offset = b.op("Mul", [label_f, b.const("max_wh", np.array(ULTRALYTICS_MAX_WH, f32))], f32, ["batch", anchors, 1])
+    return b.op("Add", [corners, offset], f32, ["batch", anchors, 4], label="offset_corners")
+
+
+def _keep_best(b: _Builder, scores_1a: gs.Variable, anchors) -> gs.Variable:
+    """ultralytics' ``max_nms``: only the best 30000 anchors (ties: lower anchor) enter NMS; the others get
+    score 0, which never passes ``score > CONF``. Only graphs with more anchors than that need it."""
+    f32, i64 = np.float32, np.int64
+    shape = b.op("Shape", [scores_1a], i64, [3])
+    count = b.op("Gather", [shape, b.const("anchor_dim", np.array([2], i64))], i64, [1], {"axis": 0})
+    k = b.op("Min", [count, b.const("max_nms", np.array([ULTRALYTICS_MAX_NMS], i64))], i64, [1])
+    values = gs.Variable(b.name("best_scores"), dtype=f32, shape=["batch", 1, "k"])
+    index = gs.Variable(b.name("best_index"), dtype=i64, shape=["batch", 1, "k"])
+    b.ops("TopK", [scores_1a, k], [values, index], {"axis": 2, "largest": 1, "sorted": 1})
+    zeros = b.op("ConstantOfShape", [shape], f32, ["batch", 1, anchors], {"value": _tensor_value(0.0)})
+    return b.op("ScatterElements", [zeros, index, values], f32, ["batch", 1, anchors], {"axis": 2})
 
 
 def _onnx_type(dtype) -> int:

@@ -18,7 +18,7 @@ from yolo_triton.errors import StepError
 class Options:
     """What a step knows; None = not known to this step (rules on it are skipped)."""
 
-    nms: str | None = None  # NMS: efficient | onnx | free
+    nms: str | None = None  # NMS: efficient | onnx | ultralytics | free
     precision: str | None = None  # PRECISION: fp32 | fp16 | int8
     calib_dir: str | None = None  # CALIB_DIR ("" = none)
     instance_kind: str | None = None  # INSTANCE_KIND of the Triton configs: gpu | cpu

@@ -404,10 +404,11 @@ def tolerances(precision: str, settings: Settings) -> tuple[float, float]:
 
 
 def nms_reference(raw: np.ndarray, infos, params: dict) -> list[pp.Detections]:
-    """The PyTorch raw output through the given NMS semantics (efficient or onnx), in original pixels."""
+    """The PyTorch raw output through the given NMS semantics (efficient, onnx or ultralytics), in original
+    pixels."""
     if params["mode"] == "free":
         return params["reference"]
-    mode = "onnx" if params["mode"] == "onnx" else "efficient"
+    mode = params["mode"] if params["mode"] in ("onnx", "ultralytics") else "efficient"
     return pp.postprocess_track_a(raw, infos, params["conf"], params["iou"], params["topk"], mode, params["agnostic"])
 
 
