@@ -477,15 +477,18 @@ def test_cli_unknown_model_and_refused_load_are_one_line(server, samples, capsys
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_cli_shared_memory_prints_the_same_and_leaves_nothing(server, clients, built, samples, capsys, protocol):
+def test_cli_shared_memory_prints_the_same_and_leaves_nothing(server, clients, built, samples, capsys, caplog,
+                                                             protocol):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="triton_client")
     paths, _ = samples
     argv = ["--url", server.url(protocol), "--protocol", protocol, "--model", SCRATCH_NAME, "--images",
             *map(str, paths), "--model-repository", str(built["tree"].models)]
     assert client_script.main(argv) == 0
     plain = capsys.readouterr().out
     assert client_script.main([*argv, "--shared-memory", "system"]) == 0
-    captured = capsys.readouterr()
-    assert captured.out == plain and "system shared memory" in captured.err
+    assert capsys.readouterr().out == plain and "tensors through system shared memory" in caplog.text
     assert registered_regions(clients[protocol]) == [] and shm_files(os.getpid()) == []
 
 
