@@ -333,15 +333,18 @@ BENCH_REQUESTS ?=
 BENCH_WARMUP ?= 2
 BENCH_PROCESSES ?= 1
 BENCH_TRACKS ?=
+# How tensors travel: none (in the requests), system (/dev/shm: clients on the server's machine, or
+# containers sharing IPC: docker-compose.yml's ipc), cuda (GPU memory: the server on this machine's GPU).
+BENCH_SHARED_MEMORY ?= none
 BENCH_NOTE ?=
 BENCH_OUT ?= results/bench_serving
 BENCH_ARGS = --concurrency $(BENCH_CONCURRENCY) --batch $(BENCH_BATCH) \
   $(if $(BENCH_REQUESTS),--requests $(BENCH_REQUESTS),--seconds $(BENCH_SECONDS)) --warmup $(BENCH_WARMUP) \
   --processes $(BENCH_PROCESSES) $(if $(BENCH_TRACKS),--tracks $(BENCH_TRACKS)) $(if $(IMAGES),--images $(IMAGES)) \
-  $(if $(BENCH_NOTE),--note "$(BENCH_NOTE)") --out $(BENCH_OUT)
+  --shared-memory $(BENCH_SHARED_MEMORY) $(if $(BENCH_NOTE),--note "$(BENCH_NOTE)") --out $(BENCH_OUT)
 .PHONY: bench-serving bench-serving-local
 bench-serving: ## Serving benchmark of MODEL's tracks on the running Triton: make bench-serving MODEL=yolov11_small [BENCH_CONCURRENCY='1 4 16'] [TRITON_URL=host:port]
-	@test -n "$(MODEL)" || { echo "usage: make bench-serving MODEL=<base name> [BENCH_TRACKS='A C D'] [BENCH_CONCURRENCY='1 2 4 8'] [BENCH_BATCH='1 8'] [BENCH_SECONDS=10 | BENCH_REQUESTS=N] [BENCH_PROCESSES=8] [BENCH_PROTOCOL=grpc|http] [TRITON_URL=host:port] [IMAGES=dir]" >&2; exit 2; }
+	@test -n "$(MODEL)" || { echo "usage: make bench-serving MODEL=<base name> [BENCH_TRACKS='A C D'] [BENCH_CONCURRENCY='1 2 4 8'] [BENCH_BATCH='1 8'] [BENCH_SECONDS=10 | BENCH_REQUESTS=N] [BENCH_PROCESSES=8] [BENCH_PROTOCOL=grpc|http] [BENCH_SHARED_MEMORY=none|system|cuda] [TRITON_URL=host:port] [IMAGES=dir]" >&2; exit 2; }
 	$(PYTHON) scripts/bench_serving.py --url $(BENCH_URL) --protocol $(BENCH_PROTOCOL) --model $(MODEL) $(BENCH_ARGS)
 
 # Here, without a GPU: Track A + end2end NMS=onnx (FP32, INSTANCE_KIND=cpu) built into BENCH_LOCAL_DIR, Track D

@@ -8,14 +8,21 @@ image. Class names come from ``labels.txt`` in the model's directory of ``--mode
 
     python scripts/triton_client.py --model yolov11_small_trt_end2end --images img.jpg --draw out.png
     python scripts/triton_client.py --protocol grpc --model yolov11_small --images photos/
+    python scripts/triton_client.py --model yolov11_small --shared-memory system   # on the server's machine
 
-Exit 0 ok, 1 the request failed, 2 usage.
+``--shared-memory system`` (or ``cuda``) passes the tensors through shared memory regions instead of the
+request and response: only for a client on the server's machine (see yolo_triton.client.SharedMemory).
+The regions are unregistered and removed on exit, also after an error, Ctrl-C or SIGTERM.
+
+Exit 0 ok, 1 the request failed, 2 usage, 130 interrupted.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from yolo_triton import postprocess as pp
@@ -23,7 +30,10 @@ from yolo_triton.client import (
     KIND_ENCODED,
     LABELS_FILENAME,
     PROTOCOLS,
+    SHARED_MEMORY_MODES,
     ClientError,
+    SharedMemory,
+    check_cuda_shared_memory,
     connect,
     default_mode,
     default_url,
@@ -62,6 +72,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "server does not show it (an ensemble's detector step does)")
     parser.add_argument("--model-repository", default=str(directory("MODELS_DIR")),
                         help="where labels.txt is looked up (the directory the server serves)")
+    parser.add_argument("--shared-memory", choices=SHARED_MEMORY_MODES, default="none",
+                        help="pass tensors through shared memory: system (/dev/shm, the server on this machine) or "
+                             "cuda (GPU memory, the server on this machine's GPU); default %(default)s")
+    parser.add_argument("--cuda-device", type=int, default=0, metavar="N",
+                        help="GPU of the CUDA shared memory regions (the server's GPU; default %(default)s)")
     parser.add_argument("--load", action="store_true",
                         help="ask the server to (re)load the model first (explicit model control)")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -72,6 +87,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.shared_memory == "cuda":
+        check_cuda_shared_memory(args.cuda_device)  # before anything is sent
     paths = image_paths(args.images or [sample_images_dir()])
     images = [read_image(path) for path in paths]
     client = connect(args.url or default_url(args.protocol), args.protocol)
@@ -83,7 +100,19 @@ def run(args: argparse.Namespace) -> int:
                  f" version {served.version}" if served.version else "", served.kind,
                  served.input_name, served.input_dtype, served.imgsz, served.max_batch, list(served.outputs))
         encoded = [path.read_bytes() for path in paths] if served.kind == KIND_ENCODED else None
-        results = infer(client, served, images, args.conf, args.iou, args.topk, args.nms_mode, encoded=encoded)
+        regions = None
+        if args.shared_memory != "none":
+            regions = SharedMemory(client, served, args.shared_memory, args.cuda_device, batch=len(images))
+        try:
+            if regions is not None:
+                regions.open()
+                LOG.info("tensors through %s shared memory: %s", args.shared_memory,
+                         ", ".join(f"{r.name} ({r.size} B)" for r in regions.regions()))
+            results = infer(client, served, images, args.conf, args.iou, args.topk, args.nms_mode, encoded=encoded,
+                            shared_memory=regions)
+        finally:
+            if regions is not None:
+                regions.close()  # unregistered and removed, whatever happened
     finally:
         client.close()
     names = load_labels(args.model_repository, served)
@@ -104,8 +133,17 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="[triton_client] %(message)s",
                         stream=sys.stderr)
+
+    def terminated(signum, frame):  # docker stop, kill: leave as for Ctrl-C (shared memory regions removed)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminated) if threading.current_thread() is threading.main_thread() \
+        else None
     try:
         return run(args)
+    except KeyboardInterrupt:
+        print("[triton_client] interrupted", file=sys.stderr)
+        return 130
     except ClientError as err:
         print(f"[triton_client] error: {err}", file=sys.stderr)
         return 1
@@ -115,6 +153,9 @@ def main(argv=None) -> int:
             raise
         print(f"[triton_client] error: {message}", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -136,3 +136,31 @@ def skip_without_real_triton() -> None:
     if ts.find_onnxruntime_backend() is None:
         pytest.skip(f"no Triton ONNX Runtime backend here (set {ts.ORT_BACKEND_ENV} or provide "
                     "../shared/triton/backends/onnxruntime): the real-server tests need one")
+
+
+def registered_regions(client) -> list[str]:
+    """Names of the system shared memory regions the server has registered (HTTP or gRPC client)."""
+    if type(client).__module__.startswith("tritonclient.grpc"):
+        return sorted(client.get_system_shared_memory_status(as_json=True).get("regions", {}))
+    return sorted(region["name"] for region in client.get_system_shared_memory_status())
+
+
+def shm_files(pid: int | None = None) -> list[str]:
+    """Our client's /dev/shm files (``yolo_triton_<pid>_...``), of process ``pid`` or of any process."""
+    from yolo_triton.client import SHM_PREFIX
+
+    return sorted(p.name for p in Path("/dev/shm").glob(f"{SHM_PREFIX}_{'' if pid is None else f'{pid}_'}*"))
+
+
+def leaked_shm_files(since: float) -> list[str]:
+    """Our client's /dev/shm files made since ``since`` (time.time()) whose process has ended: leaked.
+    (Other runs on the same machine may hold live ones: those are not this test's.)"""
+    leaked = []
+    for name in shm_files():
+        try:
+            pid, made = int(name.split("_")[2]), (Path("/dev/shm") / name).stat().st_ctime
+        except (ValueError, IndexError, FileNotFoundError):
+            continue
+        if made >= since - 1 and not Path(f"/proc/{pid}").exists():
+            leaked.append(name)
+    return leaked

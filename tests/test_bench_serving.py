@@ -20,7 +20,8 @@ import time
 
 import pytest
 
-from conftest import REPO, SCRATCH_NAME, TEST_IMGSZ, Tree, skip_without_real_triton
+from conftest import (REPO, SCRATCH_NAME, TEST_IMGSZ, Tree, leaked_shm_files, registered_regions, shm_files,
+                      skip_without_real_triton)
 from yolo_triton import bench_serving as bs
 from yolo_triton import client as yc
 from yolo_triton import triton_server as ts
@@ -112,6 +113,8 @@ def test_grid_counts_match_the_server_statistics(server, images):
     check_counts(batched[0])
     table = bs.markdown_table(result)
     assert len(table.strip().splitlines()) == 2 + len(cells)
+    assert result["settings"]["shared_memory"] == "none"
+    assert bs.markdown(result).startswith("Transfer: grpc, tensors in the requests and responses (no shared memory)")
     assert f"preprocess_letterbox_{TEST_IMGSZ}:" in table  # an ensemble's steps' batches are shown
 
 
@@ -122,6 +125,27 @@ def test_duration_mode_counts_every_call_in_the_window(server, images):
     (cell,) = result["cells"]
     assert cell["calls"] >= 2  # each client completes at least the call in flight at the deadline
     check_counts(cell)
+
+
+def test_system_shared_memory_counts_match_and_nothing_is_left(server, images):
+    """The same grid through system shared memory (each client registers its regions once, before the
+    warm-up): counts agree with the server's statistics as without; the outputs say how tensors
+    travelled; afterwards the server has no region registered and no /dev/shm file of ours is left."""
+    since = time.time()
+    found = tracks(server, "http", ["A", "end2end", "D"])
+    result = bs.run_benchmark(bs.Settings(url=server.http_url, protocol="http", tracks=found, images=images,
+                                          concurrency=(2,), batch=(2,), seconds=None, requests=4, warmup=1,
+                                          shared_memory="system", progress=False))
+    assert [c["track"] for c in result["cells"]] == ["A", "end2end", "D"]
+    for cell in result["cells"]:
+        assert cell["calls"] == 4 and cell["images"] == 8
+        check_counts(cell)
+        assert cell["detections_per_image"] > 0
+    assert result["settings"]["shared_memory"] == "system"
+    assert bs.markdown(result).startswith("Transfer: http, tensors through system shared memory")
+    with bs.open_client(server.http_url, "http") as client:
+        assert registered_regions(client) == []
+    assert shm_files(os.getpid()) == [] and leaked_shm_files(since) == []
 
 
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -181,16 +205,19 @@ def test_make_bench_serving_wiring(tmp_path):
     errors = [line for line in done.stderr.splitlines() if line.startswith("[bench_serving]")]
     assert done.returncode != 0 and len(errors) == 1 and url in errors[0], done.stderr
     assert "--requests 2" in done.stdout  # the recipe as make echoed it
+    assert "--shared-memory none" in done.stdout  # BENCH_SHARED_MEMORY's default
 
 
-@pytest.mark.parametrize("processes,sig", [(1, signal.SIGINT), (2, signal.SIGINT), (2, signal.SIGTERM)])
-def test_interrupt_stops_every_client_and_exits_130(server, tmp_path, processes, sig):
+@pytest.mark.parametrize("processes,sig,shared", [(1, signal.SIGINT, "none"), (2, signal.SIGINT, "none"),
+                                                 (2, signal.SIGTERM, "none"), (2, signal.SIGTERM, "system")])
+def test_interrupt_stops_every_client_and_exits_130(server, tmp_path, processes, sig, shared):
     """Ctrl-C (SIGINT to the process group, as a terminal sends it) or SIGTERM mid-window: exit 130 with one
-    line, promptly, and no process of the run is left running (worker processes included)."""
-    before = _inferences(server)
+    line, promptly, and no process of the run is left running (worker processes included); with shared
+    memory, no region stays registered on the server and no /dev/shm file of the run is left."""
+    before, since = _inferences(server), time.time()
     proc = subprocess.Popen([sys.executable, str(SCRIPT), "--url", server.grpc_url, "--model", SCRATCH_NAME,
                              "--tracks", "A", "--concurrency", "2", "--warmup", "1", "--seconds", "120",
-                             "--processes", str(processes), "--out", str(tmp_path / "b")],
+                             "--processes", str(processes), "--shared-memory", shared, "--out", str(tmp_path / "b")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
@@ -199,6 +226,9 @@ def test_interrupt_stops_every_client_and_exits_130(server, tmp_path, processes,
             time.sleep(0.2)
         time.sleep(1)
         assert proc.poll() is None, proc.communicate()
+        if shared != "none":  # 2 clients x (input, output0), registered while the run goes on
+            with bs.open_client(server.http_url, "http") as client:
+                assert len(registered_regions(client)) == 4
         if sig == signal.SIGINT:
             os.killpg(proc.pid, sig)
         else:
@@ -212,6 +242,9 @@ def test_interrupt_stops_every_client_and_exits_130(server, tmp_path, processes,
     assert any(line.startswith("[bench_serving] interrupted") for line in err.splitlines()), err
     time.sleep(1)
     assert _group(proc.pid) == [], _group(proc.pid)
+    with bs.open_client(server.http_url, "http") as client:
+        assert registered_regions(client) == []
+    assert leaked_shm_files(since) == []
 
 
 def _group(pgid: int) -> list[str]:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, SCRATCH_NAME, Tree, skip_without_real_triton
+from conftest import REPO, SCRATCH_NAME, Tree, registered_regions, shm_files, skip_without_real_triton
 from yolo_triton import client as client_cli
 from yolo_triton import ensemble as ens
 from yolo_triton import postprocess as pp
@@ -376,6 +376,74 @@ def test_ragged_batching_merges_jpegs_of_different_lengths(server, clients, samp
     assert results[PREPROCESS]["executions"] < 16
 
 
+# ---- shared memory: the same detections, nothing left behind ---------------------------------------
+def same_detections(a: pp.Detections, b: pp.Detections) -> bool:
+    return (np.array_equal(a.boxes, b.boxes) and np.array_equal(a.scores, b.scores)
+            and np.array_equal(a.classes, b.classes))
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("model", [SCRATCH_NAME, f"{SCRATCH_NAME}_end2end", ens.ensemble_name(SCRATCH_NAME)])
+def test_system_shared_memory_gives_the_same_detections(clients, samples, protocol, model):
+    """Track A (output0 of 2 images in one request), end2end and Track D (encoded bytes in, end2end and
+    letterbox out) through regions in /dev/shm that the real server maps: bit-identical detections (and
+    Track A's raw output0) to the normal path; while open the server lists the regions and the files
+    exist; after close the server has none registered and no file of ours is left."""
+    paths, images = samples
+    client = clients[protocol]
+    served = client_cli.describe_model(client, model)
+    encoded = [p.read_bytes() for p in paths]
+    plain = client_cli.infer(client, served, images, encoded=encoded)
+    assert sum(len(d) for d in plain) > 10
+    with client_cli.SharedMemory(client, served, "system") as regions:
+        names = sorted(r.name for r in regions.regions())
+        assert registered_regions(client) == names
+        assert shm_files(os.getpid()) == names
+        for _ in range(2):  # the regions are reused request after request
+            shared = client_cli.infer(client, served, images, encoded=encoded, shared_memory=regions)
+            assert all(same_detections(a, b) for a, b in zip(plain, shared, strict=True))
+        if served.kind == client_cli.KIND_OUTPUT0:
+            batch, _ = pp.letterbox_batch(images, IMGSZ)
+            raw = client_cli._request(client, served, batch, ["output0"])["output0"]
+            assert np.array_equal(client_cli._request(client, served, batch, ["output0"], regions)["output0"], raw)
+        if served.kind == client_cli.KIND_ENCODED:  # the input region is made for the first file's length
+            assert len(regions.regions()) == len(names) + 1 and regions.regions()[0].name.endswith("_input")
+    assert registered_regions(client) == [] and shm_files(os.getpid()) == []
+    once = client_cli.infer(client, served, images, encoded=encoded, shared_memory="system")  # per call
+    assert all(same_detections(a, b) for a, b in zip(plain, once, strict=True))
+    assert registered_regions(client) == [] and shm_files(os.getpid()) == []
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_shared_memory_is_removed_after_ctrl_c_or_a_refused_request(clients, samples, protocol, monkeypatch):
+    import dataclasses
+
+    from tritonclient.utils import InferenceServerException
+
+    _, images = samples
+    client = clients[protocol]
+    served = client_cli.describe_model(client, SCRATCH_NAME)
+    with monkeypatch.context() as patched:  # Ctrl-C once the input is in shared memory, before the answer
+        def interrupted(*args, **kwargs):
+            assert len(registered_regions(client)) == 2 and len(shm_files(os.getpid())) == 2
+            raise KeyboardInterrupt
+
+        patched.setattr(client, "infer", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            client_cli.infer(client, served, images, shared_memory="system")
+    assert registered_regions(client) == [] and shm_files(os.getpid()) == []
+    # a real refusal by the server: a version that is not served
+    wrong = dataclasses.replace(served, version="9")
+    with pytest.raises(InferenceServerException):
+        client_cli.infer(client, wrong, images, shared_memory="system")
+    assert registered_regions(client) == [] and shm_files(os.getpid()) == []
+    # more images per request than the regions were sized for: refused before anything is sent
+    with client_cli.SharedMemory(client, served, "system", batch=1) as regions:
+        with pytest.raises(client_cli.ClientError, match="sized for"):
+            client_cli.infer(client, served, images, shared_memory=regions)
+    assert registered_regions(client) == [] and shm_files(os.getpid()) == []
+
+
 # ---- the client CLI against the real server ----------------------------------------------------------
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_cli_prints_named_detections_and_draws_pngs(server, built, samples, tmp_path, capsys, protocol):
@@ -406,3 +474,34 @@ def test_cli_unknown_model_and_refused_load_are_one_line(server, samples, capsys
                             "--images", str(paths[0])]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not_in_the_repository" in err[0]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_cli_shared_memory_prints_the_same_and_leaves_nothing(server, clients, built, samples, capsys, caplog,
+                                                             protocol):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="triton_client")
+    paths, _ = samples
+    argv = ["--url", server.url(protocol), "--protocol", protocol, "--model", SCRATCH_NAME, "--images",
+            *map(str, paths), "--model-repository", str(built["tree"].models)]
+    assert client_script.main(argv) == 0
+    plain = capsys.readouterr().out
+    assert client_script.main([*argv, "--shared-memory", "system"]) == 0
+    assert capsys.readouterr().out == plain and "tensors through system shared memory" in caplog.text
+    assert registered_regions(clients[protocol]) == [] and shm_files(os.getpid()) == []
+
+
+def test_cli_cuda_shared_memory_without_a_gpu_is_one_line_before_any_request(server, samples, capsys):
+    try:
+        client_cli.check_cuda_shared_memory()
+    except client_cli.ClientError:
+        pass
+    else:
+        pytest.skip("CUDA shared memory can work on this machine")
+    before = _stats(server, SCRATCH_NAME)["inferences"]
+    rc = client_script.main(["--url", server.grpc_url, "--protocol", "grpc", "--model", SCRATCH_NAME,
+                             "--images", str(samples[0][0]), "--shared-memory", "cuda"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "--shared-memory cuda" in err[0] and "GPU" in err[0], err
+    assert _stats(server, SCRATCH_NAME)["inferences"] == before

@@ -22,6 +22,10 @@ them alike). Per cell:
   each composing model): requests, inferences, executions, queue and compute time per request, and the
   batch sizes actually executed, which show whether dynamic batching happened.
 
+Tensors travel in the requests (``shared_memory="none"``) or, for clients on the server's machine, through
+shared memory regions that each client registers once and reuses (``"system"``: /dev/shm; ``"cuda"``:
+GPU memory; yolo_triton.client.SharedMemory); the outputs say which (``settings.shared_memory``).
+
 Outputs: a Markdown table, a JSON file and a PNG plot (images/s against p50 latency, one line per track).
 Library use (``scripts/bench_serving.py`` is the command line)::
 
@@ -98,6 +102,7 @@ class Settings:
     warmup: int = 2  # untimed infer() calls per client before the window
     processes: int = 1  # worker processes the clients are spread over (threads inside each)
     nms_mode: str | None = None  # Track A/B client NMS (default: yolo_triton.client.default_mode())
+    shared_memory: str = "none"  # how tensors travel: one of yolo_triton.client.SHARED_MEMORY_MODES
     progress: bool = True
 
 
@@ -253,6 +258,7 @@ class _Job:
     quotas: tuple[int, ...]  # per client (count mode); empty in duration mode
     first_client: int  # index of this worker's first client (for image offsets)
     nms_mode: str | None
+    shared_memory: str = "none"
 
 
 def _load_images(paths: Sequence[str]) -> tuple[list[np.ndarray], list[bytes]]:
@@ -264,10 +270,15 @@ def _load_images(paths: Sequence[str]) -> tuple[list[np.ndarray], list[bytes]]:
 
 
 def _client_loop(job: _Job, index: int, images, encoded, barrier, stop, counter, records: list, errors: list) -> None:
-    """One closed-loop client: warm-up, wait for the start, then call infer() back to back."""
+    """One closed-loop client: warm-up, wait for the start, then call infer() back to back. With shared
+    memory the client registers its regions once, before the warm-up, and removes them when it ends."""
     client = None
+    regions = None
     try:
         client = yc.connect(job.url, job.protocol)
+        if job.shared_memory != "none":
+            regions = yc.SharedMemory(client, job.served, job.shared_memory, batch=job.batch)
+            regions.open()
         n = len(images)
         position = (job.first_client + index) * job.batch  # clients start at different images
 
@@ -278,7 +289,7 @@ def _client_loop(job: _Job, index: int, images, encoded, barrier, stop, counter,
             start = time.perf_counter()
             with yc.round_trips() as stamps:
                 found = yc.infer(client, job.served, [images[i] for i in picks], mode=job.nms_mode,
-                                 encoded=[encoded[i] for i in picks])
+                                 encoded=[encoded[i] for i in picks], shared_memory=regions)
             end = time.perf_counter()
             server = sum(b - a for a, b in stamps)
             pre = stamps[0][0] - start if stamps else 0.0
@@ -310,8 +321,12 @@ def _client_loop(job: _Job, index: int, images, encoded, barrier, stop, counter,
         stop.set()
         barrier.abort()
     finally:
-        if client is not None:
-            client.close()
+        try:
+            if regions is not None:
+                regions.close()  # unregistered from the server and removed from /dev/shm before the client goes
+        finally:
+            if client is not None:
+                client.close()
 
 
 def _run_clients(job: _Job, clients: int, barrier, stop, counter) -> tuple[list, list]:
@@ -338,8 +353,14 @@ def _run_clients(job: _Job, clients: int, barrier, stop, counter) -> tuple[list,
 
 
 def _worker_process(job: _Job, clients: int, barrier, stop, counter, results) -> None:
-    """A worker process: Ctrl-C is the parent's to handle (it sets ``stop``)."""
+    """A worker process: Ctrl-C is the parent's to handle (it sets ``stop``); SIGTERM (the parent's last
+    resort) unwinds the clients, so that their shared memory regions are removed."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def terminated(signum, frame):
+        raise SystemExit(143)
+
+    signal.signal(signal.SIGTERM, terminated)
     try:
         records, errors = _run_clients(job, clients, barrier, stop, counter)
     except Exception as err:  # noqa: BLE001 - e.g. an image that does not decode
@@ -414,7 +435,8 @@ def run_cell(settings: Settings, track: Track, concurrency: int, batch: int, sta
     for count in per_process:
         jobs.append(_Job(settings.url, settings.protocol, track.served, tuple(map(str, settings.images)), batch,
                          settings.warmup, settings.seconds if settings.requests is None else None,
-                         tuple(quotas[first:first + count]) if quotas else (), first, settings.nms_mode))
+                         tuple(quotas[first:first + count]) if quotas else (), first, settings.nms_mode,
+                         settings.shared_memory))
         first += count
     title = f"{track.track:>7} {track.model} c={concurrency} b={batch}"
     unit, total = ("calls", settings.requests) if settings.requests is not None else ("s", settings.seconds)
@@ -590,6 +612,13 @@ def run_benchmark(settings: Settings, note: str = "", on_cell=None) -> dict:
         raise BenchError("give either a duration (seconds) or a number of calls (requests) per cell")
     if any(c < 1 for c in settings.concurrency) or any(b < 1 for b in settings.batch):
         raise BenchError("concurrency and images per request must be >= 1")
+    if settings.shared_memory not in yc.SHARED_MEMORY_MODES:
+        raise BenchError(f"shared memory must be one of {list(yc.SHARED_MEMORY_MODES)}, got {settings.shared_memory!r}")
+    if settings.shared_memory == "cuda":
+        try:
+            yc.check_cuda_shared_memory()  # before any request
+        except yc.ClientError as err:
+            raise BenchError(str(err)) from None
     with open_client(settings.url, settings.protocol) as client:
         result = {"tool": "yolo_triton.bench_serving", "note": note, "machine": machine(),
                   "server": {"url": settings.url, "protocol": settings.protocol, **server_metadata(client)},
@@ -597,6 +626,7 @@ def run_benchmark(settings: Settings, note: str = "", on_cell=None) -> dict:
                                "seconds": settings.seconds, "requests": settings.requests,
                                "warmup": settings.warmup, "processes": settings.processes,
                                "nms_mode": settings.nms_mode or yc.default_mode(),
+                               "shared_memory": settings.shared_memory,
                                "images": [Path(p).name for p in settings.images]},
                   "tracks": [{"track": t.track, "label": t.label, "model": t.model, "kind": t.served.kind,
                               "imgsz": t.served.imgsz, "max_batch": t.served.max_batch,
@@ -643,9 +673,22 @@ def comparison_table(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+TRANSFER = {"none": "in the requests and responses (no shared memory)",
+            "system": "through system shared memory (/dev/shm) registered by each client",
+            "cuda": "through CUDA shared memory (GPU) registered by each client"}
+
+
+def transfer(result: dict) -> str:
+    """How the tensors travelled, in words (results written before the setting existed: in the requests)."""
+    settings = result.get("settings", {})
+    mode = settings.get("shared_memory", "none")
+    return f"{result['server']['protocol']}, tensors {TRANSFER.get(mode, mode)}"
+
+
 def markdown(result: dict) -> str:
-    """What <out>.md holds: the comparison per track, then every cell."""
-    return (f"**Track comparison**\n\n{comparison_table(result)}\n**Every cell**\n\n{markdown_table(result)}")
+    """What <out>.md holds: how the tensors travelled, the comparison per track, then every cell."""
+    return (f"Transfer: {transfer(result)}.\n\n"
+            f"**Track comparison**\n\n{comparison_table(result)}\n**Every cell**\n\n{markdown_table(result)}")
 
 
 def markdown_table(result: dict) -> str:
@@ -696,7 +739,9 @@ def plot(result: dict, path: Path) -> Path:
     ax.set_xlabel("latency p50 per request (ms)")
     ax.set_ylabel("images/s")
     server = result["server"]
+    mode = result.get("settings", {}).get("shared_memory", "none")
     ax.set_title(f"Serving: {server.get('name', 'triton')} {server.get('version', '')} over {server['protocol']}"
+                 f"{'' if mode == 'none' else f', {mode} shared memory'}"
                  f"{' (' + result['note'] + ')' if result.get('note') else ''}", fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
@@ -742,6 +787,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--processes", type=int, default=1, help="worker processes the clients are spread over "
                                                                  "(a GPU server needs several to be kept busy)")
     parser.add_argument("--nms-mode", default=None, help="client NMS of Tracks A/B (default: NMS of defaults.mk)")
+    parser.add_argument("--shared-memory", choices=yc.SHARED_MEMORY_MODES, default="none",
+                        help="tensors through shared memory: system (/dev/shm; clients on the server's machine) or "
+                             "cuda (GPU memory; the server on this machine's GPU 0); default %(default)s")
     parser.add_argument("--note", default="", help="a description of the machine, kept in the outputs")
     parser.add_argument("--out", type=Path, default=Path("results/bench_serving"),
                         help="output stem: <out>.json, <out>.md, <out>.png (default %(default)s)")
@@ -773,7 +821,8 @@ def settings_from_args(args: argparse.Namespace, client) -> Settings:
         raise BenchError("--processes and --requests must be >= 1, --warmup >= 0, --seconds > 0")
     return Settings(url=url, protocol=args.protocol, tracks=tracks, images=images, concurrency=args.concurrency,
                     batch=args.batch, seconds=args.seconds, requests=args.requests, warmup=args.warmup,
-                    processes=args.processes, nms_mode=args.nms_mode, progress=not args.quiet)
+                    processes=args.processes, nms_mode=args.nms_mode, shared_memory=args.shared_memory,
+                    progress=not args.quiet)
 
 
 def main(argv=None) -> int:
@@ -790,10 +839,16 @@ def main(argv=None) -> int:
     previous = signal.signal(signal.SIGTERM, terminated) if threading.current_thread() is threading.main_thread() \
         else None
     try:
+        if args.shared_memory == "cuda":
+            try:
+                yc.check_cuda_shared_memory()  # one line, before anything is sent
+            except yc.ClientError as err:
+                raise BenchError(str(err)) from None
         with open_client(url, args.protocol) as client:
             settings = settings_from_args(args, client)
-        LOG.info("%s over %s at %s: %s; concurrency %s, images/request %s, %s per cell, %d image(s)",
-                 "tracks", args.protocol, url, ", ".join(f"{t.track}={t.model}" for t in settings.tracks),
+        shared = "" if args.shared_memory == "none" else f" + {args.shared_memory} shared memory"
+        LOG.info("%s over %s%s at %s: %s; concurrency %s, images/request %s, %s per cell, %d image(s)",
+                 "tracks", args.protocol, shared, url, ", ".join(f"{t.track}={t.model}" for t in settings.tracks),
                  list(settings.concurrency), list(settings.batch),
                  f"{settings.requests} calls" if settings.requests else f"{settings.seconds:g} s", len(settings.images))
         result = run_benchmark(settings, note=args.note,

@@ -13,14 +13,22 @@ Boxes are mapped back to the original image in every case. Class names come from
 the model's directory of the repository the server serves (``--model-repository``, default
 ``models``: the client usually runs beside ``docker compose``); without it, class ids are printed.
 
+Tensors travel in the request and the response by default. A client on the server's machine can pass
+them through shared memory instead (:class:`SharedMemory`, ``--shared-memory system|cuda``): regions
+sized from the model's config, registered with the server, unregistered and removed on close.
+
     python scripts/triton_client.py --model yolov11_small_trt_end2end --images img.jpg --draw out.png
     python scripts/triton_client.py --protocol grpc --model yolov11_small --images photos/
+    python scripts/triton_client.py --model yolov11_small --shared-memory system   # same machine as Triton
 """
 from __future__ import annotations
 
 import contextvars
 import logging
+import math
+import os
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +51,10 @@ LETTERBOX_OUTPUT = "letterbox"  # Track D ensembles: ratio, pad_x, pad_y, orig_h
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 KIND_OUTPUT0, KIND_END2END, KIND_ENCODED = "output0", "end2end", "encoded"
 LABELS_FILENAME = LABELS_FILE
+SHARED_MEMORY_MODES = ("none", "system", "cuda")
+SHM_PREFIX = "yolo_triton"  # region names (and /dev/shm file names): yolo_triton_<pid>_<token>_<tensor>
+UNREGISTER_PATIENCE_S = 10.0  # how long to ask again while the server still uses a region
+ENCODED_REGION_BYTES = 1 << 20  # first size of the input region of an encoded-bytes model (grows on demand)
 
 
 class ClientError(Exception):
@@ -62,6 +74,8 @@ class ServedModel:
     outputs: tuple[str, ...]
     steps: tuple[str, ...] = field(default=())  # composing models of an ensemble
     version: str = ""  # the model version requests go to ("" = the server's choice: the newest it serves)
+    input_dims: tuple[int, ...] = field(default=())  # without the batch dimension; -1 = variable
+    output_specs: tuple[tuple[str, str, tuple[int, ...]], ...] = field(default=())  # (name, wire type, dims)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -147,8 +161,9 @@ def describe_model(client, model: str, imgsz: int | None = None, model_version: 
                               f"(Tracks A/B) nor {list(END2END_OUTPUTS)} (end2end)")
     else:
         raise ClientError(f"input '{tensor.name}' of '{model}' is {dtype}; expected FP32 images or UINT8 bytes")
+    specs = tuple((o.name, _wire_dtype(o.data_type), tuple(int(d) for d in o.dims)) for o in config.output)
     return ServedModel(model, kind, tensor.name, dtype, imgsz, int(config.max_batch_size), outputs, steps,
-                       model_version)
+                       model_version, tuple(int(d) for d in tensor.dims), specs)
 
 
 def _ensemble_image_size(client, steps: Sequence[str]) -> int | None:
@@ -208,18 +223,25 @@ def round_trips():
         _ROUND_TRIPS.reset(token)
 
 
-def _request(client, served: ServedModel, batch: np.ndarray, output_names: Sequence[str]) -> dict[str, np.ndarray]:
+def _request(client, served: ServedModel, batch: np.ndarray, output_names: Sequence[str],
+             shared_memory: "SharedMemory | None" = None) -> dict[str, np.ndarray]:
     module = _protocol_module(client)
-    data = batch if served.max_batch > 0 else batch[0]
+    data = np.ascontiguousarray(batch if served.max_batch > 0 else batch[0])
     infer_input = module.InferInput(served.input_name, list(data.shape), served.input_dtype)
-    infer_input.set_data_from_numpy(data)
     outputs = [module.InferRequestedOutput(name) for name in output_names]
+    if shared_memory is None:
+        infer_input.set_data_from_numpy(data)
+    else:
+        shared_memory.attach(infer_input, data, outputs)
     version = {"model_version": served.version} if served.version else {}
     stamps, start = _ROUND_TRIPS.get(), time.perf_counter()
     result = client.infer(served.name, [infer_input], outputs=outputs, **version)
     if stamps is not None:
         stamps.append((start, time.perf_counter()))
-    arrays = {name: result.as_numpy(name) for name in output_names}
+    if shared_memory is None:
+        arrays = {name: result.as_numpy(name) for name in output_names}
+    else:
+        arrays = shared_memory.collect(result, output_names)
     if served.max_batch <= 0:
         arrays = {name: value[None] for name, value in arrays.items()}
     return arrays
@@ -241,6 +263,7 @@ def infer(
     agnostic: bool | None = None,
     encoded: Sequence[bytes] | None = None,
     model_version: str | int = "",
+    shared_memory: "SharedMemory | str | None" = None,
 ) -> list[pp.Detections]:
     """Detections per image (original-image pixels) for BGR ``images`` from any track's ``model``.
 
@@ -248,10 +271,22 @@ def infer(
     A/B models (end2end models apply the values they were built with). ``encoded`` gives the files'
     bytes for models that take encoded images (read from disk by the CLI; re-encoded as PNG if absent).
     ``model_version`` picks a version folder when ``model`` is a name (a ServedModel carries its own).
+    ``shared_memory``: an open :class:`SharedMemory` of this client and model (reused call after call),
+    or a mode of SHARED_MEMORY_MODES (then regions are made, registered and removed for this call only).
+    A SharedMemory sized for fewer images per request than this call sends is a ClientError.
     """
     served = model if isinstance(model, ServedModel) else describe_model(client, model, model_version=model_version)
     if not images:
         return []
+    if isinstance(shared_memory, str):
+        if shared_memory == "none":
+            shared_memory = None
+        else:
+            with SharedMemory(client, served, shared_memory, batch=len(images)) as regions:
+                return infer(client, served, images, conf, iou, topk, mode, agnostic, encoded,
+                             shared_memory=regions)
+    if shared_memory is not None and shared_memory.served.name != served.name:
+        raise ValueError(f"shared memory opened for model '{shared_memory.served.name}', not '{served.name}'")
     settings = defaults()
     conf = float(settings["CONF"]) if conf is None else conf
     iou = float(settings["IOU"]) if iou is None else iou
@@ -260,23 +295,23 @@ def infer(
     mode = default_mode() if mode is None else mode
 
     if served.kind == KIND_ENCODED:
-        return _infer_encoded(client, served, images, encoded)
+        return _infer_encoded(client, served, images, encoded, shared_memory)
     results: list[pp.Detections] = []
     for part in _chunks(len(images), served.max_batch):
         batch, infos = pp.letterbox_batch(list(images[part]), served.imgsz)
         if served.kind == KIND_OUTPUT0:
-            out = _request(client, served, batch, [TRACK_A_OUTPUT])[TRACK_A_OUTPUT]
+            out = _request(client, served, batch, [TRACK_A_OUTPUT], shared_memory)[TRACK_A_OUTPUT]
             if out.ndim == 3 and out.shape[2] == 6:  # an NMS-free export: [B, max_det, 6], no NMS
                 results += pp.postprocess_one2one(out, infos, conf)
             else:
                 results += pp.postprocess_track_a(out, infos, conf, iou, topk, mode, agnostic)
         else:
-            out = _request(client, served, batch, END2END_OUTPUTS)
+            out = _request(client, served, batch, END2END_OUTPUTS, shared_memory)
             results += pp.postprocess_end2end(*(out[name] for name in END2END_OUTPUTS), infos)
     return results
 
 
-def _infer_encoded(client, served: ServedModel, images, encoded) -> list[pp.Detections]:
+def _infer_encoded(client, served: ServedModel, images, encoded, shared_memory=None) -> list[pp.Detections]:
     """One request per image (encoded files differ in length). The letterbox geometry comes from the
     ensemble's ``letterbox`` output when it has one (Track D), else from the image size and ``imgsz``."""
     if LETTERBOX_OUTPUT in served.outputs:
@@ -286,7 +321,7 @@ def _infer_encoded(client, served: ServedModel, images, encoded) -> list[pp.Dete
         for index, image in enumerate(images):
             data = encoded[index] if encoded is not None else cv2.imencode(".png", image)[1].tobytes()
             out = _request(client, served, np.frombuffer(data, dtype=np.uint8)[None],
-                           [*END2END_OUTPUTS, LETTERBOX_OUTPUT])
+                           [*END2END_OUTPUTS, LETTERBOX_OUTPUT], shared_memory)
             results += pp.postprocess_end2end(*(out[name] for name in END2END_OUTPUTS),
                                               letterbox_infos(out[LETTERBOX_OUTPUT]))
         return results
@@ -297,7 +332,7 @@ def _infer_encoded(client, served: ServedModel, images, encoded) -> list[pp.Dete
     for index, image in enumerate(images):
         data = encoded[index] if encoded is not None else cv2.imencode(".png", image)[1].tobytes()
         payload = np.frombuffer(data, dtype=np.uint8)[None]
-        out = _request(client, served, payload, END2END_OUTPUTS)
+        out = _request(client, served, payload, END2END_OUTPUTS, shared_memory)
         info, _ = pp.letterbox_params(image.shape[0], image.shape[1], served.imgsz)
         results += pp.postprocess_end2end(*(out[name] for name in END2END_OUTPUTS), [info])
     return results
@@ -307,6 +342,247 @@ def default_mode() -> str:
     """Client NMS semantics: the end2end graphs' (NMS in defaults.mk) so both tracks agree."""
     nms = defaults().get("NMS", "efficient")
     return nms if nms in pp.MODES else "efficient"
+
+
+# --------------------------------------------------------------------------------------------------
+# Shared memory (a client on the server's machine)
+# --------------------------------------------------------------------------------------------------
+def _np_dtype(wire: str) -> np.dtype:
+    from tritonclient.utils import triton_to_np_dtype
+
+    return np.dtype(triton_to_np_dtype(wire))
+
+
+def _tensor_bytes(dims: Sequence[int], wire: str, max_batch: int) -> int | None:
+    """Bytes of a tensor of ``dims`` (without the batch dimension) at the largest batch; None if variable."""
+    if any(d < 0 for d in dims):
+        return None
+    return max(max_batch, 1) * math.prod(dims) * _np_dtype(wire).itemsize
+
+
+def check_cuda_shared_memory(device_id: int = 0) -> None:
+    """ClientError (one line) unless CUDA shared memory can work here: tritonclient's CUDA utilities
+    (``cuda-python``) and a CUDA device ``device_id``. Sends nothing to any server."""
+    try:
+        import tritonclient.utils.cuda_shared_memory as cudashm  # noqa: F401 - needs cuda-python
+        from cuda.bindings import runtime as cudart
+
+        error, count = cudart.cudaGetDeviceCount()
+        if int(error) != 0:
+            raise RuntimeError(cudart.cudaGetErrorString(error)[1].decode())
+        if not 0 <= device_id < count:
+            raise RuntimeError(f"device {device_id} asked for, {count} CUDA device(s) visible")
+    except Exception as err:  # noqa: BLE001 - whatever the reason, one line
+        raise ClientError(f"--shared-memory cuda cannot work here ({_first_line(err) or type(err).__name__}): "
+                          "it needs a CUDA GPU on this machine and the Triton server on the same GPU; "
+                          "use --shared-memory system (same machine) or none") from None
+
+
+class _Region:
+    """One region: mapped here, registered with the server under ``name``, ``size`` bytes."""
+
+    def __init__(self, client, mode: str, name: str, size: int, device_id: int):
+        self.client, self.mode, self.name, self.size, self.device_id = client, mode, name, size, device_id
+        self.handle = None
+        self.registered = False
+
+    def create(self) -> "_Region":
+        if self.mode == "system":
+            import tritonclient.utils.shared_memory as shm
+
+            self.handle = shm.create_shared_memory_region(self.name, f"/{self.name}", self.size, create_only=True)
+            self.client.register_system_shared_memory(self.name, f"/{self.name}", self.size)
+        else:
+            import tritonclient.utils.cuda_shared_memory as cudashm
+
+            self.handle = cudashm.create_shared_memory_region(self.name, self.size, self.device_id)
+            self.client.register_cuda_shared_memory(self.name, cudashm.get_raw_handle(self.handle), self.device_id,
+                                                    self.size)
+        self.registered = True
+        return self
+
+    def write(self, array: np.ndarray) -> None:
+        if self.mode == "system":
+            import tritonclient.utils.shared_memory as shm
+
+            shm.set_shared_memory_region(self.handle, [array])
+        else:
+            import tritonclient.utils.cuda_shared_memory as cudashm
+
+            cudashm.set_shared_memory_region(self.handle, [array])
+
+    def read(self, wire: str, shape: Sequence[int]) -> np.ndarray:
+        """A copy of the tensor at the start of the region (the region is reused by the next request)."""
+        dtype = _np_dtype(wire)
+        if math.prod(shape) * dtype.itemsize > self.size:
+            raise ClientError(f"output of shape {list(shape)} does not fit region {self.name} ({self.size} bytes)")
+        if self.mode == "system":
+            import tritonclient.utils.shared_memory as shm
+
+            view = shm.get_contents_as_numpy(self.handle, dtype, list(shape))
+            array = view.copy()
+            del view  # no view may outlive the mapping: close() unmaps it
+            return array
+        import tritonclient.utils.cuda_shared_memory as cudashm
+
+        return np.array(cudashm.get_contents_as_numpy(self.handle, dtype, list(shape)), copy=True)
+
+    def release(self) -> None:
+        """Unregister from the server, then unmap and remove here; both are tried whatever fails."""
+        try:
+            if self.registered:
+                self.registered = False
+                self._unregister()
+        except Exception as err:  # noqa: BLE001 - the server may be gone; the local region still goes
+            LOG.warning("could not unregister shared memory region %s from the server: %s", self.name,
+                        _first_line(str(err)))
+        finally:
+            handle, self.handle = self.handle, None
+            if handle is not None:
+                self._destroy(handle)
+
+    def _unregister(self, patience_s: float = UNREGISTER_PATIENCE_S) -> None:
+        """The server refuses while it still holds a response in the region (it lets go just after the
+        response went out, over gRPC a moment after the client has it): ask again until it agrees."""
+        unregister = (self.client.unregister_system_shared_memory if self.mode == "system"
+                      else self.client.unregister_cuda_shared_memory)
+        deadline, pause = time.monotonic() + patience_s, 0.005
+        while True:
+            try:
+                unregister(self.name)
+                return
+            except Exception as err:  # noqa: BLE001 - tritonclient's InferenceServerException
+                if "in use" not in str(err) or time.monotonic() > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+
+    def _destroy(self, handle) -> None:
+        if self.mode == "system":
+            import tritonclient.utils.shared_memory as shm
+
+            try:
+                shm.destroy_shared_memory_region(handle)
+            except BufferError:  # a view into the mapping still lives (an interrupted copy): unlink the name
+                handle._mpsm_handle.unlink()  # the mapping itself goes when the last view does
+        else:
+            import tritonclient.utils.cuda_shared_memory as cudashm
+
+            cudashm.destroy_shared_memory_region(handle)
+
+
+class SharedMemory:
+    """Input and outputs of one served model through shared memory, for ONE client (one request at a
+    time: each thread or process opens its own). Use as a context manager, or call ``close()``:
+
+        with SharedMemory(client, served, "system") as regions:
+            detections = infer(client, served, images, shared_memory=regions)
+
+    ``system``: POSIX shared memory (``/dev/shm/yolo_triton_<pid>_<token>_<tensor>``), which the server
+    maps: it must see this machine's ``/dev/shm`` (same host, or containers sharing IPC). ``cuda``: GPU
+    memory of ``device_id`` shared by CUDA IPC with a server on the same GPU.
+
+    A region per tensor, sized from the model's config for ``batch`` images per request (default its
+    ``max_batch_size``): the input (for an encoded-bytes input, whose length varies, made at the first
+    request and grown when a larger file comes) and every output with fixed dims (an output with a
+    variable dim comes back in the response as usual).
+    Regions are unregistered from the server and removed here on close, also after an error or Ctrl-C.
+    """
+
+    def __init__(self, client, served: ServedModel, mode: str = "system", device_id: int = 0,
+                 batch: int | None = None):
+        if mode not in SHARED_MEMORY_MODES or mode == "none":
+            raise ValueError(f"shared memory mode must be 'system' or 'cuda', got {mode!r}")
+        self.client, self.served, self.mode, self.device_id = client, served, mode, device_id
+        # images per request the regions hold: the config's max_batch_size, or fewer when the caller
+        # never sends more (a region of 32 x 3 x 640 x 640 FP32 is 157 MB, per client)
+        self.batch = served.max_batch if batch is None or served.max_batch <= 0 else min(batch, served.max_batch)
+        self._token = f"{SHM_PREFIX}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        self._input: _Region | None = None
+        self._outputs: dict[str, _Region] = {}
+        self._open = False
+
+    # -- lifetime ----------------------------------------------------------------------------------
+    def open(self) -> "SharedMemory":
+        if self._open:
+            return self
+        if self.mode == "cuda":
+            check_cuda_shared_memory(self.device_id)
+        self._open = True
+        try:
+            size = _tensor_bytes(self.served.input_dims, self.served.input_dtype, self.batch)
+            if size:
+                self._input = self._region("input", size)
+            for name, wire, dims in self.served.output_specs:
+                size = _tensor_bytes(dims, wire, self.batch)
+                if size:
+                    self._outputs[name] = self._region(name, size)
+        except BaseException:
+            self.close()
+            raise
+        LOG.debug("shared memory (%s) for %s: %s", self.mode, self.served.name,
+                  ", ".join(f"{r.name} {r.size} B" for r in self.regions()))
+        return self
+
+    def close(self) -> None:
+        regions, self._input, self._outputs, self._open = self.regions(), None, {}, False
+        for region in reversed(regions):
+            region.release()
+
+    def __enter__(self) -> "SharedMemory":
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def regions(self) -> list[_Region]:
+        return [r for r in (self._input, *self._outputs.values()) if r is not None]
+
+    def _region(self, tensor: str, size: int) -> _Region:
+        safe = "".join(c if c.isalnum() else "_" for c in tensor)
+        region = _Region(self.client, self.mode, f"{self._token}_{safe}", size, self.device_id)
+        try:
+            return region.create()
+        except BaseException:
+            region.release()  # whatever was made of it
+            raise
+
+    # -- one request -------------------------------------------------------------------------------
+    def attach(self, infer_input, data: np.ndarray, outputs: Sequence) -> None:
+        """Copy ``data`` into the input region and point the request's input and outputs at regions."""
+        if not self._open:
+            raise ClientError("shared memory used after close (open it, or use it as a context manager)")
+        if self._input is None or self._input.size < data.nbytes:
+            if self._input is not None and _tensor_bytes(self.served.input_dims, self.served.input_dtype, self.batch):
+                raise ClientError(f"input of {data.nbytes} bytes does not fit region {self._input.name} "
+                                  f"({self._input.size} bytes): more than the {self.batch} image(s) per request "
+                                  "the regions were sized for")
+            old, self._input = self._input, None
+            if old is not None:
+                old.release()
+            self._input = self._region("input", max(ENCODED_REGION_BYTES, 1 << (data.nbytes - 1).bit_length()))
+        self._input.write(data)
+        infer_input.set_shared_memory(self._input.name, data.nbytes)
+        for output in outputs:
+            region = self._outputs.get(output.name())
+            if region is not None:
+                output.set_shared_memory(region.name, region.size)
+
+    def collect(self, result, output_names: Sequence[str]) -> dict[str, np.ndarray]:
+        """The outputs of ``result``: read from their regions (copies), or from the response."""
+        arrays = {}
+        for name in output_names:
+            region = self._outputs.get(name)
+            if region is None:
+                arrays[name] = result.as_numpy(name)
+                continue
+            meta = result.get_output(name)
+            if isinstance(meta, dict):  # HTTP
+                wire, shape = meta["datatype"], meta["shape"]
+            else:  # gRPC: InferOutputTensor
+                wire, shape = meta.datatype, list(meta.shape)
+            arrays[name] = region.read(wire, shape)
+        return arrays
 
 
 # --------------------------------------------------------------------------------------------------
