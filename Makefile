@@ -40,7 +40,7 @@ base_of = $(patsubst %_trt,%,$(patsubst %_end2end,%,$(patsubst %_trt_end2end,%,$
 # ---- parameter stamps: one small file per model and setting group; artefacts depend on them. Make
 # reads each stamp while parsing (no shell, no Python); a stamp whose content differs from the current
 # settings gets a rule that rewrites it, which makes exactly the artefacts that use it out of date.
-ONNX_PARAMS = imgsz=$(IMGSZ) precision=$(PRECISION) calib=$(CALIB_DIR)
+ONNX_PARAMS = imgsz=$(IMGSZ) precision=$(PRECISION) calib=$(CALIB_DIR) input_dtype=$(INPUT_DTYPE)
 ONE2ONE_PARAMS = $(ONNX_PARAMS) max_det=$(TOPK)
 END2END_PARAMS = nms=$(NMS) conf=$(CONF) iou=$(IOU) topk=$(TOPK) agnostic=$(AGNOSTIC)
 CONFIG_PARAMS = max_batch=$(call max_batch_for,$(1)) queue_delay_us=$(QUEUE_DELAY_US) kind=$(INSTANCE_KIND) \
@@ -71,6 +71,9 @@ FORCE:
 ifeq ($(filter gpu cpu,$(INSTANCE_KIND)),)
 $(error INSTANCE_KIND=$(INSTANCE_KIND) is not gpu or cpu)
 endif
+ifeq ($(filter float32 uint8,$(INPUT_DTYPE)),)
+$(error INPUT_DTYPE=$(INPUT_DTYPE) is not float32 or uint8)
+endif
 ifeq ($(INSTANCE_KIND),cpu)
 CPU_REFUSED := $(filter trt all dali trackd %.plan %_trt/config.pbtxt %_trt_end2end/config.pbtxt %_ensemble/config.pbtxt,$(MAKECMDGOALS))
 ifneq ($(CPU_REFUSED),)
@@ -87,7 +90,7 @@ LIB := export/yolo_triton
 # Each step's command and the library modules it runs (ARCHITECTURE.md): editing one rebuilds what it makes.
 BASE := $(LIB)/settings.py $(LIB)/files.py
 ONNX_STEP := export/export_onnx.py $(LIB)/onnx_export.py $(LIB)/checkpoint.py $(LIB)/onnx_io.py $(LIB)/options.py \
-  $(BASE) $(if $(filter int8,$(PRECISION)),$(LIB)/int8.py $(LIB)/postprocess.py)
+  $(LIB)/input_uint8.py $(BASE) $(if $(filter int8,$(PRECISION)),$(LIB)/int8.py $(LIB)/postprocess.py)
 NMS_STEP := export/add_nms.py $(LIB)/nms_graph.py $(wildcard $(LIB)/nms_onnx.py) $(BASE)
 CONFIG_STEP := export/write_config.py $(LIB)/triton_config.py $(LIB)/onnx_io.py $(BASE)
 ENGINE_STEP := export/build_engine.py $(wildcard $(LIB)/engine*.py) $(BASE)
@@ -96,7 +99,7 @@ ENGINE_STEP := export/build_engine.py $(wildcard $(LIB)/engine*.py) $(BASE)
 .PHONY: help
 help: ## Show the targets and the settings
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "Settings: IMGSZ=$(IMGSZ) CONF=$(CONF) IOU=$(IOU) TOPK=$(TOPK) PRECISION=$(PRECISION) NMS=$(NMS) SIZES='$(SIZES)'"
+	@echo "Settings: IMGSZ=$(IMGSZ) CONF=$(CONF) IOU=$(IOU) TOPK=$(TOPK) PRECISION=$(PRECISION) NMS=$(NMS) INPUT_DTYPE=$(INPUT_DTYPE) SIZES='$(SIZES)'"
 	@echo "          MAX_BATCH_{nano,small,medium}=$(MAX_BATCH_nano),$(MAX_BATCH_small),$(MAX_BATCH_medium) MODELS_DIR=$(MODELS_DIR)"
 	@echo "Example:  make models/yolov11_small_trt_end2end/1/model.plan"
 
@@ -165,7 +168,7 @@ scratch: ## Write an UNTRAINED test checkpoint: make scratch MODEL=yolo11n [NC=3
 # ---- Track A: ONNX ----------------------------------------------------------------------------------
 $(MODELS_DIR)/%/1/model.onnx: $$(call weights_for,$$*) $(ONNX_STEP) $(STAMPS)/$$*.onnx
 	$(PYTHON) export/export_onnx.py --weights $< --out $@ --imgsz $(IMGSZ) --precision $(PRECISION) \
-	  $(if $(CALIB_DIR),--calib-dir $(CALIB_DIR))
+	  --input-dtype $(INPUT_DTYPE) $(if $(CALIB_DIR),--calib-dir $(CALIB_DIR))
 
 # ---- end2end: ONNX + NMS ----------------------------------------------------------------------------
 # NMS=efficient|onnx: surgery on the Track A graph. NMS=free (YOLO26, YOLOv10): surgery on an export of
@@ -173,7 +176,7 @@ $(MODELS_DIR)/%/1/model.onnx: $$(call weights_for,$$*) $(ONNX_STEP) $(STAMPS)/$$
 END2END_SOURCE = $(if $(filter free,$(NMS)),$(BUILD_DIR)/one2one/$*.onnx,$(MODELS_DIR)/$*/1/model.onnx)
 $(BUILD_DIR)/one2one/%.onnx: $$(call weights_for,$$*) $(ONNX_STEP) $(STAMPS)/$$*.one2one
 	$(PYTHON) export/export_onnx.py --weights $< --out $@ --imgsz $(IMGSZ) --precision $(PRECISION) \
-	  --one2one --topk $(TOPK) $(if $(CALIB_DIR),--calib-dir $(CALIB_DIR))
+	  --input-dtype $(INPUT_DTYPE) --one2one --topk $(TOPK) $(if $(CALIB_DIR),--calib-dir $(CALIB_DIR))
 
 $(MODELS_DIR)/%_end2end/1/model.onnx: $$(END2END_SOURCE) $(NMS_STEP) $(STAMPS)/$$*.end2end
 	$(PYTHON) export/add_nms.py --onnx $< --out $@ --nms $(NMS) --conf $(CONF) --iou $(IOU) \
@@ -242,14 +245,16 @@ all: onnx trt dali ## Everything for SIZES (Tracks A-D)
 # the smallest of its steps'). Triton's own DALI autoserializes 1/dali.py at load time, on its GPU.
 PREPROCESS_DIR = $(MODELS_DIR)/preprocess_letterbox_$(IMGSZ)
 DALI_MAX_BATCHES = $(foreach n,$(NAMES),$(call max_batch_for,$(n)))
-DALI_PARAMS = imgsz=$(IMGSZ) max_batch=$(DALI_MAX_BATCHES) queue_delay_us=$(QUEUE_DELAY_US) threads=$(DALI_THREADS)
+DALI_PARAMS = imgsz=$(IMGSZ) max_batch=$(DALI_MAX_BATCHES) queue_delay_us=$(QUEUE_DELAY_US) threads=$(DALI_THREADS) \
+  input_dtype=$(INPUT_DTYPE)
 $(call stamp,$(STAMPS)/preprocess_$(IMGSZ).dali,$(DALI_PARAMS))
 DALI_STEP := dali/create_dali_letterbox_pipeline.py $(LIB)/dali_pipeline.py $(LIB)/ensemble.py $(LIB)/triton_config.py $(BASE)
 ENSEMBLE_STEP := dali/create_ensembles.py $(LIB)/ensemble.py $(LIB)/triton_config.py $(BASE)
 
 $(PREPROCESS_DIR)/config.pbtxt: $(DALI_STEP) $(STAMPS)/preprocess_$(IMGSZ).dali
 	$(PYTHON) dali/create_dali_letterbox_pipeline.py --model-dir $(MODELS_DIR) --imgsz $(IMGSZ) \
-	  --max-batch $(DALI_MAX_BATCHES) --queue-delay-us $(QUEUE_DELAY_US) --num-threads $(DALI_THREADS)
+	  --max-batch $(DALI_MAX_BATCHES) --queue-delay-us $(QUEUE_DELAY_US) --num-threads $(DALI_THREADS) \
+	  --input-dtype $(INPUT_DTYPE)
 
 $(MODELS_DIR)/%_ensemble/config.pbtxt: $(PREPROCESS_DIR)/config.pbtxt $(MODELS_DIR)/%_trt_end2end/config.pbtxt $(ENSEMBLE_STEP)
 	$(PYTHON) dali/create_ensembles.py --names $* --imgsz $(IMGSZ) --model-dir $(MODELS_DIR)
@@ -410,7 +415,7 @@ ifneq ($(VERSION_N),1)
 $(VERSION_SIDECAR): | $(VERSION_CHECKPOINT)
 	rm -f $(VERSION_STAGED)
 	$(PYTHON) export/export_onnx.py --weights $(VERSION_CHECKPOINT) --out $(VERSION_STAGED) --imgsz $(IMGSZ) \
-	  --precision $(PRECISION) $(if $(CALIB_DIR),--calib-dir $(CALIB_DIR))
+	  --precision $(PRECISION) --input-dtype $(INPUT_DTYPE) $(if $(CALIB_DIR),--calib-dir $(CALIB_DIR))
 	$(VERSION_ADD)
 	rm -f $(VERSION_STAGED)
 else

@@ -2,13 +2,15 @@
 """Track A step: ``pytorch_models/<m>.pt`` -> ``models/<name>/1/model.onnx``.
 
 Ultralytics' own ONNX export with a dynamic batch and a fixed image size, simplified, at the
-requested precision (fp16 = ModelOpt AutoCast mixed precision with FP32 I/O; fp32; int8 = Q/DQ).
+requested precision (fp16 = ModelOpt AutoCast mixed precision with FP32 I/O; fp32; int8 = Q/DQ), with a
+float32 image input or (``--input-dtype uint8``) a UINT8 one that the graph casts and divides by 255.
 """
 from __future__ import annotations
 
 import argparse
 
 from yolo_triton.cli import run_step
+from yolo_triton.input_uint8 import INPUT_DTYPES
 from yolo_triton.onnx_export import PRECISIONS, export_onnx
 
 
@@ -21,6 +23,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--calib-dir", default="", help="calibration images (PRECISION=int8)")
     parser.add_argument("--one2one", action="store_true", help="export the NMS-free one-to-one head")
     parser.add_argument("--topk", type=int, help="max detections of the one-to-one head")
+    parser.add_argument("--input-dtype", choices=INPUT_DTYPES, default="float32",
+                        help="image input: float32 (client sends /255 values) or uint8 (the graph casts and divides)")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
 
@@ -28,7 +32,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     return run_step("export_onnx", lambda: export_onnx(args.weights, args.out, args.imgsz, args.precision,
-                                                       args.calib_dir or None, args.one2one, args.topk),
+                                                       args.calib_dir or None, args.one2one, args.topk,
+                                                       args.input_dtype),
                     args.verbose)
 
 
