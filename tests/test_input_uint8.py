@@ -224,7 +224,9 @@ def test_exported_uint8_graphs_equal_their_float32_twins(uint8_trees, pixels, pr
         if precision != "fp32":
             assert {helper.get_attribute_value(a) for n in consumers for a in n.attribute} == {TensorProto.FLOAT16}
         got = assert_identical(model, float_twin(model), pixels)
-        if kind:
+        if not kind:  # varied outputs: many distinct scores, so sameness means something
+            assert np.unique(got[0][:, 4:]).size > 1000
+        elif precision != "int8":  # (INT8 moves this untrained net's rescaled scores below CONF: test_int8.py)
             assert int(got[0].sum()) > 10, "the scratch model should detect something"
         config = tc.parse_config(path.parent.parent / "config.pbtxt")
         assert (config.input[0].data_type, list(config.input[0].dims)) == (tc.mc.TYPE_UINT8, [3, IMGSZ, IMGSZ])
