@@ -44,7 +44,7 @@ base_of = $(patsubst %_trt,%,$(patsubst %_end2end,%,$(patsubst %_trt_end2end,%,$
 # (settings.ort_batching): the stamp only needs to change when the padding may (tests/test_batch_pad.py).
 ort_mode = $(if $(filter auto,$(ORT_BATCHING)),$(if $(filter gpu,$(INSTANCE_KIND)),pad,dynamic),$(ORT_BATCHING))
 ort_pad_params = $(if $(filter pad,$(ort_mode)),pad:$(ORT_PAD_BATCH):max$(call max_batch_for,$(1)),$(ORT_BATCHING))
-ONNX_PARAMS = imgsz=$(IMGSZ) precision=$(PRECISION) calib=$(CALIB_DIR) batching=$(call ort_pad_params,$(1))
+ONNX_PARAMS = imgsz=$(IMGSZ) precision=$(PRECISION) calib=$(CALIB_DIR) input_dtype=$(INPUT_DTYPE) batching=$(call ort_pad_params,$(1))
 ONE2ONE_PARAMS = $(call ONNX_PARAMS,$(1)) max_det=$(TOPK)
 END2END_PARAMS = nms=$(NMS) conf=$(CONF) iou=$(IOU) topk=$(TOPK) agnostic=$(AGNOSTIC)
 CONFIG_PARAMS = max_batch=$(call max_batch_for,$(1)) queue_delay_us=$(QUEUE_DELAY_US) kind=$(INSTANCE_KIND) \
@@ -78,6 +78,9 @@ endif
 ifeq ($(filter auto pad fixed dynamic,$(ORT_BATCHING)),)
 $(error ORT_BATCHING=$(ORT_BATCHING) is not auto, pad, fixed or dynamic)
 endif
+ifeq ($(filter float32 uint8,$(INPUT_DTYPE)),)
+$(error INPUT_DTYPE=$(INPUT_DTYPE) is not float32 or uint8)
+endif
 ifeq ($(INSTANCE_KIND),cpu)
 CPU_REFUSED := $(filter trt all dali trackd %.plan %_trt/config.pbtxt %_trt_end2end/config.pbtxt %_ensemble/config.pbtxt,$(MAKECMDGOALS))
 ifneq ($(CPU_REFUSED),)
@@ -93,7 +96,7 @@ endif
 LIB := export/yolo_triton
 # Each step's command and the library modules it runs (ARCHITECTURE.md): editing one rebuilds what it makes.
 BASE := $(LIB)/settings.py $(LIB)/files.py
-ONNX_STEP := export/export_onnx.py $(LIB)/onnx_export.py $(LIB)/batch_pad.py $(LIB)/checkpoint.py $(LIB)/onnx_io.py $(LIB)/options.py \
+ONNX_STEP := export/export_onnx.py $(LIB)/onnx_export.py $(LIB)/batch_pad.py $(LIB)/input_uint8.py $(LIB)/checkpoint.py $(LIB)/onnx_io.py $(LIB)/options.py \
   $(BASE) $(if $(filter int8,$(PRECISION)),$(LIB)/int8.py $(LIB)/postprocess.py)
 NMS_STEP := export/add_nms.py $(LIB)/nms_graph.py $(LIB)/batch_pad.py $(wildcard $(LIB)/nms_onnx.py) $(BASE)
 CONFIG_STEP := export/write_config.py $(LIB)/triton_config.py $(LIB)/onnx_io.py $(BASE)
@@ -103,7 +106,7 @@ ENGINE_STEP := export/build_engine.py $(wildcard $(LIB)/engine*.py) $(LIB)/batch
 .PHONY: help
 help: ## Show the targets and the settings
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "Settings: IMGSZ=$(IMGSZ) CONF=$(CONF) IOU=$(IOU) TOPK=$(TOPK) PRECISION=$(PRECISION) NMS=$(NMS) SIZES='$(SIZES)'"
+	@echo "Settings: IMGSZ=$(IMGSZ) CONF=$(CONF) IOU=$(IOU) TOPK=$(TOPK) PRECISION=$(PRECISION) NMS=$(NMS) INPUT_DTYPE=$(INPUT_DTYPE) SIZES='$(SIZES)'"
 	@echo "          MAX_BATCH_{nano,small,medium}=$(MAX_BATCH_nano),$(MAX_BATCH_small),$(MAX_BATCH_medium) MODELS_DIR=$(MODELS_DIR)"
 	@echo "Example:  make models/yolov11_small_trt_end2end/1/model.plan"
 
@@ -171,11 +174,11 @@ scratch: ## Write an UNTRAINED test checkpoint: make scratch MODEL=yolo11n [NC=3
 
 # ---- Track A: ONNX ----------------------------------------------------------------------------------
 # ORT_BATCHING (defaults.mk): how GPU Triton runs these graphs; pad wraps the graph (yolo_triton.batch_pad)
-ORT_BATCH_ARGS = --ort-batching $(ORT_BATCHING) --ort-pad-batch $(ORT_PAD_BATCH) --instance-kind $(INSTANCE_KIND) \
-  --max-batch $(call max_batch_for,$*)
+ort_batch_args = --ort-batching $(ORT_BATCHING) --ort-pad-batch $(ORT_PAD_BATCH) --instance-kind $(INSTANCE_KIND) \
+  --max-batch $(call max_batch_for,$(1))
 $(MODELS_DIR)/%/1/model.onnx: $$(call weights_for,$$*) $(ONNX_STEP) $(STAMPS)/$$*.onnx
 	$(PYTHON) export/export_onnx.py --weights $< --out $@ --imgsz $(IMGSZ) --precision $(PRECISION) \
-	  $(if $(CALIB_DIR),--calib-dir $(CALIB_DIR)) $(ORT_BATCH_ARGS)
+	  --input-dtype $(INPUT_DTYPE) $(if $(CALIB_DIR),--calib-dir $(CALIB_DIR)) $(call ort_batch_args,$*)
 
 # ---- end2end: ONNX + NMS ----------------------------------------------------------------------------
 # NMS=efficient|onnx|ultralytics: surgery on the Track A graph. NMS=free (YOLO26, YOLOv10): surgery on an export of
@@ -183,7 +186,7 @@ $(MODELS_DIR)/%/1/model.onnx: $$(call weights_for,$$*) $(ONNX_STEP) $(STAMPS)/$$
 END2END_SOURCE = $(if $(filter free,$(NMS)),$(BUILD_DIR)/one2one/$*.onnx,$(MODELS_DIR)/$*/1/model.onnx)
 $(BUILD_DIR)/one2one/%.onnx: $$(call weights_for,$$*) $(ONNX_STEP) $(STAMPS)/$$*.one2one
 	$(PYTHON) export/export_onnx.py --weights $< --out $@ --imgsz $(IMGSZ) --precision $(PRECISION) \
-	  --one2one --topk $(TOPK) $(if $(CALIB_DIR),--calib-dir $(CALIB_DIR)) $(ORT_BATCH_ARGS)
+	  --input-dtype $(INPUT_DTYPE) --one2one --topk $(TOPK) $(if $(CALIB_DIR),--calib-dir $(CALIB_DIR)) $(call ort_batch_args,$*)
 
 $(MODELS_DIR)/%_end2end/1/model.onnx: $$(END2END_SOURCE) $(NMS_STEP) $(STAMPS)/$$*.end2end
 	$(PYTHON) export/add_nms.py --onnx $< --out $@ --nms $(NMS) --conf $(CONF) --iou $(IOU) \
@@ -252,14 +255,16 @@ all: onnx trt dali ## Everything for SIZES (Tracks A-D)
 # the smallest of its steps'). Triton's own DALI autoserializes 1/dali.py at load time, on its GPU.
 PREPROCESS_DIR = $(MODELS_DIR)/preprocess_letterbox_$(IMGSZ)
 DALI_MAX_BATCHES = $(foreach n,$(NAMES),$(call max_batch_for,$(n)))
-DALI_PARAMS = imgsz=$(IMGSZ) max_batch=$(DALI_MAX_BATCHES) queue_delay_us=$(QUEUE_DELAY_US) threads=$(DALI_THREADS)
+DALI_PARAMS = imgsz=$(IMGSZ) max_batch=$(DALI_MAX_BATCHES) queue_delay_us=$(QUEUE_DELAY_US) threads=$(DALI_THREADS) \
+  input_dtype=$(INPUT_DTYPE)
 $(call stamp,$(STAMPS)/preprocess_$(IMGSZ).dali,$(DALI_PARAMS))
 DALI_STEP := dali/create_dali_letterbox_pipeline.py $(LIB)/dali_pipeline.py $(LIB)/ensemble.py $(LIB)/triton_config.py $(BASE)
 ENSEMBLE_STEP := dali/create_ensembles.py $(LIB)/ensemble.py $(LIB)/triton_config.py $(BASE)
 
 $(PREPROCESS_DIR)/config.pbtxt: $(DALI_STEP) $(STAMPS)/preprocess_$(IMGSZ).dali
 	$(PYTHON) dali/create_dali_letterbox_pipeline.py --model-dir $(MODELS_DIR) --imgsz $(IMGSZ) \
-	  --max-batch $(DALI_MAX_BATCHES) --queue-delay-us $(QUEUE_DELAY_US) --num-threads $(DALI_THREADS)
+	  --max-batch $(DALI_MAX_BATCHES) --queue-delay-us $(QUEUE_DELAY_US) --num-threads $(DALI_THREADS) \
+	  --input-dtype $(INPUT_DTYPE)
 
 $(MODELS_DIR)/%_ensemble/config.pbtxt: $(PREPROCESS_DIR)/config.pbtxt $(MODELS_DIR)/%_trt_end2end/config.pbtxt $(ENSEMBLE_STEP)
 	$(PYTHON) dali/create_ensembles.py --names $* --imgsz $(IMGSZ) --model-dir $(MODELS_DIR)
@@ -423,7 +428,8 @@ ifneq ($(VERSION_N),1)
 $(VERSION_SIDECAR): | $(VERSION_CHECKPOINT)
 	rm -f $(VERSION_STAGED)
 	$(PYTHON) export/export_onnx.py --weights $(VERSION_CHECKPOINT) --out $(VERSION_STAGED) --imgsz $(IMGSZ) \
-	  --precision $(PRECISION) $(if $(CALIB_DIR),--calib-dir $(CALIB_DIR))
+	  --precision $(PRECISION) --input-dtype $(INPUT_DTYPE) $(if $(CALIB_DIR),--calib-dir $(CALIB_DIR)) \
+	  $(call ort_batch_args,$(MODEL))
 	$(VERSION_ADD)
 	rm -f $(VERSION_STAGED)
 else

@@ -38,6 +38,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="DALI CPU worker threads (DALI_THREADS, default %(default)s)")
     parser.add_argument("--model-dir", type=Path, default=ROOT / settings.directory("MODELS_DIR"),
                         help="model repository (default %(default)s)")
+    parser.add_argument("--input-dtype", choices=("float32", "uint8"), default=d.get("INPUT_DTYPE", "float32"),
+                        help="the detectors' image input (INPUT_DTYPE): float32 = images / 255 here, uint8 = the "
+                             "letterboxed pixels (the detector divides); default %(default)s")
     parser.add_argument("--device", choices=("gpu", "cpu"), default="gpu",
                         help="operators of the generated pipeline; cpu only for tests on machines without a GPU")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -48,7 +51,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     return run_step("create_dali_letterbox_pipeline",
                     lambda: write_preprocess_model(args.model_dir, args.imgsz, max(args.max_batch),
-                                                   args.queue_delay_us, args.device, args.num_threads), args.verbose)
+                                                   args.queue_delay_us, args.device, args.num_threads,
+                                                   args.input_dtype), args.verbose)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,9 @@ IOU ?= 0.45
 TOPK ?= 100
 AGNOSTIC ?= 0
 PRECISION ?= fp16
+# The image input of every model that takes the letterboxed tensor (Track A, end2end, plans, Track D's DALI
+# output): float32 (the client sends pixels / 255) or uint8 (the pixels; the graph casts and divides by 255).
+INPUT_DTYPE ?= float32
 NMS ?= efficient
 SIZES ?= nano small medium
 MAX_BATCH_nano ?= 128

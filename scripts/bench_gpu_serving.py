@@ -108,7 +108,7 @@ def detect(url: str, models: list[str], paths: list[Path]) -> dict:
 # warmup and raw tensors
 # --------------------------------------------------------------------------------------------------
 def warmup(url: str, models: list[str], paths: list[Path]) -> dict:
-    """Execute each FP32-input model once at every batch size 1..max_batch (ONNX Runtime's CUDA EP sets
+    """Execute each image-input model (FP32 or UINT8) once at every batch size 1..max_batch (ONNX Runtime's CUDA EP sets
     up, and with cudnn_conv_algo_search EXHAUSTIVE benchmarks, its kernels per new input shape on the
     first run of that shape); seconds per batch size."""
     import tritonclient.grpc as grpcclient
@@ -116,16 +116,17 @@ def warmup(url: str, models: list[str], paths: list[Path]) -> dict:
     import cv2
     from yolo_triton import client as tc
 
-    image, _ = pp.letterbox_batch([cv2.imread(str(paths[0]))], 640)
+    pixels, _ = pp.letterbox_batch([cv2.imread(str(paths[0]))], 640, dtype="uint8")
     client = grpc_client(url)
     out = {}
     try:
         for name in models:
             served = tc.describe_model(client, name)
+            image = pp.to_model_input(pixels, served.input_dtype)
             times = {}
             for b in range(1, served.max_batch + 1):
                 data = np.ascontiguousarray(np.repeat(image, b, axis=0))
-                inp = grpcclient.InferInput(served.input_name, list(data.shape), "FP32")
+                inp = grpcclient.InferInput(served.input_name, list(data.shape), served.input_dtype)
                 inp.set_data_from_numpy(data)
                 t0 = time.perf_counter()
                 client.infer(name, [inp])
@@ -142,17 +143,20 @@ def raw_tensors(url: str, detectors: list[str], preprocess: str | None, paths: l
     """Raw outputs for the real images: each Track A model's ``output0`` for the client-letterboxed
     images, and the DALI model's ``images`` (as uint8, x255 rounded) and ``letterbox`` outputs."""
     import tritonclient.grpc as grpcclient
+    from yolo_triton import client as tc
     from yolo_triton import postprocess as pp
     import cv2
 
-    batch, _ = pp.letterbox_batch([cv2.imread(str(p)) for p in paths], 640)
+    pixels, _ = pp.letterbox_batch([cv2.imread(str(p)) for p in paths], 640, dtype="uint8")
     client = grpc_client(url)
     arrays = {}
     try:
         for name in detectors:
+            served = tc.describe_model(client, name)
+            batch = pp.to_model_input(pixels, served.input_dtype)
             outs = []
             for k in range(len(paths)):
-                inp = grpcclient.InferInput("images", [1, *batch.shape[1:]], "FP32")
+                inp = grpcclient.InferInput(served.input_name, [1, *batch.shape[1:]], served.input_dtype)
                 inp.set_data_from_numpy(np.ascontiguousarray(batch[k:k + 1]))
                 outs.append(client.infer(name, [inp]).as_numpy("output0"))
             arrays[f"output0__{name}"] = np.concatenate(outs)
@@ -163,7 +167,9 @@ def raw_tensors(url: str, detectors: list[str], preprocess: str | None, paths: l
                 inp = grpcclient.InferInput("encoded", list(data.shape), "UINT8")
                 inp.set_data_from_numpy(data)
                 res = client.infer(preprocess, [inp])
-                imgs.append(np.clip(np.rint(res.as_numpy("images") * 255.0), 0, 255).astype(np.uint8))
+                images = res.as_numpy("images")  # FP32 0..1, or the pixels themselves (INPUT_DTYPE=uint8)
+                imgs.append(images if images.dtype == np.uint8
+                            else np.clip(np.rint(images * 255.0), 0, 255).astype(np.uint8))
                 boxes.append(res.as_numpy("letterbox"))
             arrays[f"images_u8__{preprocess}"] = np.concatenate(imgs)
             arrays[f"letterbox__{preprocess}"] = np.concatenate(boxes)
@@ -183,7 +189,7 @@ def compare_raw(raw: dict, weights: Path, paths: list[Path]) -> dict:
     conf = float(defaults()["CONF"])
     by_name = {p.name: p for p in paths}
     ordered = [by_name[str(n)] for n in raw["image_names"]]
-    batch, infos = pp.letterbox_batch([cv2.imread(str(p)) for p in ordered], 640)
+    batch, infos = pp.letterbox_batch([cv2.imread(str(p)) for p in ordered], 640, dtype="uint8")
     ref, _ = v.torch_reference(weights, batch, infos, conf, 0.45, 100, False)
     out = {"images": [p.name for p in ordered], "reference": "PyTorch FP32 output0 of the same letterboxed images"}
     for key in raw:
@@ -201,7 +207,7 @@ def compare_raw(raw: dict, weights: Path, paths: list[Path]) -> dict:
                         r["max_box_diff_px"], r["max_score_diff"], r["mean_abs_score_diff"], r["passed"])
         elif key.startswith("images_u8__"):
             name = key.split("__", 1)[1]
-            client_u8 = np.clip(np.rint(batch * 255.0), 0, 255).astype(np.int16)
+            client_u8 = batch.astype(np.int16)
             diff = np.abs(raw[key].astype(np.int16) - client_u8)
             out[name] = {"what": "DALI letterbox (GPU) vs the client's cv2 letterbox = ultralytics LetterBox",
                          "max_abs_diff_u8": int(diff.max()), "mean_abs_diff_u8": float(diff.mean()),
@@ -218,7 +224,7 @@ def compare_raw(raw: dict, weights: Path, paths: list[Path]) -> dict:
 # --------------------------------------------------------------------------------------------------
 # bench
 # --------------------------------------------------------------------------------------------------
-def _payloads(kind: str, paths: list[Path], imgsz: int):
+def _payloads(kind: str, paths: list[Path], imgsz: int, input_dtype: str = "FP32"):
     """Per image: what one request sends, and what the client needs after it (letterbox info)."""
     from yolo_triton import postprocess as pp
     import cv2
@@ -228,7 +234,7 @@ def _payloads(kind: str, paths: list[Path], imgsz: int):
         if kind == "encoded":
             items.append((np.frombuffer(p.read_bytes(), dtype=np.uint8)[None], None))
         else:
-            batch, infos = pp.letterbox_batch([cv2.imread(str(p))], imgsz)
+            batch, infos = pp.letterbox_batch([cv2.imread(str(p))], imgsz, input_dtype)
             items.append((np.ascontiguousarray(batch), infos))
     return items
 
@@ -244,7 +250,7 @@ def _worker(url: str, model: str, kind: str, input_name: str, input_dtype: str, 
 
     settings = defaults()
     conf, iou, topk = float(settings["CONF"]), float(settings["IOU"]), int(settings["TOPK"])
-    items = _payloads(kind, [Path(p) for p in paths], imgsz)
+    items = _payloads(kind, [Path(p) for p in paths], imgsz, input_dtype)
     lat: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
@@ -412,7 +418,7 @@ def onnx_nms_reference(weights: Path, paths: list[Path], conf: float, iou: float
     import validate as v
     from yolo_triton import postprocess as pp
 
-    batch, infos = pp.letterbox_batch([cv2.imread(str(p)) for p in paths], imgsz)
+    batch, infos = pp.letterbox_batch([cv2.imread(str(p)) for p in paths], imgsz, dtype="uint8")
     raw, _ = v.torch_reference(weights, batch, infos, conf, iou, topk, False)
     return pp.postprocess_track_a(raw, infos, conf, iou, topk, "onnx", False)
 

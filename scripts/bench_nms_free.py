@@ -62,8 +62,9 @@ def main(argv=None) -> int:
             subprocess.run([*base, f"MODELS_DIR={models}", f"NMS={mode}", "onnx"], check=True, capture_output=True)
             path = models / f"{args.arch}_untrained_end2end/1/model.onnx"
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            dtype = "uint8" if session.get_inputs()[0].type == "tensor(uint8)" else "float32"  # INPUT_DTYPE
             for batch_size in (1, 8):
-                batch, _ = letterbox_batch([images[i % len(images)] for i in range(batch_size)], imgsz)
+                batch, _ = letterbox_batch([images[i % len(images)] for i in range(batch_size)], imgsz, dtype)
                 times = latency(session, batch, args.runs)
                 num_dets = session.run(["num_dets"], {"images": batch})[0]
                 rows.append({"nms": mode, "batch": batch_size, "latency_ms_median": 1000 * statistics.median(times),

@@ -78,7 +78,8 @@ def add_trackd_standin(repo: Path, name: str) -> list[str]:
     steps = [[py, ROOT / "export" / "write_config.py", "--artefact", trt / "1" / "model.onnx", "--max-batch", max_batch,
               "--queue-delay-us", delay, "--instance-kind", "cpu"],
              [py, ROOT / "dali" / "create_dali_letterbox_pipeline.py", "--model-dir", repo, "--imgsz", str(imgsz),
-              "--max-batch", max_batch, "--queue-delay-us", delay, "--device", "cpu"],
+              "--max-batch", max_batch, "--queue-delay-us", delay, "--device", "cpu",
+              "--input-dtype", tc.numpy_dtype(config.input[0].data_type)],  # what the detector takes
              [py, ROOT / "dali" / "create_ensembles.py", "--names", name, "--imgsz", str(imgsz), "--model-dir", repo]]
     for argv in steps:
         done = subprocess.run([str(a) for a in argv], capture_output=True, text=True)

@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 import tritonclient.grpc as grpcclient  # noqa: E402
 
 from yolo_triton import postprocess as pp  # noqa: E402
+from yolo_triton.client import describe_model  # noqa: E402
 
 
 def breakdown(client, model: str) -> dict:
@@ -48,7 +49,7 @@ def delta(a: dict, b: dict) -> dict:
 
 
 def infer(client, model, data):
-    inp = grpcclient.InferInput("images", list(data.shape), "FP32")
+    inp = grpcclient.InferInput("images", list(data.shape), "UINT8" if data.dtype == np.uint8 else "FP32")
     inp.set_data_from_numpy(data)
     return client.infer(model, [inp])
 
@@ -60,8 +61,9 @@ def main() -> int:
     ap.add_argument("--image", required=True)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    image, _ = pp.letterbox_batch([cv2.imread(args.image)], 640)
     client = grpcclient.InferenceServerClient(args.url)
+    served = describe_model(client, args.model)  # FP32 or UINT8 images (INPUT_DTYPE)
+    image, _ = pp.letterbox_batch([cv2.imread(args.image)], served.imgsz, served.input_dtype)
     result = {"model": args.model, "repeat": {}, "concurrent": {}}
     for b in (1, 2, 4, 8):
         data = np.ascontiguousarray(np.repeat(image, b, axis=0))

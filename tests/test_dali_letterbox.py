@@ -194,7 +194,7 @@ def test_preprocess_model_dir_gpu(tmp_path):
 
     found = _discover_autoserialize(_import(model_dir / "1" / "dali.py"), visited=[])  # what Triton's DALI looks for
     assert [f.__name__ for f in found] == [f"yolo_letterbox_{IMGSZ}"]
-    assert f'letterbox_graph(encoded, {IMGSZ}, "gpu")' in source
+    assert f'letterbox_graph(encoded, {IMGSZ}, "gpu", "float32")' in source
     assert f"batch_size={max_batch}," in source and "device_id=0," in source
     # a stale model.dali would win over dali.py in dali_backend's load order: the writer removes it
     (model_dir / "1" / "model.dali").write_bytes(b"old")
@@ -218,6 +218,30 @@ def test_autoserialize_roundtrip_cpu(tmp_path, images):
     direct = run_cpu(paths)
     for a, b in zip(loaded[0] + loaded[1], direct[0] + direct[1]):
         assert np.array_equal(a, b)
+
+
+def test_uint8_images_for_an_input_dtype_uint8_detector(tmp_path, images):
+    """INPUT_DTYPE=uint8: the generated model (config and autoserialized dali.py) emits the letterboxed CHW
+    pixels as uint8, without the / 255; the float32 pipeline's images are exactly those pixels / 255."""
+    from nvidia.dali import Pipeline
+    from nvidia.dali._utils.autoserialize import invoke_autoserialize
+
+    model_dir = ens.write_preprocess_model(tmp_path, IMGSZ, 4, 100, device="cpu", input_dtype="uint8")
+    config = tc.parse_config(model_dir / "config.pbtxt")
+    assert [(o.name, numpy_dtype(o.data_type), list(o.dims)) for o in config.output] == [
+        ("images", "uint8", [3, IMGSZ, IMGSZ]), ("letterbox", "float64", [5])]
+    serialized = model_dir / "1" / "model.dali"
+    invoke_autoserialize(_import(model_dir / "1" / "dali.py"), str(serialized))
+    pipe = Pipeline.deserialize(filename=str(serialized), batch_size=3, num_threads=2, device_id=None)
+    pipe.build()
+    paths = [images["zidane.jpg"], images["rgba_bus.png"], images["bus.png"]]
+    pixels, boxes = lc.run_pipeline(pipe, [np.fromfile(p, np.uint8) for p in paths], dp.INPUT_NAME)
+    floats, float_boxes = run_cpu(paths)
+    for u8, f32, a, b in zip(pixels, floats, boxes, float_boxes):
+        assert u8.dtype == np.uint8 and u8.shape == (3, IMGSZ, IMGSZ)
+        assert np.array_equal(pp.to_model_input(u8, "float32"), f32) and np.array_equal(a, b)
+    with pytest.raises(ens.EnsembleError, match="INPUT_DTYPE"):
+        ens.write_preprocess_model(tmp_path / "bad", IMGSZ, 4, 100, device="cpu", input_dtype="float16")
 
 
 def test_cli_defaults_write_the_model(tmp_path, restore_logging):

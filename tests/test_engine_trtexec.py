@@ -286,3 +286,24 @@ def test_a_forbidden_flag_never_reaches_trtexec(tmp_path, monkeypatch):
     monkeypatch.setattr(engine_trtexec, "FORBIDDEN_FLAGS", (*engine_trtexec.FORBIDDEN_FLAGS, "--stronglyTyped"))
     with pytest.raises(RuntimeError, match="--stronglyTyped"):
         engine_trtexec.trtexec_command("trtexec", request, "10.13.3", tmp_path / "m.plan.tmp", tmp_path / "t.tmp")
+
+
+@pytest.mark.parametrize("version", ["10.13.3", "11.4.0"])
+def test_uint8_input_builds_with_the_same_command(tmp_path, fake_bin, monkeypatch, version):
+    """INPUT_DTYPE=uint8: the ONNX declares ``images`` UINT8 (Cast + Div inside). trtexec keeps a UINT8
+    network input as parsed when no ``--inputIOFormats`` is given (samples/common/sampleEngines.cpp lists
+    kUINT8 among the types it leaves as is), so the command is exactly the float32 one, without that flag."""
+    import onnx
+
+    from yolo_triton.input_uint8 import uint8_input
+
+    monkeypatch.setenv("FAKE_TRTEXEC_VERSION", version)
+    source = plain_detector(tmp_path / "f.onnx", precision="fp32")
+    onnx_path = tmp_path / "u8.onnx"
+    onnx.save(uint8_input(onnx.load(str(source))), str(onnx_path))
+    plan = tmp_path / "models" / "m_trt" / "1" / "model.plan"
+    assert build_engine.main(_cli(onnx_path, plan, 8, tmp_path / "trt_cache")) == 0
+    cache = tmp_path / "trt_cache" / f"timing_NVIDIA-H100-80GB-HBM3_sm90_trt{version}.cache"
+    build = _argv_log(tmp_path)[-1]
+    assert build == _expected(onnx_path, plan, 8, cache, int(version.split(".")[0]))
+    assert not any(a.startswith(("--inputIOFormats", "--outputIOFormats")) for a in build)

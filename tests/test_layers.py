@@ -18,7 +18,7 @@ LAYERS = {
     # 1: artefact steps (checkpoint -> ONNX -> NMS surgery -> engine -> configs -> DALI and ensembles)
     "checkpoint": 1, "onnx_export": 1, "int8": 1, "scratch": 1, "nms_graph": 1, "nms_onnx": 1, "batch_pad": 1,
     "engine": 1, "engine_trtexec": 1, "engine_python": 1, "engine_build": 1, "engine_fleet": 1, "triton_config": 1,
-    "dali_pipeline": 1, "ensemble": 1,
+    "dali_pipeline": 1, "ensemble": 1, "input_uint8": 1,
     # 2: operating the result
     "validate": 2, "client": 2, "timing": 2, "triton_server": 2, "versions": 2, "ab_compare": 2,
     "bench_serving": 2,

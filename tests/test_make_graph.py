@@ -44,6 +44,16 @@ def test_imgsz_change_rebuilds_the_whole_chain(fp32_tree):
     assert steps == ["export_onnx", "write_config", "add_nms", "write_config"]
 
 
+def test_input_dtype_change_rebuilds_the_onnx_chain(fp32_tree):
+    """INPUT_DTYPE is in the ONNX stamp: Track A, end2end and both configs; the export gets the setting."""
+    steps = planned_steps(fp32_tree, "INPUT_DTYPE=uint8")
+    assert [s for s, _ in steps] == ["export_onnx", "write_config", "add_nms", "write_config"]
+    assert "--input-dtype uint8" in fp32_tree.make("-n", "onnx", *SETTINGS, "INPUT_DTYPE=uint8").stdout
+    assert planned_steps(fp32_tree, "INPUT_DTYPE=float32") == []  # the default: nothing to do
+    refused = fp32_tree.make("-n", "onnx", *SETTINGS, "INPUT_DTYPE=fp16", check=False)
+    assert refused.returncode != 0 and "INPUT_DTYPE=fp16 is not float32 or uint8" in refused.stderr
+
+
 @pytest.mark.parametrize("script,expected", [
     ("export/add_nms.py", {"add_nms", "write_config"}),
     ("export/yolo_triton/onnx_export.py", {"export_onnx", "add_nms", "write_config"}),

@@ -46,6 +46,7 @@ CONF, IOU, TOPK = float(D["CONF"]), float(D["IOU"]), int(D["TOPK"])
 FREE = "yolo26n_untrained"
 FP16 = "yolo11n_fp16"          # the default precision (AutoCast FP16 inside, FP32 I/O)
 INT8 = "yolo11n_int8"          # ModelOpt Q/DQ INT8
+UINT8 = "yolo11n_uint8"        # INPUT_DTYPE=uint8: UINT8 images, the graph casts and divides by 255
 BROKEN = "garbage"             # a checkpoint that is not one: its export fails
 PREPROCESS = ens.preprocess_model_name(IMGSZ)
 CONTROL = f"{PREPROCESS}_no_ragged_control"   # the same stand-in without allow_ragged_batch
@@ -78,7 +79,7 @@ def built(tmp_path_factory, scratch_weights):
 
     tree = Tree(tmp_path_factory.mktemp("served"))
     tree.weights.mkdir()
-    for stem in (SCRATCH_NAME, FP16, INT8):
+    for stem in (SCRATCH_NAME, FP16, INT8, UINT8):
         (tree.weights / f"{stem}.pt").symlink_to(scratch_weights)
     (tree.weights / f"{BROKEN}.pt").write_bytes(os.urandom(4096))
     tree.make("scratch", "MODEL=yolo26n")
@@ -86,6 +87,8 @@ def built(tmp_path_factory, scratch_weights):
     m = tree.models
     tree.make(f"{m}/{SCRATCH_NAME}/config.pbtxt", f"{m}/{SCRATCH_NAME}_end2end/config.pbtxt", "NMS=onnx",
               "PRECISION=fp32", *common)
+    tree.make(f"{m}/{UINT8}/config.pbtxt", f"{m}/{UINT8}_end2end/config.pbtxt", "NMS=onnx", "PRECISION=fp32",
+              "INPUT_DTYPE=uint8", *common)
     tree.make(f"{m}/{FREE}/config.pbtxt", f"{m}/{FREE}_end2end/config.pbtxt", "NMS=free", "PRECISION=fp32", *common)
     tree.make(f"{m}/{FP16}/config.pbtxt", *common)
     tree.make(f"{m}/{INT8}/config.pbtxt", "PRECISION=int8", f"CALIB_DIR={ASSETS}", *common)
@@ -176,7 +179,7 @@ def test_server_started_with_the_compose_flags(server):
 
 def test_server_is_ready_and_every_model_is_ready(server, built):
     states = server.model_states()
-    expected = {SCRATCH_NAME, f"{SCRATCH_NAME}_end2end", FREE, f"{FREE}_end2end", FP16, INT8,
+    expected = {SCRATCH_NAME, f"{SCRATCH_NAME}_end2end", FREE, f"{FREE}_end2end", FP16, INT8, UINT8, f"{UINT8}_end2end",
                 f"{SCRATCH_NAME}_trt_end2end", PREPROCESS, CONTROL, ens.ensemble_name(SCRATCH_NAME)}
     assert set(states) == expected, set(states) ^ expected
     not_ready = {name: s.get("reason") for name, s in states.items() if s.get("state") != "READY"}
@@ -275,6 +278,27 @@ def test_fp16_and_int8_track_a_serve_close_to_fp32(clients, samples):
         assert np.percentile(np.abs(out[:, :4] - reference[:, :4]), 99) < bound_boxes, name
         assert np.abs(out[:, 4:] - reference[:, 4:]).max() < bound_scores, name
         assert not np.array_equal(out, reference), name
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_uint8_input_models_answer_exactly_as_the_float32_ones(clients, samples, protocol):
+    """INPUT_DTYPE=uint8 Track A and NMS=onnx end2end, served for real: the client reads UINT8 from the
+    config and sends the letterboxed pixels (a quarter of the bytes); every output is bit-identical to the
+    float32 model's for the same images, and so are the detections."""
+    _, images = samples
+    client = clients[protocol]
+    pixels, _ = pp.letterbox_batch(images, IMGSZ, dtype="uint8")
+    for suffix, outputs in (("", ["output0"]), ("_end2end", list(client_cli.END2END_OUTPUTS))):
+        ours, theirs = (client_cli.describe_model(client, name + suffix) for name in (UINT8, SCRATCH_NAME))
+        assert (ours.input_dtype, theirs.input_dtype, ours.kind, ours.imgsz) == ("UINT8", "FP32", theirs.kind, IMGSZ)
+        got = client_cli._request(client, ours, pp.to_model_input(pixels, ours.input_dtype), outputs)
+        want = client_cli._request(client, theirs, pp.to_model_input(pixels, theirs.input_dtype), outputs)
+        for name in outputs:
+            assert got[name].dtype == want[name].dtype and np.array_equal(got[name], want[name]), (suffix, name)
+        if suffix:
+            assert int(got["num_dets"].sum()) > 10
+        for a, b in zip(client_cli.infer(client, ours, images), client_cli.infer(client, theirs, images)):
+            assert all(np.array_equal(x, y) for x, y in zip(as_tuple(a), as_tuple(b)))
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

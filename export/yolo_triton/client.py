@@ -4,10 +4,14 @@ The client asks the server for the model's configuration and works out the track
 
 * output ``output0`` (Tracks A and B): letterbox here, NMS here (``yolo_triton.postprocess``,
   EfficientNMS semantics by default so the result matches the end2end engines);
-* outputs ``num_dets``/``det_boxes``/``det_scores``/``det_classes`` with an FP32 ``images`` input
+* outputs ``num_dets``/``det_boxes``/``det_scores``/``det_classes`` with an ``images [3, S, S]`` input
   (end2end, Track C): letterbox here, NMS on the server;
 * a UINT8 ``[-1]`` input (Track D ensembles, ``IMAGE_BYTES``): the encoded file is sent as is, the
   server decodes and letterboxes; the end2end outputs come back.
+
+An ``images [3, S, S]`` input is FP32 (the client sends ``/255`` values) or, for models exported with
+``INPUT_DTYPE=uint8``, UINT8 (the letterboxed pixels as they are; the graph divides): the rank tells it
+from Track D's encoded bytes, the config's data type picks what is sent (``postprocess.to_model_input``).
 
 Boxes are mapped back to the original image in every case. Class names come from ``labels.txt`` in
 the model's directory of the repository the server serves (``--model-repository``, default
@@ -50,6 +54,7 @@ DEFAULT_PORTS = {"http": 8000, "grpc": 8001}
 LETTERBOX_OUTPUT = "letterbox"  # Track D ensembles: ratio, pad_x, pad_y, orig_h, orig_w
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 KIND_OUTPUT0, KIND_END2END, KIND_ENCODED = "output0", "end2end", "encoded"
+IMAGE_DTYPES = ("FP32", "UINT8")  # letterboxed [3, S, S] inputs: 0..1 floats, or pixels (INPUT_DTYPE=uint8)
 LABELS_FILENAME = LABELS_FILE
 SHARED_MEMORY_MODES = ("none", "system", "cuda")
 SHM_PREFIX = "yolo_triton"  # region names (and /dev/shm file names): yolo_triton_<pid>_<token>_<tensor>
@@ -142,16 +147,9 @@ def describe_model(client, model: str, imgsz: int | None = None, model_version: 
     outputs = tuple(o.name for o in config.output)
     dtype = _wire_dtype(tensor.data_type)
     steps = tuple(step.model_name for step in config.ensemble_scheduling.step)
-    if dtype == "UINT8":
-        if not set(END2END_OUTPUTS) <= set(outputs):
-            raise ClientError(f"model '{model}' takes encoded images but has outputs {list(outputs)}, "
-                              f"expected {list(END2END_OUTPUTS)}")
-        kind, imgsz = KIND_ENCODED, _ensemble_image_size(client, steps) or imgsz
-    elif dtype == "FP32":
-        imgsz = _image_size(tensor.dims, config.max_batch_size)
-        if imgsz is None:
-            raise ClientError(f"input '{tensor.name}' of '{model}' has dims {list(tensor.dims)}; "
-                              "expected [3, S, S] (batch implicit)")
+    image_size = _image_size(tensor.dims, config.max_batch_size)
+    if dtype in IMAGE_DTYPES and image_size is not None:  # letterboxed pixels: FP32 0..1, or UINT8 (INPUT_DTYPE)
+        imgsz = image_size
         if set(END2END_OUTPUTS) <= set(outputs):
             kind = KIND_END2END
         elif TRACK_A_OUTPUT in outputs:
@@ -159,15 +157,24 @@ def describe_model(client, model: str, imgsz: int | None = None, model_version: 
         else:
             raise ClientError(f"model '{model}' has outputs {list(outputs)}: neither '{TRACK_A_OUTPUT}' "
                               f"(Tracks A/B) nor {list(END2END_OUTPUTS)} (end2end)")
+    elif dtype == "UINT8" and len(tensor.dims) == (1 if config.max_batch_size > 0 else 2):  # encoded bytes [-1]
+        if not set(END2END_OUTPUTS) <= set(outputs):
+            raise ClientError(f"model '{model}' takes encoded images but has outputs {list(outputs)}, "
+                              f"expected {list(END2END_OUTPUTS)}")
+        kind, imgsz = KIND_ENCODED, _ensemble_image_size(client, steps) or imgsz
+    elif dtype in IMAGE_DTYPES:
+        raise ClientError(f"input '{tensor.name}' of '{model}' has dims {list(tensor.dims)}; "
+                          "expected [3, S, S] (batch implicit), or [-1] encoded bytes (UINT8)")
     else:
-        raise ClientError(f"input '{tensor.name}' of '{model}' is {dtype}; expected FP32 images or UINT8 bytes")
+        raise ClientError(f"input '{tensor.name}' of '{model}' is {dtype}; expected FP32 or UINT8 images, "
+                          "or UINT8 bytes")
     specs = tuple((o.name, _wire_dtype(o.data_type), tuple(int(d) for d in o.dims)) for o in config.output)
     return ServedModel(model, kind, tensor.name, dtype, imgsz, int(config.max_batch_size), outputs, steps,
                        model_version, tuple(int(d) for d in tensor.dims), specs)
 
 
 def _ensemble_image_size(client, steps: Sequence[str]) -> int | None:
-    """The ``images`` size of the detector inside an ensemble (the step with an FP32 [3, S, S] input)."""
+    """The ``images`` size of the detector inside an ensemble (the step with an FP32/UINT8 [3, S, S] input)."""
     for step in steps:
         try:
             config = get_config(client, step)
@@ -175,7 +182,7 @@ def _ensemble_image_size(client, steps: Sequence[str]) -> int | None:
             continue
         for tensor in config.input:
             size = _image_size(tensor.dims, config.max_batch_size)
-            if size is not None and _wire_dtype(tensor.data_type) == "FP32":
+            if size is not None and _wire_dtype(tensor.data_type) in IMAGE_DTYPES:
                 return size
     return None
 
@@ -298,7 +305,7 @@ def infer(
         return _infer_encoded(client, served, images, encoded, shared_memory)
     results: list[pp.Detections] = []
     for part in _chunks(len(images), served.max_batch):
-        batch, infos = pp.letterbox_batch(list(images[part]), served.imgsz)
+        batch, infos = pp.letterbox_batch(list(images[part]), served.imgsz, served.input_dtype)
         if served.kind == KIND_OUTPUT0:
             out = _request(client, served, batch, [TRACK_A_OUTPUT], shared_memory)[TRACK_A_OUTPUT]
             if out.ndim == 3 and out.shape[2] == 6:  # an NMS-free export: [B, max_det, 6], no NMS

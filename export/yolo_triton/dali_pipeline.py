@@ -15,9 +15,11 @@ in float64 from the image's own shape:
 * resize to exactly ``(new_h, new_w)``, bilinear, ``antialias=False`` (what ``cv2.INTER_LINEAR`` does);
 * pad to ``S x S`` with 114 in uint8, top/left = ``floor(d / 2)`` = ultralytics' ``round(d/2 - 0.1)``
   (``fn.crop`` centred window, ``rounding="truncate"``);
-* HWC -> CHW, uint8 -> float32, ``/ 255`` (decoder ``output_type=RGB``: grey and RGBA become RGB).
+* HWC -> CHW, uint8 -> float32, ``/ 255`` (decoder ``output_type=RGB``: grey and RGBA become RGB);
+  with ``input_dtype="uint8"`` (INPUT_DTYPE=uint8: the detector casts and divides itself) the CHW
+  pixels stay uint8, without the ``/ 255``.
 
-Outputs: ``images [3, S, S] float32`` and ``letterbox [5] float64 = (ratio, pad_x, pad_y, orig_h,
+Outputs: ``images [3, S, S] float32`` (or uint8) and ``letterbox [5] float64 = (ratio, pad_x, pad_y, orig_h,
 orig_w)``, the fields of ``postprocess.LetterboxInfo``, so a client maps boxes back without the image.
 """
 from __future__ import annotations
@@ -32,11 +34,14 @@ OUTPUT_NAMES = ("images", "letterbox")  # Triton matches DALI outputs to config 
 LETTERBOX_FIELDS = ("ratio", "pad_x", "pad_y", "orig_h", "orig_w")
 PAD_VALUE = 114
 DEVICES = ("cpu", "gpu")
+INPUT_DTYPES = ("float32", "uint8")  # what the detector's image input takes (INPUT_DTYPE)
 
 
-def check_args(imgsz: int, device: str) -> None:
+def check_args(imgsz: int, device: str, input_dtype: str = "float32") -> None:
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if input_dtype not in INPUT_DTYPES:
+        raise ValueError(f"INPUT_DTYPE={input_dtype} is not one of {', '.join(INPUT_DTYPES)}")
     # The letterbox itself works at any size; the detector's stride is checked against its checkpoint at
     # export (the options rule on imgsz and stride) and the ensemble checks that both steps use the same size.
     if int(imgsz) != imgsz or imgsz <= 0:
@@ -51,9 +56,14 @@ def _round_half_even(x):
     return f - fn.cast(tie & odd, dtype=types.FLOAT64)
 
 
-def letterbox_graph(encoded, imgsz: int, device: str):
+def images_dtype(input_dtype: str):
+    """The DALI type of the ``images`` output for the detector's INPUT_DTYPE."""
+    return types.UINT8 if input_dtype == "uint8" else types.FLOAT
+
+
+def letterbox_graph(encoded, imgsz: int, device: str, input_dtype: str = "float32"):
     """Build the letterbox operators on ``encoded`` (a uint8 1-D DataNode); returns ``(images, letterbox)``."""
-    check_args(imgsz, device)
+    check_args(imgsz, device, input_dtype)
     size = float(imgsz)
     # Shape of the encoded image (HWC, EXIF orientation applied like the decoder): a CPU operator on the
     # bytes, so the size arithmetic stays on the CPU for both devices.
@@ -83,28 +93,29 @@ def letterbox_graph(encoded, imgsz: int, device: str):
         rounding="truncate",  # anchor trunc(-d/2): top/left = floor(d/2), ultralytics' split
     )
     image = fn.transpose(image, perm=[2, 0, 1])  # HWC -> CHW
-    image = fn.cast(image, dtype=types.FLOAT) / 255.0  # float32 division, as the ultralytics predictor
+    if input_dtype == "float32":  # (uint8: the detector graph casts and divides, bit for bit the same)
+        image = fn.cast(image, dtype=types.FLOAT) / 255.0  # float32 division, as the ultralytics predictor
     letterbox = fn.stack(ratio, pad_x, pad_y, orig_h, orig_w)
     return image, letterbox
 
 
 def letterbox_pipeline(imgsz: int, device: str, batch_size: int, num_threads: int, device_id: int | None = None,
-                       source=None, prefetch_queue_depth: int = 2):
+                       source=None, prefetch_queue_depth: int = 2, input_dtype: str = "float32"):
     """A pipeline (not built) whose external source is :data:`INPUT_NAME` (``device_id`` None = CPU only).
 
     ``source`` (a callable returning a batch, for benchmarks) replaces ``feed_input`` and lets DALI prefetch.
     """
-    check_args(imgsz, device)
+    check_args(imgsz, device, input_dtype)
     if device == "gpu" and device_id is None:
         device_id = 0
 
     @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id,
                   prefetch_queue_depth=prefetch_queue_depth,
-                  output_dtype=[types.FLOAT, types.FLOAT64], output_ndim=[3, 1])
+                  output_dtype=[images_dtype(input_dtype), types.FLOAT64], output_ndim=[3, 1])
     def _letterbox():
         encoded = fn.external_source(source=source, batch=True, device="cpu", name=INPUT_NAME,
                                      dtype=types.UINT8, ndim=1)
-        return letterbox_graph(encoded, imgsz, device)
+        return letterbox_graph(encoded, imgsz, device, input_dtype)
 
     return _letterbox()
 
@@ -117,20 +128,21 @@ from nvidia.dali.plugin.triton import autoserialize  # noqa: E402
 
 @autoserialize
 @pipeline_def(batch_size={max_batch}, num_threads={num_threads}, device_id={device_id},
-              output_dtype=[types.FLOAT, types.FLOAT64], output_ndim=[3, 1])
+              output_dtype=[images_dtype("{input_dtype}"), types.FLOAT64], output_ndim=[3, 1])
 def yolo_letterbox_{imgsz}():
     encoded = fn.external_source(device="cpu", name=INPUT_NAME, dtype=types.UINT8, ndim=1)
-    return letterbox_graph(encoded, {imgsz}, "{device}")
+    return letterbox_graph(encoded, {imgsz}, "{device}", "{input_dtype}")
 '''
 
 
-def autoserialize_source(imgsz: int, max_batch: int, num_threads: int, device: str = "gpu") -> str:
+def autoserialize_source(imgsz: int, max_batch: int, num_threads: int, device: str = "gpu",
+                         input_dtype: str = "float32") -> str:
     """The text of ``1/dali.py``: this module's source plus one ``@autoserialize`` pipeline."""
     import inspect
     import sys
 
-    check_args(imgsz, device)
+    check_args(imgsz, device, input_dtype)
     source = inspect.getsource(sys.modules[__name__])
     return source + AUTOSERIALIZE_FOOTER.format(imgsz=int(imgsz), max_batch=int(max_batch),
-                                                num_threads=int(num_threads), device=device,
+                                                num_threads=int(num_threads), device=device, input_dtype=input_dtype,
                                                 device_id=0 if device == "gpu" else None)

@@ -10,6 +10,8 @@ The same profile, precision and timing cache as the trtexec path:
   the ONNX graph. No ``BuilderFlag.FP16``/``INT8``, no ``EXPLICIT_BATCH``, no INT8 calibrator:
   those are deprecated in 10.x and gone in 11.x;
 * ``init_libnvinfer_plugins(logger, "")`` runs before parsing so ``EfficientNMS_TRT`` resolves;
+* input types are the ONNX graph's (a UINT8 ``images`` of ``INPUT_DTYPE=uint8`` stays UINT8, its Cast and
+  Div are ordinary layers); nothing here sets a tensor type or format;
 * every parser error is reported, an ``IProgressMonitor`` draws a text progress bar on stderr;
 * ``HW_COMPAT=ampere+`` sets ``hardware_compatibility_level = HardwareCompatibilityLevel.AMPERE_PLUS``;
   the GPU is chosen by the caller through ``CUDA_VISIBLE_DEVICES`` before TensorRT starts CUDA;

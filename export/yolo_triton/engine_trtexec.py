@@ -10,6 +10,9 @@ Flags are chosen from the version trtexec reports in its banner, never guessed:
 * 10.x adds ``--stronglyTyped`` (precision then comes only from the ONNX graph: AutoCast FP16 or
   Q/DQ INT8); 11.x is always strongly typed and documents the flag as a deprecated no-op, so it is
   left out rather than relied on;
+* no ``--inputIOFormats``: trtexec then keeps each input's type as the ONNX parser set it when it is
+  UINT8 (an ``INPUT_DTYPE=uint8`` graph; ``samples/common/sampleEngines.cpp`` leaves kUINT8, kINT32,
+  kHALF ... "as is" and makes only kFLOAT/kINT8 inputs kFLOAT), so the same command builds both inputs;
 * never ``--workspace``, ``--explicitBatch``, ``--buildOnly`` (unknown options since 10.0) nor
   ``--fp16``, ``--int8``, ``--best`` (unknown options in 11.x, deprecated weak typing in 10.x);
 * on a chosen GPU: ``--device=N`` with ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` (so CUDA's ordinal N is

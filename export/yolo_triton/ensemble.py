@@ -56,9 +56,13 @@ def trt_end2end_name(model_name: str) -> str:
 # --------------------------------------------------------------------------------------------------
 # The DALI model
 # --------------------------------------------------------------------------------------------------
+IMAGES_TYPES = {"float32": mc.TYPE_FP32, "uint8": mc.TYPE_UINT8}  # INPUT_DTYPE -> the DALI model's images
+
+
 def preprocess_config(name: str, imgsz: int, max_batch: int, queue_delay_us: int,
-                      num_threads: int | None = None) -> mc.ModelConfig:
-    """``backend: "dali"``: ``encoded`` uint8 [-1] -> ``images`` fp32 [3, S, S], ``letterbox`` fp64 [5]."""
+                      num_threads: int | None = None, input_dtype: str = "float32") -> mc.ModelConfig:
+    """``backend: "dali"``: ``encoded`` uint8 [-1] -> ``images`` fp32 (INPUT_DTYPE=uint8: uint8) [3, S, S],
+    ``letterbox`` fp64 [5]."""
     if max_batch <= 0:
         raise EnsembleError(f"max batch must be > 0, got {max_batch}")
     config = mc.ModelConfig(name=name, backend=DALI_BACKEND, max_batch_size=max_batch)
@@ -66,7 +70,9 @@ def preprocess_config(name: str, imgsz: int, max_batch: int, queue_delay_us: int
     # requests of equal shape, i.e. never, and the pipeline runs at batch 1 (dali_backend README,
     # "Ragged batching": DALI takes ragged batches; the backend server core supports them per input).
     config.input.add(name=INPUT_NAME, data_type=mc.TYPE_UINT8, dims=[-1], allow_ragged_batch=True)
-    config.output.add(name=OUTPUT_IMAGES, data_type=mc.TYPE_FP32, dims=[3, int(imgsz), int(imgsz)])
+    if input_dtype not in IMAGES_TYPES:
+        raise EnsembleError(f"INPUT_DTYPE={input_dtype} is not one of {', '.join(IMAGES_TYPES)}")
+    config.output.add(name=OUTPUT_IMAGES, data_type=IMAGES_TYPES[input_dtype], dims=[3, int(imgsz), int(imgsz)])
     config.output.add(name=OUTPUT_LETTERBOX, data_type=mc.TYPE_FP64, dims=[LETTERBOX_LEN])
     # One instance: dali_backend warns that count > 1 multiplies memory; its own thread pool does the work.
     config.instance_group.add(count=1, kind=mc.ModelInstanceGroup.KIND_GPU)
@@ -78,7 +84,7 @@ def preprocess_config(name: str, imgsz: int, max_batch: int, queue_delay_us: int
 
 
 def write_preprocess_model(models_dir: str | Path, imgsz: int, max_batch: int, queue_delay_us: int,
-                           device: str = "gpu", num_threads: int | None = None) -> Path:
+                           device: str = "gpu", num_threads: int | None = None, input_dtype: str = "float32") -> Path:
     """Write ``1/dali.py`` then ``config.pbtxt`` (each atomically); return the model directory."""
     try:
         from yolo_triton.dali_pipeline import autoserialize_source  # the pipeline module imports DALI
@@ -88,10 +94,10 @@ def write_preprocess_model(models_dir: str | Path, imgsz: int, max_batch: int, q
     num_threads = num_threads or dali_threads()
     name = preprocess_model_name(imgsz)
     try:  # everything is checked before anything is written
-        source = autoserialize_source(imgsz, max_batch, num_threads, device)
+        source = autoserialize_source(imgsz, max_batch, num_threads, device, input_dtype)
     except ValueError as err:  # the pipeline module may import nothing but DALI, so it raises ValueError
         raise EnsembleError(str(err)) from None
-    config = preprocess_config(name, imgsz, max_batch, queue_delay_us, num_threads)
+    config = preprocess_config(name, imgsz, max_batch, queue_delay_us, num_threads, input_dtype)
     model_dir = Path(models_dir) / name
     (model_dir / VERSION_DIR).mkdir(parents=True, exist_ok=True)
     stale = model_dir / VERSION_DIR / "model.dali"
@@ -100,7 +106,8 @@ def write_preprocess_model(models_dir: str | Path, imgsz: int, max_batch: int, q
         LOG.info("removed %s: the model is autoserialized from %s", stale, DALI_FILENAME)
     tc.write_atomic(model_dir / VERSION_DIR / DALI_FILENAME, source)
     tc.write_model_config(model_dir, config)
-    LOG.info("wrote %s: backend dali, imgsz %d, max_batch_size %d, device %s", model_dir, imgsz, max_batch, device)
+    LOG.info("wrote %s: backend dali, imgsz %d, max_batch_size %d, device %s, images %s", model_dir, imgsz, max_batch,
+             device, input_dtype)
     remove_stale_preprocess_models(Path(models_dir), imgsz)
     return model_dir
 
@@ -160,7 +167,7 @@ def ensemble_config(name: str, preprocess: mc.ModelConfig, detector: mc.ModelCon
     if (det_in.data_type, list(det_in.dims)) != (images.data_type, list(images.dims)):
         raise EnsembleError(
             f"{preprocess.name} produces {_describe(images)} but {detector.name} expects {_describe(det_in)}: "
-            f"build both for the same IMGSZ (and FP32 I/O)")
+            f"build both for the same IMGSZ and INPUT_DTYPE (and FP32 outputs)")
     taken = {o.name for o in detector.output}
     if OUTPUT_LETTERBOX in taken:
         raise EnsembleError(f"{detector.name} already has an output named {OUTPUT_LETTERBOX!r}")

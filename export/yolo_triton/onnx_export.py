@@ -7,6 +7,10 @@ TensorRT gets one clean profile axis). Precision:
 * ``fp16``: NVIDIA ModelOpt AutoCast mixed precision with FP32 inputs and outputs. TensorRT 11 has
   no ``--fp16``/``BuilderFlag.FP16``; precision lives in the graph and strongly typed builds keep it.
 * ``int8``: explicit Q/DQ quantization with calibration images (``yolo_triton.int8``).
+
+``input_dtype="uint8"`` (INPUT_DTYPE) then makes the image input UINT8, cast and divided by 255 inside
+the graph (``yolo_triton.input_uint8``), after the precision step; the end2end graphs made from this
+file inherit it.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from yolo_triton import checkpoint as ckpt
 from yolo_triton.batch_pad import pad_batch
 from yolo_triton.errors import StepError
 from yolo_triton.files import atomic_path
+from yolo_triton.input_uint8 import check_input_dtype, uint8_input
 from yolo_triton.onnx_io import metadata, set_metadata
 from yolo_triton.options import check_options
 
@@ -90,12 +95,14 @@ def export_onnx(
     calib_dir: str | Path | None = None,
     one2one: bool = False,
     topk: int | None = None,
+    input_dtype: str = "float32",
     batch_pad: int | None = None,
 ) -> dict[str, str]:
     """Export ``pt_path`` to ``out_path`` atomically; returns the ONNX metadata written. ``batch_pad``: the
     graph runs every execution at that batch (:func:`yolo_triton.batch_pad.pad_batch`), the last step."""
     if precision not in PRECISIONS:
         raise StepError(f"PRECISION={precision} is not one of {', '.join(PRECISIONS)}")
+    check_input_dtype(input_dtype)
     nms = "free" if one2one else None  # Make asks for the one-to-one head only for NMS=free
     check_options(precision=precision, calib_dir=calib_dir or "", nms=nms)
     pt_path, out_path = Path(pt_path), Path(out_path)
@@ -125,9 +132,11 @@ def export_onnx(
             fp32_path = workdir / "fp32.onnx"
             onnx.save(model, str(fp32_path))
             model = int8.quantize_onnx(fp32_path, calib_dir, imgsz)
+        if input_dtype == "uint8":  # after the precision step: the Cast and the / 255 stay float32
+            model = uint8_input(model)
         meta.update(
             imgsz=str([imgsz, imgsz]), precision=precision, head=info.head, source=pt_path.name,
-            one2one=str(one2one),
+            one2one=str(one2one), input_dtype=input_dtype,
         )
         set_metadata(model, meta)
         if batch_pad:
@@ -137,5 +146,6 @@ def export_onnx(
                      batch_pad, batch_pad, imgsz, imgsz)
         with atomic_path(out_path) as tmp_out:
             onnx.save(model, str(tmp_out))
-    LOG.info("wrote %s (%.1f MB, %s, imgsz %d)", out_path, out_path.stat().st_size / 1e6, precision, imgsz)
+    LOG.info("wrote %s (%.1f MB, %s, imgsz %d, input %s)", out_path, out_path.stat().st_size / 1e6, precision, imgsz,
+             input_dtype)
     return meta

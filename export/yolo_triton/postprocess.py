@@ -3,7 +3,9 @@
 One importable place used by ``scripts/validate.py``, the Triton smoke client and the tests:
 
 * :func:`letterbox` / :func:`letterbox_batch` reproduce ultralytics' ``LetterBox(new_shape=(S, S),
-  auto=False, scaleup=True, center=True)`` plus the predictor's BGR->RGB, HWC->CHW, ``/255`` exactly.
+  auto=False, scaleup=True, center=True)`` plus the predictor's BGR->RGB, HWC->CHW, ``/255`` exactly;
+  :func:`to_model_input` turns letterboxed uint8 pixels into what a model's image input takes (float32
+  ``/255``, or the uint8 pixels themselves for an ``INPUT_DTYPE=uint8`` model).
 * :func:`decode_yolo_output` splits a Track A ``output0 [B, 4+nc, A]`` into corner boxes and scores.
 * :func:`efficient_nms` is a NumPy model of TensorRT's ``EfficientNMS_TRT`` (TensorRT plugin/efficientNMSPlugin, efficientNMSInference.cu): multi-label
   candidates ``score >= conf``, global descending sort, top-5000 candidate cap, per-class (or
@@ -94,10 +96,37 @@ def letterbox_uint8(image_bgr: np.ndarray, imgsz: int) -> tuple[np.ndarray, Lett
     return img, info
 
 
+def to_chw_rgb_uint8(image_bgr_hwc: np.ndarray) -> np.ndarray:
+    """BGR HWC uint8 -> RGB CHW uint8 (contiguous): the letterboxed pixels as a model input takes them."""
+    return np.ascontiguousarray(image_bgr_hwc[..., ::-1].transpose(2, 0, 1))
+
+
+# What a model's image input takes (INPUT_DTYPE; ONNX / numpy names and Triton's wire names)
+FLOAT_INPUT_DTYPES = ("float32", "FP32", "TYPE_FP32")
+UINT8_INPUT_DTYPES = ("uint8", "UINT8", "TYPE_UINT8")
+
+
+def to_model_input(chw_uint8: np.ndarray, dtype: str) -> np.ndarray:
+    """Letterboxed RGB CHW uint8 (one image or a batch) -> what the model's image input takes.
+
+    ``dtype`` is the input's type as the artefact or its Triton config states it: ``uint8``/``UINT8``
+    (INPUT_DTYPE=uint8, the graph casts and divides by 255 itself): the pixels as they are;
+    ``float32``/``FP32``: ``float(x) / 255`` in float32, like the ultralytics predictor. The one
+    place where every feeder (client, validation, benchmarks, versions, A/B) makes the input.
+    """
+    chw_uint8 = np.asarray(chw_uint8)
+    if chw_uint8.dtype != np.uint8:
+        raise ValueError(f"expected letterboxed uint8 pixels, got {chw_uint8.dtype}")
+    if dtype in UINT8_INPUT_DTYPES:
+        return chw_uint8
+    if dtype in FLOAT_INPUT_DTYPES:
+        return chw_uint8.astype(np.float32) / np.float32(255.0)
+    raise ValueError(f"no image input of type {dtype!r}: a detector here takes float32 or uint8")
+
+
 def to_chw_rgb_float(image_bgr_hwc: np.ndarray) -> np.ndarray:
     """BGR HWC uint8 -> RGB CHW float32 in [0, 1] (``float(x) / 255`` in float32, like the predictor)."""
-    chw = np.ascontiguousarray(image_bgr_hwc[..., ::-1].transpose(2, 0, 1))
-    return chw.astype(np.float32) / np.float32(255.0)
+    return to_model_input(to_chw_rgb_uint8(image_bgr_hwc), "float32")
 
 
 def letterbox(image_bgr: np.ndarray, imgsz: int) -> tuple[np.ndarray, LetterboxInfo]:
@@ -106,12 +135,15 @@ def letterbox(image_bgr: np.ndarray, imgsz: int) -> tuple[np.ndarray, LetterboxI
     return to_chw_rgb_float(padded), info
 
 
-def letterbox_batch(images_bgr: Sequence[np.ndarray], imgsz: int) -> tuple[np.ndarray, list[LetterboxInfo]]:
-    """Several BGR images -> ``([B, 3, imgsz, imgsz] float32, [LetterboxInfo] * B)``."""
+def letterbox_batch(images_bgr: Sequence[np.ndarray], imgsz: int,
+                    dtype: str = "float32") -> tuple[np.ndarray, list[LetterboxInfo]]:
+    """Several BGR images -> ``([B, 3, imgsz, imgsz] in the input type dtype, [LetterboxInfo] * B)``:
+    float32 0..1 by default, the uint8 pixels for a model with a UINT8 input (:func:`to_model_input`)."""
     if not images_bgr:
         raise ValueError("letterbox_batch needs at least one image")
-    pairs = [letterbox(image, imgsz) for image in images_bgr]
-    return np.stack([p[0] for p in pairs]), [p[1] for p in pairs]
+    pairs = [letterbox_uint8(image, imgsz) for image in images_bgr]
+    batch = np.stack([to_chw_rgb_uint8(p[0]) for p in pairs])
+    return to_model_input(batch, dtype), [p[1] for p in pairs]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -102,7 +102,8 @@ def precision_of(meta: dict[str, str]) -> str:
 # --------------------------------------------------------------------------------------------------
 def torch_reference(weights: Path, batch: np.ndarray, infos, conf: float, iou: float, topk: int,
                     agnostic: bool) -> tuple[np.ndarray, list[pp.Detections]]:
-    """PyTorch raw ``output0`` and ultralytics' own detections (NMS + scale_boxes) for ``batch``."""
+    """PyTorch raw ``output0`` and ultralytics' own detections (NMS + scale_boxes) for ``batch`` (the
+    letterboxed uint8 pixels, as every runner here takes them: each turns them into its input type)."""
     import torch
     from ultralytics.utils.nms import non_max_suppression
     from ultralytics.utils.ops import scale_boxes
@@ -116,7 +117,7 @@ def torch_reference(weights: Path, batch: np.ndarray, infos, conf: float, iou: f
     outputs = []
     with torch.no_grad():
         for start in range(0, len(batch), CHUNK):
-            out = model(torch.from_numpy(batch[start:start + CHUNK]))
+            out = model(torch.from_numpy(pp.to_model_input(batch[start:start + CHUNK], "float32")))
             outputs.append((out[0] if isinstance(out, (list, tuple)) else out).float())
     raw = torch.cat(outputs)
     check_output0_shape(tuple(raw.shape), num_classes, f"{weights} (PyTorch)")
@@ -143,7 +144,7 @@ def torch_one2one_reference(weights: Path, batch: np.ndarray, infos, conf: float
     rows = []
     with torch.no_grad():
         for start in range(0, len(batch), CHUNK):
-            out = model(torch.from_numpy(batch[start:start + CHUNK]))
+            out = model(torch.from_numpy(pp.to_model_input(batch[start:start + CHUNK], "float32")))
             rows.append((out[0] if isinstance(out, (list, tuple)) else out).float())
     dets, imgsz = [], batch.shape[2]
     for row, info in zip(torch.cat(rows), infos):
@@ -169,10 +170,16 @@ def ort_session(model):
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
+ORT_INPUT_TYPES = {"tensor(float)": "float32", "tensor(uint8)": "uint8"}
+
+
 def run_ort(session, batch: np.ndarray) -> list[np.ndarray]:
-    """Run ``session`` over ``batch`` in chunks; outputs concatenated along the batch."""
-    name = session.get_inputs()[0].name
-    chunks = [session.run(None, {name: batch[s:s + CHUNK]}) for s in range(0, len(batch), CHUNK)]
+    """Run ``session`` over ``batch`` (uint8 pixels, made into the graph's input type) in chunks; outputs
+    concatenated along the batch."""
+    (image,) = session.get_inputs()
+    dtype = ORT_INPUT_TYPES.get(image.type, image.type)
+    chunks = [session.run(None, {image.name: pp.to_model_input(batch[s:s + CHUNK], dtype)})
+              for s in range(0, len(batch), CHUNK)]
     return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
 
 
@@ -244,11 +251,12 @@ def run_trt(plan: Path, batch: np.ndarray, max_batch: int) -> dict[str, np.ndarr
     trt.init_libnvinfer_plugins(trt.Logger(trt.Logger.WARNING), "")
     outputs: dict[str, list[np.ndarray]] = {}
     with TrtRunner(EngineFromBytes(plan.read_bytes())) as runner:
-        input_name = runner.get_input_metadata().keys()
-        (input_name,) = list(input_name)
+        ((input_name, meta),) = runner.get_input_metadata().items()
+        dtype = str(getattr(meta.dtype, "name", meta.dtype)).lower()  # numpy or polygraphy DataType
+        dtype = "uint8" if "uint8" in dtype else "float32"
         step = max(1, min(CHUNK, max_batch))
         for start in range(0, len(batch), step):
-            result = runner.infer({input_name: batch[start:start + step]})
+            result = runner.infer({input_name: pp.to_model_input(batch[start:start + step], dtype)})
             for key, value in result.items():
                 outputs.setdefault(key, []).append(np.array(value))
     return {key: np.concatenate(values) for key, values in outputs.items()}
@@ -543,7 +551,7 @@ def validate(name: str, models_dir: Path, weights_dir: Path, images_dir: Path | 
     except Exception as err:  # DecodeError and friends from a damaged file
         raise StepError(f"cannot read {onnx_paths[0]} as ONNX ({type(err).__name__}); rebuild it with make") from err
     images = image_paths(images_dir)
-    batch, infos = pp.letterbox_batch(read_images(images), imgsz)
+    batch, infos = pp.letterbox_batch(read_images(images), imgsz, dtype="uint8")  # each runner makes its input
     LOG.info("%s: %d images at %d px, reference %s", name, len(images), imgsz, weights)
     raw_ref, torch_dets = torch_reference(weights, batch, infos, settings.conf, settings.iou, settings.topk,
                                           settings.agnostic)

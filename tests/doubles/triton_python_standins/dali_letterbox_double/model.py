@@ -6,7 +6,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 # yolo_triton: this checkout through PYTHONPATH (tests/conftest.py), else the venv's install (make setup).
-from yolo_triton.postprocess import letterbox
+from yolo_triton.postprocess import letterbox, letterbox_uint8
 
 
 class TritonPythonModel:
@@ -25,7 +25,11 @@ class TritonPythonModel:
         image = cv2.imdecode(np.ascontiguousarray(encoded, dtype=np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             raise ValueError(f"cannot decode {encoded.size} bytes as an image")
-        chw, info = letterbox(image, self.imgsz)
+        if self.images_dtype == np.uint8:  # INPUT_DTYPE=uint8: the letterboxed RGB CHW pixels, no / 255
+            padded, info = letterbox_uint8(image, self.imgsz)
+            chw = np.ascontiguousarray(padded[..., ::-1].transpose(2, 0, 1))
+        else:
+            chw, info = letterbox(image, self.imgsz)
         return chw, [info.ratio, info.pad_x, info.pad_y, info.orig_h, info.orig_w]
 
     def execute(self, requests):

@@ -17,8 +17,11 @@ class TritonPythonModel:
         outputs = {o["name"]: o for o in config["output"]}
         self.images_name, self.letterbox_name = (o["name"] for o in config["output"])
         imgsz = int(outputs[self.images_name]["dims"][-1])
+        # images FP32 (/255 in the pipeline) or UINT8 (INPUT_DTYPE=uint8: the detector divides)
+        self.images_dtype = np.uint8 if outputs[self.images_name]["data_type"] == "TYPE_UINT8" else np.float32
+        uint8 = {"input_dtype": "uint8"} if self.images_dtype == np.uint8 else {}
         self.pipe = letterbox_pipeline(imgsz, "cpu", batch_size=int(config["max_batch_size"]), num_threads=2,
-                                       prefetch_queue_depth=1)  # one fed batch, one run
+                                       prefetch_queue_depth=1, **uint8)  # one fed batch, one run
         self.pipe.build()
 
     def execute(self, requests):
@@ -40,6 +43,6 @@ class TritonPythonModel:
             return [pb_utils.InferenceResponse(error=error) for _ in requests]
         owners = np.asarray(owners)
         return [pb_utils.InferenceResponse(output_tensors=[
-            pb_utils.Tensor(self.images_name, images[owners == i].astype(np.float32)),
+            pb_utils.Tensor(self.images_name, images[owners == i].astype(self.images_dtype)),
             pb_utils.Tensor(self.letterbox_name, letterbox[owners == i].astype(np.float64))])
             for i in range(len(requests))]
