@@ -147,6 +147,29 @@ def prepare(weights: str, out: str, imgsz: int) -> None:
     np.save(folder / "images_uint8.npy", np.ascontiguousarray(np.stack(boxed)))
 
 
+def torch_throughput(path: str, images: np.ndarray, batches: list[int], seconds: float = 3.0) -> list[dict]:
+    """PyTorch FP16 images/s per batch with the input already on the GPU (the anchor's best case)."""
+    import torch
+
+    model = torch.jit.load(path, map_location="cuda").half().eval()
+    rows = []
+    for n in batches:
+        x = torch.from_numpy(batch_of(images, n)).cuda().half()
+        with torch.no_grad():
+            for _ in range(5):
+                model(x)
+            torch.cuda.synchronize()
+            runs, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                model(x)
+                runs += 1
+            torch.cuda.synchronize()
+        elapsed = time.perf_counter() - t0
+        rows.append({"batch": n, "images_per_s": round(runs * n / elapsed, 1), "ms_per_batch": round(elapsed / runs * 1e3, 2)})
+        print(f"pytorch fp16 batch {n:>3}: {rows[-1]['images_per_s']:>8} img/s", flush=True)
+    return rows
+
+
 def main(argv=None) -> int:
     if argv is None:
         import sys
@@ -165,6 +188,8 @@ def main(argv=None) -> int:
     parser.add_argument("--switches", type=int, default=16)
     parser.add_argument("--budget-s", type=float, default=120.0, help="per model x algo")
     parser.add_argument("--provider", choices=("cuda", "cpu"), default="cuda", help="cpu: a check of the script")
+    parser.add_argument("--anchor-batches", nargs="*", type=int, default=[1, 16, 32, 64],
+                        help="PyTorch FP16 throughput at these batches (input on the GPU); empty: skip")
     parser.add_argument("--json", required=True)
     args = parser.parse_args(argv)
     try:
@@ -180,6 +205,9 @@ def main(argv=None) -> int:
         results["gpu"] = torch.cuda.get_device_name(0)
         results["torch"] = torch.__version__
         results["cudnn"] = torch.backends.cudnn.version()
+    if args.torchscript and args.anchor_batches:
+        results["anchor_throughput"] = torch_throughput(args.torchscript, images, args.anchor_batches)
+        Path(args.json).write_text(json.dumps(results, indent=1))
     jobs = [(label, algo) for label in args.model for algo in args.algos]
     if args.torchscript:
         jobs.append((f"pytorch_fp16={args.torchscript}", "torch"))
