@@ -3,24 +3,33 @@
 # device call each (10 min limit a call); the payload of make_h200_ort131_payload.sh (the real
 # tritonserver 2.51, Triton's ONNX Runtime backend built against onnxruntime-gpu 1.31.1 CUDA 13,
 # tritonclient) unpacked by h200_unpack.sh, and the carried .h200 folder of this checkout:
-#   .h200/repo    one model repository written by `make` here with INSTANCE_KIND=gpu (FP16, IMGSZ 640,
+# and models.tar.gz.part* (tar of this checkout's .h200/repo and .h200/bundle) in STASH, unpacked into DATA:
+#   repo          one model repository written by `make` here with INSTANCE_KIND=gpu (FP16, IMGSZ 640,
 #                 untrained yolo11s from `make scratch MODEL=yolo11s`, checkpoint linked under each name):
 #                   yolo11s_untrained[_end2end]  defaults: ORT_BATCHING=auto (= pad, ORT_PAD_BATCH=16), NMS=onnx
 #                   yolo11s_dynamic[_end2end]    ORT_BATCHING=dynamic (max_batch_size 32: the old default)
 #                   yolo11s_fixed[_end2end]      ORT_BATCHING=fixed INSTANCES_PER_GPU=4
 #                   yolo11s_ul_end2end           NMS=ultralytics (pad 16)
 #                   yolo11s_u8[_end2end]         INPUT_DTYPE=uint8 NMS=ultralytics (pad 16)
-#   .h200/bundle  model_fp16.torchscript + images_uint8.npy (bench_ort_shape_switch.py --prepare), images/
-# Usage: h200_issue19_run.sh repro|serve1|serve2   (OUT: results folder; the server started by serve1
+#   bundle        model_fp16.torchscript + images_uint8.npy (bench_ort_shape_switch.py --prepare), images/
+# Usage: h200_issue19_run.sh unpack|repro|serve1|serve2   (OUT: results folder; the server started by serve1
 # keeps running, in its own session, for serve2 while the machine stays warm)
 set -uo pipefail
-PHASE=${1:?usage: h200_issue19_run.sh repro|serve1|serve2}
+PHASE=${1:?usage: h200_issue19_run.sh unpack|repro|serve1|serve2}
 OUT=${OUT:?}
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
-R=$repo/.h200/repo
-B=$repo/.h200/bundle
+STASH=${STASH:-/root/stash}
+DATA=${DATA:-/root/h200}
+R=$DATA/repo
+B=$DATA/bundle
 export P=${P:-/root/p}
+if [ "$PHASE" = unpack ]; then
+  mkdir -p "$DATA" && cat "$STASH"/models.tar.gz.part* | tar -xz -C "$DATA" || exit 1
+  ls "$R" "$B"
+  bash "$here/h200_unpack.sh" "$STASH" "$P"
+  exit $?
+fi
 # shellcheck source=h200_env.sh
 source "$here/h200_env.sh"
 cd "$repo" || exit 1
