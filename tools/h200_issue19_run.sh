@@ -77,6 +77,9 @@ if [ "$PHASE" = serve1 ]; then
 else
   bench u8 yolo11s_u8 "A end2end" BENCH_CONCURRENCY="$CONC"
   bench u8shm yolo11s_u8 "A end2end" BENCH_CONCURRENCY="$CONC" BENCH_SHARED_MEMORY=system
+  # again: a device call returns at most 8 files, and serve1 wrote more
+  bench ul yolo11s_ul "end2end" BENCH_CONCURRENCY="$CONC"
+  bench shm yolo11s_untrained "A end2end" BENCH_CONCURRENCY="$CONC" BENCH_SHARED_MEMORY=system
   kill "$(cat /root/triton/server.pid)" 2>/dev/null
 fi
 kill "$DMON" 2>/dev/null
