@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from tritonclient.grpc import model_config_pb2 as mc
 
+from conftest import skip_unless_ci
 from yolo_triton import ensemble as ens
 from yolo_triton import postprocess as pp
 from yolo_triton import settings
@@ -219,7 +220,7 @@ BROKEN = {
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     if _pytriton_dir() is None:
-        pytest.skip("nvidia-pytriton (bundled tritonserver) is not installed")
+        skip_unless_ci("nvidia-pytriton (bundled tritonserver) is not installed")
     import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
 
