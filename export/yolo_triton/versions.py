@@ -390,8 +390,18 @@ def serve_policy(models_dir: Path, name: str, policy: dict, triton: Triton | Non
              newest_served(policy, present))
     ready: list[int] = []
     if triton is not None:
-        ok, error = triton.load(name)
-        ready = triton.ready_versions(name)
+        try:
+            ok, error = triton.load(name)
+            ready = triton.ready_versions(name)
+        except BaseException as err:  # no answer (transport error, timeout, Ctrl-C): put the file back
+            atomic_write_text(config_path, old_text)
+            unknown = (f"config.pbtxt restored to version_policy {old_policy}; Triton may still load {policy}: "
+                       f"make versions MODEL={name} shows what it serves")
+            if isinstance(err, Exception):
+                raise StepError(f"no answer from Triton to loading {name} ({str(err).splitlines()[0]}); "
+                                f"{unknown}") from None
+            LOG.error("interrupted before Triton answered the load of %s: %s", name, unknown)
+            raise
         if not ok or not set(wanted) <= set(ready):
             atomic_write_text(config_path, old_text)
             reloaded = ""
