@@ -328,10 +328,14 @@ def test_a_version_that_failed_validation_is_refused(built, server):
     assert (tree.models / NAME / "config.pbtxt").read_text() == before and served(server) == [1, 2]
 
 
-def test_a_failed_load_keeps_the_old_versions_serving(built, server, client, samples, predictions):
+def test_a_version_triton_cannot_load_is_refused_even_forced_and_the_server_stays_ready(
+        built, server, client, samples, predictions):
     """Version 4 (second checkpoint, VALIDATE=0) whose model.onnx is then damaged: promote refuses it
-    (SHA-256 differs from its sidecar); FORCE=1 sends it to Triton, whose load fails; Triton keeps serving
-    versions 1 and 2, and the config file is put back."""
+    (SHA-256 differs from its sidecar), and FORCE=1 refuses it too, before config.pbtxt or Triton is
+    touched (issue 21, item 7): Triton r24.10 keeps a version whose load failed in its repository index as
+    UNAVAILABLE for good (only a successful load of that version replaces the record), so with
+    --strict-readiness=true /v2/health/ready would answer 400 until a restart. Versions 1 and 2 keep
+    serving and the server stays ready."""
     tree = built["tree"]
     tree.make("version", f"MODEL={NAME}", "VERSION=next", f"CHECKPOINT={built['checkpoints'][2]}", "VALIDATE=0",
               *COMMON)
@@ -341,13 +345,18 @@ def test_a_failed_load_keeps_the_old_versions_serving(built, server, client, sam
     before = (tree.models / NAME / "config.pbtxt").read_text()
     refused = make_serving(built, server, "promote", "VERSION=4", check=False)
     assert refused.returncode != 0 and "SHA-256 differs" in refused.stderr, refused.stderr
+    assert server.ready()
     forced = make_serving(built, server, "promote", "VERSION=4", "KEEP_VERSIONS=2", "FORCE=1", check=False)
     assert forced.returncode != 0
+    # the server is ready (strict readiness) and its index never saw version 4
+    assert server.ready(), forced.stderr
     errors = [line for line in forced.stderr.splitlines() if "error:" in line]
-    assert len(errors) == 1 and "Triton did not load" in errors[0] and "serves versions [1, 2]" in errors[0], forced.stderr
-    assert "loading the restored config again" not in errors[0]  # Triton itself kept 1 and 2 serving
+    assert len(errors) == 1 and "Triton cannot load it" in errors[0] and "FORCE=1 does not skip" in errors[0], \
+        forced.stderr
     print(f"\n{errors[0]}")
     assert (tree.models / NAME / "config.pbtxt").read_text() == before
+    index = ts._post(f"http://{server.http_url}/v2/repository/index", {})[1]
+    assert [e["version"] for e in json.loads(index) if e["name"] == NAME] == ["1", "2"], index
     assert served(server) == [1, 2]
     _, images = samples
     for version in (1, 2):

@@ -88,3 +88,44 @@ def test_rollback_without_an_answer_restores_the_config(models):
     with pytest.raises(StepError, match="config.pbtxt restored"):
         vs.rollback(models, NAME, TritonDouble(TRANSPORT), force=True)
     assert config_path.read_text() == promoted
+
+
+# ---- issue 21, item 7: a version Triton cannot load never reaches it, even forced ------------------
+def test_a_version_triton_cannot_load_is_refused_even_forced(models):
+    config_path = models / NAME / "config.pbtxt"
+    before = config_path.read_text()
+    onnx_path = models / NAME / "2" / "model.onnx"
+    onnx_path.write_bytes(onnx_path.read_bytes()[:40])  # truncated
+    triton = TritonDouble(AssertionError("load must not be sent"))
+    with pytest.raises(StepError, match="Triton cannot load it.*FORCE=1 does not skip"):
+        vs.promote(models, NAME, 2, keep=1, triton=triton, force=True)
+    assert triton.loads == 0 and config_path.read_text() == before
+
+
+class FailingLoadDouble(TritonDouble):
+    """A TEST DOUBLE of a Triton whose load of version 2 fails server-side (it passed every local check):
+    it keeps serving 1 and lists 2 as UNAVAILABLE with the error, so strict readiness fails."""
+
+    def __init__(self):
+        super().__init__(AssertionError("unused"))
+
+    def load(self, model: str):
+        self.loads += 1
+        return False, "load failed for model 'm': version 2 is at UNAVAILABLE state: Internal: out of memory;"
+
+    def failed_versions(self, model: str) -> list[int]:
+        return [2]
+
+    def ready(self) -> bool:
+        return False
+
+
+def test_a_failed_load_says_the_server_stays_not_ready_and_how_to_recover(models):
+    config_path = models / NAME / "config.pbtxt"
+    before = config_path.read_text()
+    with pytest.raises(StepError) as raised:
+        vs.promote(models, NAME, 2, keep=1, triton=FailingLoadDouble(), force=True)
+    message = str(raised.value)
+    assert "config.pbtxt restored" in message and "serves versions [1]" in message
+    assert "reports not ready until it restarts" in message and "versions [2]" in message
+    assert config_path.read_text() == before
