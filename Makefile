@@ -78,8 +78,30 @@ endif
 ifeq ($(filter auto pad fixed dynamic,$(ORT_BATCHING)),)
 $(error ORT_BATCHING=$(ORT_BATCHING) is not auto, pad, fixed or dynamic)
 endif
+# ---- GPUS: nvidia-smi indices; checked here, before anything is built or any parameter stamp rewritten
+non_digits = $(subst 0,,$(subst 1,,$(subst 2,,$(subst 3,,$(subst 4,,$(subst 5,,$(subst 6,,$(subst 7,,$(subst \
+  8,,$(subst 9,,$(1)))))))))))
+PLAN_GOALS := trt all dali trackd %.plan %_trt/config.pbtxt %_trt_end2end/config.pbtxt %_ensemble/config.pbtxt
+gpus_comma := ,
+GPUS_LIST := $(if $(filter all,$(strip $(GPUS))),,$(subst $(gpus_comma), ,$(GPUS)))
+ifneq ($(GPUS_LIST),)
+GPUS_NOT_INDEX := $(strip $(foreach g,$(GPUS_LIST),$(if $(call non_digits,$(g)),$(g))))
+ifneq ($(GPUS_NOT_INDEX),)
+$(error GPUS=$(GPUS): '$(firstword $(GPUS_NOT_INDEX))' is not a GPU index; use e.g. GPUS=0,2 (nvidia-smi -L lists them), or leave GPUS empty for every GPU)
+endif
+GPUS_LISTED := $(strip $(foreach g,$(shell nvidia-smi --query-gpu=index --format=csv,noheader 2>/dev/null),$(if $(call non_digits,$(g)),,$(g))))
+GPUS_ABSENT := $(filter-out $(GPUS_LISTED),$(GPUS_LIST))
+ifneq ($(GPUS_LISTED),)
+ifneq ($(GPUS_ABSENT),)
+$(error GPUS=$(GPUS): GPU $(firstword $(GPUS_ABSENT)) is not on this machine (nvidia-smi lists $(subst $(eval) ,$(gpus_comma),$(strip $(GPUS_LISTED)))))
+endif
+else ifneq ($(filter $(PLAN_GOALS),$(MAKECMDGOALS)),)
+$(error GPUS=$(GPUS) but nvidia-smi lists no GPU here: plans are built on this machine's GPUs; leave GPUS empty)
+endif
+endif
+
 ifeq ($(INSTANCE_KIND),cpu)
-CPU_REFUSED := $(filter trt all dali trackd %.plan %_trt/config.pbtxt %_trt_end2end/config.pbtxt %_ensemble/config.pbtxt,$(MAKECMDGOALS))
+CPU_REFUSED := $(filter $(PLAN_GOALS),$(MAKECMDGOALS))
 ifneq ($(CPU_REFUSED),)
 $(error INSTANCE_KIND=cpu: $(firstword $(CPU_REFUSED)) needs TensorRT on a GPU; build onnx targets for a CPU Triton)
 endif

@@ -1,0 +1,82 @@
+"""GPUS checked before anything is written (issue 21, item 6), on the fake 4-GPU host of
+tests/test_multi_gpu_build.py (TEST DOUBLES for nvidia-smi and trtexec): a GPU the host does not have is
+refused by Make before any export or stamp; write_config.py refuses it too."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from test_multi_gpu_build import MIXED, Fleet
+from yolo_triton.errors import StepError
+
+import write_config  # export/write_config.py
+
+
+def run_make(fleet: Fleet, goals: list[str], *settings: str, env=None) -> subprocess.CompletedProcess:
+    old = [arg for path in fleet.onnx for arg in ("-o", str(path))]
+    cmd = ["make", "--no-print-directory", "-C", str(REPO), "-j8", *old, f"MODELS_DIR={fleet.models}",
+           f"CACHE_DIR={fleet.cache}", f"BUILD_DIR={fleet.root / 'build'}", f"WEIGHTS_DIR={fleet.root / 'weights'}",
+           f"PYTHON={sys.executable}", "IMGSZ=64", "MAX_BATCH=4", f"NAMES={' '.join(fleet.names)}", *settings, *goals]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env or fleet.env, timeout=300)
+
+
+def test_a_gpu_the_host_lacks_is_refused_before_any_stamp_or_build(tmp_path):
+    fleet = Fleet(tmp_path, MIXED, ["m1"], merger=True)
+    plan = str(fleet.plan("m1"))
+    fleet.make([plan])
+    stamp = fleet.root / "build" / "params" / "m1.plan"
+    before, built = stamp.read_text(), fleet.recorded()
+    refused = run_make(fleet, [plan], "GPUS=7")
+    assert refused.returncode != 0
+    assert "GPUS=7: GPU 7 is not on this machine (nvidia-smi lists 0,1,2,3)" in refused.stderr, refused.stderr
+    assert "build_engine.py" not in refused.stdout  # refused by Make itself, no step ran
+    assert stamp.read_text() == before and fleet.recorded() == built
+    # so the next correct make is a no-op: nothing rebuilds
+    assert run_make(fleet, ["-q", plan]).returncode == 0
+    for bad in ("0;1", "x", "1,a"):
+        result = run_make(fleet, [plan], f"GPUS={bad}")
+        assert result.returncode != 0 and "is not a GPU index" in result.stderr, (bad, result.stderr)
+    assert stamp.read_text() == before
+
+
+def test_a_fresh_tree_is_not_exported_before_the_gpus_refusal(tmp_path):
+    """make GPUS=7 <name>_trt/1/model.plan with only a checkpoint name: refused before the ONNX export."""
+    fleet = Fleet(tmp_path, MIXED, [], merger=True)
+    (fleet.root / "weights").mkdir()
+    (fleet.root / "weights" / "fresh.pt").write_bytes(b"not read: refused first")
+    goal = str(fleet.models / "fresh_trt" / "1" / "model.plan")
+    refused = run_make(fleet, [goal], "GPUS=7")
+    assert refused.returncode != 0 and "GPU 7 is not on this machine" in refused.stderr, refused.stderr
+    assert not (fleet.models / "fresh").exists() and not (fleet.root / "build").exists()
+
+
+def test_gpus_without_any_gpu_listed_refuses_plans_only(tmp_path):
+    fleet = Fleet(tmp_path, MIXED, ["m1"], merger=True)
+    (fleet.root / "bin" / "nvidia-smi").unlink()  # a host without nvidia-smi: configs for another host are fine
+    refused = run_make(fleet, ["-n", str(fleet.plan("m1"))], "GPUS=1")
+    assert refused.returncode != 0 and "nvidia-smi lists no GPU here" in refused.stderr
+    config = run_make(fleet, ["-n", str(fleet.models / "m1" / "config.pbtxt")], "GPUS=1")
+    assert config.returncode == 0, config.stderr
+
+
+def test_write_config_checks_gpus_against_the_host():
+    with pytest.raises(StepError, match=r"GPUS=1,7: GPU 7 is not on this machine \(nvidia-smi lists 0,1,2,3\)"):
+        write_config.parse_gpus("1,7", "gpu", listed=[0, 1, 2, 3])
+    assert write_config.parse_gpus("1,3", "gpu", listed=[0, 1, 2, 3]) == [1, 3]
+    assert write_config.parse_gpus("7", "gpu", listed=[]) == [7]  # no GPU listed here: written for another host
+    assert write_config.parse_gpus("", "gpu", listed=[0]) == [] and write_config.parse_gpus("all") == []
+    with pytest.raises(StepError, match="not a list of GPU indices"):
+        write_config.parse_gpus("0;1", "gpu", listed=[0, 1])
+
+
+def test_write_config_cli_refuses_gpus_the_host_lacks(tmp_path):
+    fleet = Fleet(tmp_path, MIXED, ["m1"], merger=True)
+    done = subprocess.run([sys.executable, str(REPO / "export" / "write_config.py"), "--artefact", str(fleet.onnx[0]),
+                           "--max-batch", "4", "--queue-delay-us", "100", "--gpus", "7"],
+                          capture_output=True, text=True, env=fleet.config_env)
+    assert done.returncode == 1 and "GPU 7 is not on this machine" in done.stderr, done.stderr
+    assert not (fleet.models / "m1" / "config.pbtxt").exists()
+
