@@ -186,6 +186,11 @@ def build_target(args: argparse.Namespace, target: PlanTarget, profile, precisio
 def build_in_children(args: argparse.Namespace, targets: list[PlanTarget], fleet: dict[str, str]) -> None:
     """One child build per capability, all at once (each waits for its own GPUs' locks). A child is this
     script restricted to that capability's GPUs, so the Python API can pin each to its GPU."""
+    # The plans' folder is made here, before any child: a child's failed build then removes only what it
+    # wrote (atomic_path drops folders only it created), never the folder its siblings still build into.
+    folder = targets[0].plan.parent
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
     children = []
     for target in targets:
         argv = [sys.executable, str(Path(__file__).resolve()), "--onnx", str(args.onnx), "--plan", str(target.plan),
@@ -199,6 +204,11 @@ def build_in_children(args: argparse.Namespace, targets: list[PlanTarget], fleet
             argv.append("-v")
         children.append((target, subprocess.Popen(argv)))
     failed = [t for t, child in children if child.wait() != 0]
+    if created and len(failed) == len(targets):
+        try:
+            folder.rmdir()  # every build failed: the folder made above goes again (if nothing else is in it)
+        except OSError:
+            pass
     if failed:
         raise StepError("plan build failed for " + ", ".join(f"sm {t.compute_capability} ({t.plan.name})"
                                                            for t in failed) + " (its error is above)")

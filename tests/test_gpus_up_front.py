@@ -1,10 +1,13 @@
 """GPUS checked before anything is written (issue 21, item 6), on the fake 4-GPU host of
 tests/test_multi_gpu_build.py (TEST DOUBLES for nvidia-smi and trtexec): a GPU the host does not have is
-refused by Make before any export or stamp; write_config.py refuses it too."""
+refused by Make before any export or stamp; write_config.py refuses it too; and one failing
+per-architecture build on a fresh tree leaves its sibling's build (and folder) alone."""
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -80,3 +83,32 @@ def test_write_config_cli_refuses_gpus_the_host_lacks(tmp_path):
     assert done.returncode == 1 and "GPU 7 is not on this machine" in done.stderr, done.stderr
     assert not (fleet.models / "m1" / "config.pbtxt").exists()
 
+
+def test_a_failed_per_architecture_build_leaves_its_siblings_folder(tmp_path):
+    """Fresh tree, mixed fleet: the sm 8.0 build (GPUs 0, 2) creates 1/ and fails after 3 s; the sm 9.0
+    build (GPUs 1, 3, held by this test until 1/ exists) starts in that folder and writes its plan after
+    6 s. The failed build must not remove the folder under it: the sm 9.0 plan is built."""
+    from yolo_triton.engine_fleet import Gpu, gpu_lock
+
+    fleet = Fleet(tmp_path, MIXED, ["m1"], merger=True)
+    folder = fleet.plan("m1").parent
+    assert not folder.exists()
+    env = {**fleet.env, "FAKE_TRTEXEC_FAIL_DEVICES": "0,2", "FAKE_TRTEXEC_FAIL_AFTER": "3", "FAKE_TRTEXEC_SLEEP": "6"}
+    old = [arg for path in fleet.onnx for arg in ("-o", str(path))]
+    cmd = ["make", "--no-print-directory", "-C", str(REPO), *old, f"MODELS_DIR={fleet.models}",
+           f"CACHE_DIR={fleet.cache}", f"BUILD_DIR={fleet.root / 'build'}", f"PYTHON={sys.executable}", "IMGSZ=64",
+           "MAX_BATCH=4", "NAMES=m1", str(fleet.plan("m1"))]
+    h100 = [Gpu(i, f"GPU-fake{i:04d}-0000-0000-0000-000000000000", "NVIDIA H100 80GB HBM3", "9.0") for i in (1, 3)]
+    with contextlib.ExitStack() as held:
+        for gpu in h100:
+            held.enter_context(gpu_lock((gpu,), fleet.cache / "locks"))
+        make = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        deadline = time.monotonic() + 120
+        while not folder.exists() and make.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # the sm 8.0 build is in its folder; now let the sm 9.0 one start
+    out, err = make.communicate(timeout=300)
+    assert make.returncode != 0
+    assert "plan build failed for sm 8.0 (model.plan) (its error" in err, err
+    (event,) = fleet.recorded()  # the one build that ran to the end: sm 9.0, on GPU 1 or 3
+    assert event["device"] in (1, 3)
+    assert fleet.plan("m1", "model_sm90.plan").is_file() and not fleet.plan("m1").exists()

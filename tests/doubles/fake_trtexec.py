@@ -52,6 +52,9 @@ def main(argv):
     if cache:
         print("[I] [TRT] Global timing cache in use. Profiling results in this builder pass will be stored.")
     fail = os.environ.get("FAKE_TRTEXEC_FAIL", "")
+    if str(device) in os.environ.get("FAKE_TRTEXEC_FAIL_DEVICES", "").split(","):  # fail on these GPUs only,
+        time.sleep(float(os.environ.get("FAKE_TRTEXEC_FAIL_AFTER", "0")))  # after this long
+        fail = "error"
     if fail == "oom":
         print("[E] Error[2]: [virtualMemoryBuffer.cpp::resizePhysical::140] Error Code 2: OutOfMemory "
               "(Requested size was 17179869184 bytes.)")
