@@ -166,11 +166,14 @@ names_using = $(1) $(foreach s,$(sort $(SIZES) nano small medium),$(if $(filter 
 goal_model = $(if $(filter $(MODELS_DIR)/%,$(1)),$(call base_of,$(patsubst %_ensemble,%,$(firstword $(subst /, ,$(patsubst $(MODELS_DIR)/%,%,$(1)))))))
 renamed_goal = $(if $(filter $(2),$(call goal_model,$(1))),$(patsubst $(MODELS_DIR)/$(call goal_model,$(1))%,$(MODELS_DIR)/$(3)%,$(1)))
 NAMES_GOALS := onnx trt all dali trackd
-scratch_hint = make scratch MODEL=$(2) $(filter WEIGHTS_DIR=% PYTHON=%,$(MAKEOVERRIDES)) && make $(strip \
-  $(or $(foreach g,$(MAKECMDGOALS),$(call renamed_goal,$(g),$(call names_using,$(1)),$(2)_untrained) \
-  $(filter $(NAMES_GOALS) validate,$(g))),$(MODELS_DIR)/$(2)_untrained_trt_end2end/1/model.plan) \
+# A goal that is the checkpoint itself (make demo's first step): the scratch step alone makes it, under its own name.
+hint_goals = $(strip $(foreach g,$(MAKECMDGOALS),$(call renamed_goal,$(g),$(call names_using,$(1)),$(2)_untrained) \
+  $(filter $(NAMES_GOALS) validate,$(g))))
+scratch_hint = make scratch MODEL=$(2) $(filter WEIGHTS_DIR=% PYTHON=%,$(MAKEOVERRIDES))$(if $(or $(call \
+  hint_goals,$(1),$(2)),$(if $(filter $(WEIGHTS_DIR)/%.pt,$(MAKECMDGOALS)),,default)), && make $(strip \
+  $(or $(call hint_goals,$(1),$(2)),$(MODELS_DIR)/$(2)_untrained_trt_end2end/1/model.plan) \
   $(if $(filter $(NAMES_GOALS),$(MAKECMDGOALS)),NAMES=$(2)_untrained) \
-  $(if $(filter validate,$(MAKECMDGOALS)),MODEL=$(2)_untrained) $(filter-out MODEL=% NAMES=%,$(MAKEOVERRIDES)))
+  $(if $(filter validate,$(MAKECMDGOALS)),MODEL=$(2)_untrained) $(filter-out MODEL=% NAMES=%,$(MAKEOVERRIDES))))
 .PHONY: download scratch
 download: ## Download yolo11n/s/m.pt for SIZES (checksums verified; WEIGHTS_BASE_URL= for a mirror)
 	$(DOWNLOAD) --dir $(WEIGHTS_DIR) $(foreach s,$(SIZES),$(WEIGHTS_$(s)))
