@@ -34,6 +34,7 @@ from yolo_triton import bench_serving as bs
 from yolo_triton import ensemble as ens
 from yolo_triton import triton_config as tc
 from yolo_triton import triton_server as ts
+from yolo_triton.cli import sigterm_as_interrupt
 
 LOG = logging.getLogger("bench_serving_local")
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[bench_serving_local] %(message)s", stream=sys.stderr)
+    sigterm_as_interrupt()  # the server runs in its own session: stop it (and remove the temp folder) on SIGTERM
     try:
         return run(args)
     except LocalError as err:

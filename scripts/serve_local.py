@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 from yolo_triton import triton_server as ts
+from yolo_triton.cli import sigterm_as_interrupt
 
 LOG = logging.getLogger("serve_local")
 CLIENT = Path(__file__).resolve().parent / "triton_client.py"
@@ -70,6 +71,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="[serve_local] %(message)s",
                         stream=sys.stderr)
+    sigterm_as_interrupt()  # the server runs in its own session: stop it (and remove the temp folder) on SIGTERM
     try:
         return serve_and_query(args.models_dir, args.model, args.draw_dir, args.images, args.start_timeout)
     except ts.NoServerHere as err:
@@ -78,6 +80,9 @@ def main(argv=None) -> int:
     except ts.ServerError as err:  # it exists but crashed, or was not live in time: a failure
         LOG.error("error: %s", err)
         return 1
+    except KeyboardInterrupt:
+        LOG.error("interrupted; the server was stopped")
+        return 130
 
 
 if __name__ == "__main__":
