@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+from yolo_triton.cli import sigterm_as_interrupt
 from yolo_triton.engine import (
     BuildRequest,
     read_sidecar,
@@ -203,7 +204,19 @@ def build_in_children(args: argparse.Namespace, targets: list[PlanTarget], fleet
         if args.verbose:
             argv.append("-v")
         children.append((target, subprocess.Popen(argv)))
-    failed = [t for t, child in children if child.wait() != 0]
+    try:
+        failed = [t for t, child in children if child.wait() != 0]
+    except BaseException:  # SIGTERM/Ctrl-C: a child left running could still rename a plan into models/
+        for _, child in children:
+            if child.poll() is None:
+                child.terminate()  # the child cleans up like this process (its trtexec, its temp plan)
+        for _, child in children:
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        raise
     if created and len(failed) == len(targets):
         try:
             folder.rmdir()  # every build failed: the folder made above goes again (if nothing else is in it)
@@ -303,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    sigterm_as_interrupt()  # make cancelling a build sends SIGTERM: end child builds, remove temp files
     try:
         if args.check_plans is not None:
             return check_plans(args)
@@ -310,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     except StepError as err:
         log.error("%s", err)
         return 1
+    except KeyboardInterrupt:
+        log.error("interrupted; no plan was written")
+        return 130
     return 0
 
 

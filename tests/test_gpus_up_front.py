@@ -5,9 +5,12 @@ per-architecture build on a fresh tree leaves its sibling's build (and folder) a
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -112,3 +115,47 @@ def test_a_failed_per_architecture_build_leaves_its_siblings_folder(tmp_path):
     (event,) = fleet.recorded()  # the one build that ran to the end: sm 9.0, on GPU 1 or 3
     assert event["device"] in (1, 3)
     assert fleet.plan("m1", "model_sm90.plan").is_file() and not fleet.plan("m1").exists()
+
+
+def _processes_naming(text: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and proc.name != str(os.getpid()):
+            try:
+                if text.encode() in (proc / "cmdline").read_bytes():
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_sigterm_to_a_multi_gpu_build_ends_its_child_builds(tmp_path):
+    """SIGTERM (what make sends when a build is cancelled) to build_engine.py building one plan per compute
+    capability: its child builds (and their trtexec) end too, and no plan appears in models/ afterwards."""
+    fleet = Fleet(tmp_path, MIXED, ["m1"], merger=True)
+    plan = fleet.plan("m1")
+    cmd = [sys.executable, str(REPO / "export" / "build_engine.py"), "--onnx", str(fleet.onnx[0]), "--plan", str(plan),
+           "--max-batch", "4", "--imgsz", "64", "--cache-dir", str(fleet.cache), "--builder", "trtexec",
+           "--trtexec", str(fleet.root / "bin" / "trtexec")]
+    log = tmp_path / "build.log"  # a file, not a pipe: children that outlive the parent would hold a pipe open
+    parent = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log.open("w"),
+                              env={**fleet.env, "FAKE_TRTEXEC_SLEEP": "60"})
+    marker = str(fleet.models / "m1_trt")
+    try:
+        deadline = time.monotonic() + 60
+        while len([p for p in _processes_naming(marker) if "fake_trtexec" in
+                   Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")]) < 2:
+            assert parent.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)  # both per-capability builds are in trtexec
+        parent.send_signal(signal.SIGTERM)
+        parent.wait(timeout=60)
+        err = log.read_text()
+        assert parent.returncode == 130, err
+        deadline = time.monotonic() + 10
+        while _processes_naming(marker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _processes_naming(marker) == [], err  # no child build, no trtexec left running
+        assert not plan.parent.exists() or sorted(p.name for p in plan.parent.iterdir()) == []
+    finally:
+        for pid in _processes_naming(marker):
+            os.kill(pid, signal.SIGKILL)
