@@ -81,8 +81,30 @@ endif
 ifeq ($(filter float32 uint8,$(INPUT_DTYPE)),)
 $(error INPUT_DTYPE=$(INPUT_DTYPE) is not float32 or uint8)
 endif
+# ---- GPUS: nvidia-smi indices; checked here, before anything is built or any parameter stamp rewritten
+non_digits = $(subst 0,,$(subst 1,,$(subst 2,,$(subst 3,,$(subst 4,,$(subst 5,,$(subst 6,,$(subst 7,,$(subst \
+  8,,$(subst 9,,$(1)))))))))))
+PLAN_GOALS := trt all dali trackd %.plan %_trt/config.pbtxt %_trt_end2end/config.pbtxt %_ensemble/config.pbtxt
+gpus_comma := ,
+GPUS_LIST := $(if $(filter all,$(strip $(GPUS))),,$(subst $(gpus_comma), ,$(GPUS)))
+ifneq ($(GPUS_LIST),)
+GPUS_NOT_INDEX := $(strip $(foreach g,$(GPUS_LIST),$(if $(call non_digits,$(g)),$(g))))
+ifneq ($(GPUS_NOT_INDEX),)
+$(error GPUS=$(GPUS): '$(firstword $(GPUS_NOT_INDEX))' is not a GPU index; use e.g. GPUS=0,2 (nvidia-smi -L lists them), or leave GPUS empty for every GPU)
+endif
+GPUS_LISTED := $(strip $(foreach g,$(shell nvidia-smi --query-gpu=index --format=csv,noheader 2>/dev/null),$(if $(call non_digits,$(g)),,$(g))))
+GPUS_ABSENT := $(filter-out $(GPUS_LISTED),$(GPUS_LIST))
+ifneq ($(GPUS_LISTED),)
+ifneq ($(GPUS_ABSENT),)
+$(error GPUS=$(GPUS): GPU $(firstword $(GPUS_ABSENT)) is not on this machine (nvidia-smi lists $(subst $(eval) ,$(gpus_comma),$(strip $(GPUS_LISTED)))))
+endif
+else ifneq ($(filter $(PLAN_GOALS),$(MAKECMDGOALS)),)
+$(error GPUS=$(GPUS) but nvidia-smi lists no GPU here: plans are built on this machine's GPUs; leave GPUS empty)
+endif
+endif
+
 ifeq ($(INSTANCE_KIND),cpu)
-CPU_REFUSED := $(filter trt all dali trackd %.plan %_trt/config.pbtxt %_trt_end2end/config.pbtxt %_ensemble/config.pbtxt,$(MAKECMDGOALS))
+CPU_REFUSED := $(filter $(PLAN_GOALS),$(MAKECMDGOALS))
 ifneq ($(CPU_REFUSED),)
 $(error INSTANCE_KIND=cpu: $(firstword $(CPU_REFUSED)) needs TensorRT on a GPU; build onnx targets for a CPU Triton)
 endif
@@ -147,11 +169,14 @@ names_using = $(1) $(foreach s,$(sort $(SIZES) nano small medium),$(if $(filter 
 goal_model = $(if $(filter $(MODELS_DIR)/%,$(1)),$(call base_of,$(patsubst %_ensemble,%,$(firstword $(subst /, ,$(patsubst $(MODELS_DIR)/%,%,$(1)))))))
 renamed_goal = $(if $(filter $(2),$(call goal_model,$(1))),$(patsubst $(MODELS_DIR)/$(call goal_model,$(1))%,$(MODELS_DIR)/$(3)%,$(1)))
 NAMES_GOALS := onnx trt all dali trackd
-scratch_hint = make scratch MODEL=$(2) $(filter WEIGHTS_DIR=% PYTHON=%,$(MAKEOVERRIDES)) && make $(strip \
-  $(or $(foreach g,$(MAKECMDGOALS),$(call renamed_goal,$(g),$(call names_using,$(1)),$(2)_untrained) \
-  $(filter $(NAMES_GOALS) validate,$(g))),$(MODELS_DIR)/$(2)_untrained_trt_end2end/1/model.plan) \
+# A goal that is the checkpoint itself (make demo's first step): the scratch step alone makes it, under its own name.
+hint_goals = $(strip $(foreach g,$(MAKECMDGOALS),$(call renamed_goal,$(g),$(call names_using,$(1)),$(2)_untrained) \
+  $(filter $(NAMES_GOALS) validate,$(g))))
+scratch_hint = make scratch MODEL=$(2) $(filter WEIGHTS_DIR=% PYTHON=%,$(MAKEOVERRIDES))$(if $(or $(call \
+  hint_goals,$(1),$(2)),$(if $(filter $(WEIGHTS_DIR)/%.pt,$(MAKECMDGOALS)),,default)), && make $(strip \
+  $(or $(call hint_goals,$(1),$(2)),$(MODELS_DIR)/$(2)_untrained_trt_end2end/1/model.plan) \
   $(if $(filter $(NAMES_GOALS),$(MAKECMDGOALS)),NAMES=$(2)_untrained) \
-  $(if $(filter validate,$(MAKECMDGOALS)),MODEL=$(2)_untrained) $(filter-out MODEL=% NAMES=%,$(MAKEOVERRIDES)))
+  $(if $(filter validate,$(MAKECMDGOALS)),MODEL=$(2)_untrained) $(filter-out MODEL=% NAMES=%,$(MAKEOVERRIDES))))
 .PHONY: download scratch
 download: ## Download yolo11n/s/m.pt for SIZES (checksums verified; WEIGHTS_BASE_URL= for a mirror)
 	$(DOWNLOAD) --dir $(WEIGHTS_DIR) $(foreach s,$(SIZES),$(WEIGHTS_$(s)))

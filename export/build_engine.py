@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+from yolo_triton.cli import sigterm_as_interrupt
 from yolo_triton.engine import (
     BuildRequest,
     read_sidecar,
@@ -186,6 +187,11 @@ def build_target(args: argparse.Namespace, target: PlanTarget, profile, precisio
 def build_in_children(args: argparse.Namespace, targets: list[PlanTarget], fleet: dict[str, str]) -> None:
     """One child build per capability, all at once (each waits for its own GPUs' locks). A child is this
     script restricted to that capability's GPUs, so the Python API can pin each to its GPU."""
+    # The plans' folder is made here, before any child: a child's failed build then removes only what it
+    # wrote (atomic_path drops folders only it created), never the folder its siblings still build into.
+    folder = targets[0].plan.parent
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
     children = []
     for target in targets:
         argv = [sys.executable, str(Path(__file__).resolve()), "--onnx", str(args.onnx), "--plan", str(target.plan),
@@ -198,7 +204,24 @@ def build_in_children(args: argparse.Namespace, targets: list[PlanTarget], fleet
         if args.verbose:
             argv.append("-v")
         children.append((target, subprocess.Popen(argv)))
-    failed = [t for t, child in children if child.wait() != 0]
+    try:
+        failed = [t for t, child in children if child.wait() != 0]
+    except BaseException:  # SIGTERM/Ctrl-C: a child left running could still rename a plan into models/
+        for _, child in children:
+            if child.poll() is None:
+                child.terminate()  # the child cleans up like this process (its trtexec, its temp plan)
+        for _, child in children:
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        raise
+    if created and len(failed) == len(targets):
+        try:
+            folder.rmdir()  # every build failed: the folder made above goes again (if nothing else is in it)
+        except OSError:
+            pass
     if failed:
         raise StepError("plan build failed for " + ", ".join(f"sm {t.compute_capability} ({t.plan.name})"
                                                            for t in failed) + " (its error is above)")
@@ -293,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    sigterm_as_interrupt()  # make cancelling a build sends SIGTERM: end child builds, remove temp files
     try:
         if args.check_plans is not None:
             return check_plans(args)
@@ -300,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     except StepError as err:
         log.error("%s", err)
         return 1
+    except KeyboardInterrupt:
+        log.error("interrupted; no plan was written")
+        return 130
     return 0
 
 

@@ -57,15 +57,22 @@ def plan_fleet(plan: Path) -> dict[str, str]:
     return fleet
 
 
-def parse_gpus(text: str | None) -> list[int]:
-    """``GPUS`` (``0,2``; empty or ``all``: every GPU) -> the instance group's ``gpus``."""
+def parse_gpus(text: str | None, kind: str = "gpu", listed: list[int] | None = None) -> list[int]:
+    """``GPUS`` (``0,2``; empty or ``all``: every GPU) -> the instance group's ``gpus``; for GPU instances,
+    checked against the GPUs nvidia-smi lists (``listed``, default: asked) when it lists any."""
     text = (text or "").strip()
     if text in ("", "all"):
         return []
     try:
-        return [int(part) for part in text.split(",")]
+        gpus = [int(part) for part in text.split(",")]
     except ValueError:
         raise StepError(f"GPUS={text!r} is not a list of GPU indices (e.g. GPUS=0,2)") from None
+    if kind == "gpu":
+        if listed is None:
+            from yolo_triton.engine_fleet import list_gpus
+            listed = [gpu.index for gpu in list_gpus()]
+        check_options(gpus=tuple(gpus), listed_gpus=tuple(listed) or None)
+    return gpus
 
 
 def build_config(artefact: Path, max_batch: int, queue_delay_us: int, source_onnx: Path | None,
@@ -158,7 +165,7 @@ def write_config(artefact: str, max_batch: int, queue_delay_us: int, source_onnx
     workspace_bytes = parse_workspace(workspace) if workspace else None
     model_dir, config, names = build_config(Path(artefact), max_batch, queue_delay_us,
                                             Path(source_onnx) if source_onnx else None, kind, workspace_bytes,
-                                            ort_trt_cache_dir, instances_per_gpu, parse_gpus(gpus), keep_versions,
+                                            ort_trt_cache_dir, instances_per_gpu, parse_gpus(gpus, kind), keep_versions,
                                             ort_batching_mode)
     path = tc.write_model_config(model_dir, config, names)
     group = config.instance_group[0]

@@ -17,7 +17,8 @@ the ensemble's scheduling behaves on this server, not what DALI or TensorRT cost
     python scripts/bench_serving_local.py --models-dir results/bench_local/models --model yolo11n_untrained \\
         --trackd-standin -- --tracks A end2end D --concurrency 1 2 4 --seconds 10 --out results/bench_serving
 
-Exit 0 done, 1 an error (one line), 3 no Triton server can run here, 130 interrupted.
+Exit 0 done, 1 an error (one line; a server that crashed or was not live in time too), 3 no tritonserver or
+no ONNX Runtime backend here, 130 interrupted.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from yolo_triton import bench_serving as bs
 from yolo_triton import ensemble as ens
 from yolo_triton import triton_config as tc
 from yolo_triton import triton_server as ts
+from yolo_triton.cli import sigterm_as_interrupt
 
 LOG = logging.getLogger("bench_serving_local")
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,14 +154,18 @@ def run(args: argparse.Namespace) -> int:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[bench_serving_local] %(message)s", stream=sys.stderr)
+    sigterm_as_interrupt()  # the server runs in its own session: stop it (and remove the temp folder) on SIGTERM
     try:
         return run(args)
     except LocalError as err:
         LOG.error("error: %s", err)
         return 1
-    except ts.ServerError as err:
+    except ts.NoServerHere as err:
         LOG.error("error: %s", str(err).splitlines()[0])
         return NO_SERVER
+    except ts.ServerError as err:  # it exists but crashed, or was not live in time: a failure
+        LOG.error("error: %s", err)
+        return 1
     except KeyboardInterrupt:
         LOG.error("interrupted; the server was stopped")
         return 130

@@ -9,7 +9,8 @@ stops the server. Used by ``make demo``.
 
     python scripts/serve_local.py --models-dir demo/models --model yolo11n yolo11n_end2end --draw-dir results/demo
 
-Exit 0 ok, 1 a model failed or the client failed, 3 no Triton server can run here (said in one line).
+Exit 0 ok; 1 a model failed, the client failed, or the server crashed or was not live within
+--start-timeout; 3 only where no Triton can run here: no tritonserver or no ONNX Runtime backend (one line).
 """
 from __future__ import annotations
 
@@ -21,19 +22,21 @@ import tempfile
 from pathlib import Path
 
 from yolo_triton import triton_server as ts
+from yolo_triton.cli import sigterm_as_interrupt
 
 LOG = logging.getLogger("serve_local")
 CLIENT = Path(__file__).resolve().parent / "triton_client.py"
 NO_SERVER = 3
 
 
-def serve_and_query(models_dir: Path, models: list[str], draw_dir: Path, images: list[str]) -> int:
+def serve_and_query(models_dir: Path, models: list[str], draw_dir: Path, images: list[str],
+                    start_timeout: float = 180.0) -> int:
     if ts.find_onnxruntime_backend() is None:
         LOG.error("no Triton ONNX Runtime backend found (set %s to a folder holding %s): not serving",
                   ts.ORT_BACKEND_ENV, ts.ORT_BACKEND_LIB)
         return NO_SERVER
     with tempfile.TemporaryDirectory(prefix="yolo-triton-serve-") as work:
-        with ts.start_server(models_dir.resolve(), Path(work)) as server:
+        with ts.start_server(models_dir.resolve(), Path(work), timeout=start_timeout) as server:
             states = server.model_states()
             for name, state in sorted(states.items()):
                 LOG.info("%-40s %s %s", name, state.get("state"), state.get("reason", ""))
@@ -58,6 +61,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--model", nargs="+", required=True, help="models to send the images to")
     parser.add_argument("--draw-dir", type=Path, default=Path("results/demo"))
     parser.add_argument("--images", nargs="*", default=[], help="files or folders (default: ultralytics' samples)")
+    parser.add_argument("--start-timeout", type=float, default=180.0,
+                        help="seconds for the server to be live with every model loaded (else exit 1)")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
 
@@ -66,11 +71,18 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="[serve_local] %(message)s",
                         stream=sys.stderr)
+    sigterm_as_interrupt()  # the server runs in its own session: stop it (and remove the temp folder) on SIGTERM
     try:
-        return serve_and_query(args.models_dir, args.model, args.draw_dir, args.images)
-    except ts.ServerError as err:
+        return serve_and_query(args.models_dir, args.model, args.draw_dir, args.images, args.start_timeout)
+    except ts.NoServerHere as err:
         LOG.error("error: %s", str(err).splitlines()[0])
         return NO_SERVER
+    except ts.ServerError as err:  # it exists but crashed, or was not live in time: a failure
+        LOG.error("error: %s", err)
+        return 1
+    except KeyboardInterrupt:
+        LOG.error("interrupted; the server was stopped")
+        return 130
 
 
 if __name__ == "__main__":

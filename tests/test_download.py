@@ -289,3 +289,21 @@ def test_hint_for_aggregate_goals_and_plain_download(tmp_path, server, scratch_w
     dry = _follow(build.replace("make ", "make -n ", 1))  # in the repository's models/, but -n writes nothing
     assert dry.returncode == 0, dry.stderr
     assert "export/export_onnx.py --weights" in dry.stdout and "export/build_engine.py --onnx" in dry.stdout
+
+
+def test_hint_when_the_goal_is_the_checkpoint_itself(tmp_path, server):
+    """`make <weights>/yolo11n.pt` (make demo's first step) and `make <weights>/mydet.pt`: the goal is the
+    checkpoint, so the hint is the scratch step alone (which writes it under its own name), never
+    `... && make ` with an empty target; followed literally, it works."""
+    weights, models, settings = _tree(tmp_path)
+    seed = make(*settings, f"WEIGHTS_BASE_URL={server.url}", str(weights / "yolo11n.pt"))
+    assert seed.returncode != 0 and server.requests == ["/yolo11n.pt"]
+    hint = _hint(seed.stderr)
+    assert "&&" not in hint and hint.startswith("make scratch MODEL=yolo11n ") and "WEIGHTS_DIR=" in hint, hint
+    other = make(*settings, str(weights / "mydet.pt"))
+    assert other.returncode != 0
+    other_hint = _hint(other.stderr)
+    assert "&&" not in other_hint and other_hint.startswith("make scratch MODEL=yolo11n "), other_hint
+    followed = _follow(hint)
+    assert followed.returncode == 0, followed.stdout + followed.stderr
+    assert sorted(p.name for p in weights.iterdir()) == ["yolo11n_untrained.pt"]

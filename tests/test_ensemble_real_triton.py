@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from tritonclient.grpc import model_config_pb2 as mc
 
+from conftest import skip_unless_ci
 from yolo_triton import ensemble as ens
 from yolo_triton import postprocess as pp
 from yolo_triton import settings
@@ -219,7 +220,7 @@ BROKEN = {
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     if _pytriton_dir() is None:
-        pytest.skip("nvidia-pytriton (bundled tritonserver) is not installed")
+        skip_unless_ci("nvidia-pytriton (bundled tritonserver) is not installed")
     import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
 
@@ -270,12 +271,36 @@ def _jpeg(name: str) -> bytes:
     return (ultralytics_assets() / name).read_bytes()
 
 
+def served_summary(config) -> dict:
+    """What a served ensemble config says, in plain values (names, dtypes, dims, steps and their maps)."""
+    tensors = lambda ts: [(t.name, mc.DataType.Name(t.data_type), list(t.dims)) for t in ts]  # noqa: E731
+    return {"name": config.name, "platform": config.platform, "max_batch_size": config.max_batch_size,
+            "input": tensors(config.input), "output": tensors(config.output),
+            "steps": [(s.model_name, s.model_version, dict(s.input_map), dict(s.output_map))
+                      for s in config.ensemble_scheduling.step]}
+
+
 def test_generated_ensemble_is_ready_unchanged(server):
-    assert (server["repo"] / f"{NAME}_ensemble" / "config.pbtxt").read_text() == server["generated_text"]
     assert server["http"].is_model_ready(f"{NAME}_ensemble")
     assert server["grpc"].is_model_ready(f"{NAME}_ensemble")
-    served = server["grpc"].get_model_config(f"{NAME}_ensemble").config
-    assert served.platform == "ensemble" and [o.name for o in served.output][-1] == "letterbox"
+    # What Triton serves, against the ensemble stated here by hand (not the generated file against itself):
+    # bytes in; the TensorRT step's four outputs plus the letterbox out; DALI step, then TensorRT step;
+    # max batch the smaller of the steps' (DALI: the largest size's, TensorRT: this size's).
+    steps_max = min(max(settings.max_batch_for_size(s) for s in settings.size_names()),
+                    settings.max_batch_for_size(SIZE))
+    expected = {
+        "name": f"{NAME}_ensemble", "platform": "ensemble", "max_batch_size": steps_max,
+        "input": [("IMAGE_BYTES", "TYPE_UINT8", [-1])],
+        "output": [("num_dets", "TYPE_INT32", [1]), ("det_boxes", "TYPE_FP32", [TOPK, 4]),
+                   ("det_scores", "TYPE_FP32", [TOPK]), ("det_classes", "TYPE_INT32", [TOPK]),
+                   ("letterbox", "TYPE_FP64", [5])],
+        "steps": [(f"preprocess_letterbox_{IMGSZ}", -1, {"encoded": "IMAGE_BYTES"},
+                   {"images": "preprocessed", "letterbox": "letterbox"}),
+                  (f"{NAME}_trt_end2end", -1, {"images": "preprocessed"},
+                   {n: n for n in ("num_dets", "det_boxes", "det_scores", "det_classes")})],
+    }
+    assert served_summary(server["grpc"].get_model_config(f"{NAME}_ensemble").config) == expected
+    assert served_summary(tc.parse_config(server["repo"] / f"{NAME}_ensemble" / "config.pbtxt")) == expected
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])

@@ -198,9 +198,19 @@ def test_a_failed_export_leaves_no_folder_in_the_repository(built):
 
 
 def test_generated_configs_are_served_unchanged(clients, built):
+    # Triton's served ensemble against one stated here by hand (not the generated file against itself)
     served = clients["grpc"].get_model_config(ens.ensemble_name(SCRATCH_NAME)).config
-    assert tc.to_text(served).strip() and built["ensemble_text"] == (
-        built["tree"].models / ens.ensemble_name(SCRATCH_NAME) / "config.pbtxt").read_text()
+    tensors = lambda ts: [(t.name, tc.mc.DataType.Name(t.data_type), list(t.dims)) for t in ts]  # noqa: E731
+    detections = ("num_dets", "det_boxes", "det_scores", "det_classes")
+    assert (served.name, served.platform, served.max_batch_size) == (f"{SCRATCH_NAME}_ensemble", "ensemble", 8)
+    assert tensors(served.input) == [("IMAGE_BYTES", "TYPE_UINT8", [-1])]
+    assert tensors(served.output) == [("num_dets", "TYPE_INT32", [1]), ("det_boxes", "TYPE_FP32", [TOPK, 4]),
+                                      ("det_scores", "TYPE_FP32", [TOPK]), ("det_classes", "TYPE_INT32", [TOPK]),
+                                      ("letterbox", "TYPE_FP64", [5])]
+    assert [(s.model_name, dict(s.input_map), dict(s.output_map)) for s in served.ensemble_scheduling.step] == [
+        (f"preprocess_letterbox_{IMGSZ}", {"encoded": "IMAGE_BYTES"}, {"images": "preprocessed", "letterbox": "letterbox"}),
+        (f"{SCRATCH_NAME}_trt_end2end", {"images": "preprocessed"}, {n: n for n in detections})]
+    assert built["ensemble_text"] == (built["tree"].models / ens.ensemble_name(SCRATCH_NAME) / "config.pbtxt").read_text()
     for name in (SCRATCH_NAME, f"{SCRATCH_NAME}_end2end", INT8):
         config = clients["grpc"].get_model_config(name).config
         assert config.platform == "onnxruntime_onnx" and config.backend == "onnxruntime"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -202,14 +203,39 @@ def test_plan_checks_with_a_tensorrt_double(fp32_tree, tmp_path, monkeypatch, de
         assert by_name["onnx"]["status"] == by_name["end2end"]["status"] == "passed"  # only the plans are bad
 
 
-def test_plans_are_skipped_with_a_note_without_tensorrt_or_gpu():
-    why_not = validate.trt_available()
-    try:
-        import tensorrt  # noqa: F401
-    except ModuleNotFoundError:
-        assert why_not == "tensorrt is not installed"
-    except Exception as err:
-        assert why_not and "installed but does not import" in why_not and type(err).__name__ in why_not
+def test_plans_are_skipped_with_a_note_without_tensorrt_or_gpu(monkeypatch):
+    """Every branch, whatever this machine has installed: modules stood in for through sys.modules."""
+    import importlib.abc
+    import types
+
+    def cuda_module(error: Exception | None):
+        class DeviceArray:  # TEST DOUBLE of polygraphy.cuda.DeviceArray
+            def __init__(self, shape, dtype):
+                if error is not None:
+                    raise error
+
+            def free(self):
+                pass
+        return types.SimpleNamespace(cuda=types.SimpleNamespace(DeviceArray=DeviceArray))
+
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # not installed: import raises ModuleNotFoundError
+    assert validate.trt_available() == "tensorrt is not installed"
+
+    class Broken(importlib.abc.MetaPathFinder):  # installed, but its library does not load
+        def find_spec(self, name, path=None, target=None):
+            if name == "tensorrt":
+                raise OSError("libnvinfer.so.10: cannot open shared object file")
+            return None
+    monkeypatch.delitem(sys.modules, "tensorrt")
+    monkeypatch.setattr(sys, "meta_path", [Broken(), *sys.meta_path])
+    assert validate.trt_available() == ("tensorrt is installed but does not import: OSError: libnvinfer.so.10: "
+                                        "cannot open shared object file")
+
+    monkeypatch.setitem(sys.modules, "tensorrt", types.ModuleType("tensorrt"))  # imports ...
+    monkeypatch.setitem(sys.modules, "polygraphy", cuda_module(RuntimeError("CUDA driver version is insufficient")))
+    assert validate.trt_available() == "no usable CUDA GPU (CUDA driver version is insufficient)"  # ... no GPU
+    monkeypatch.setitem(sys.modules, "polygraphy", cuda_module(None))
+    assert validate.trt_available() is None  # TensorRT and a GPU: plans are checked
 
 
 def test_output0_must_be_exactly_4_plus_nc():

@@ -838,6 +838,7 @@ def main(argv=None) -> int:
 
     previous = signal.signal(signal.SIGTERM, terminated) if threading.current_thread() is threading.main_thread() \
         else None
+    finished = [0]  # cells written to the JSON so far
     try:
         if args.shared_memory == "cuda":
             try:
@@ -851,8 +852,13 @@ def main(argv=None) -> int:
                  "tracks", args.protocol, shared, url, ", ".join(f"{t.track}={t.model}" for t in settings.tracks),
                  list(settings.concurrency), list(settings.batch),
                  f"{settings.requests} calls" if settings.requests else f"{settings.seconds:g} s", len(settings.images))
-        result = run_benchmark(settings, note=args.note,
-                               on_cell=lambda partial: write_outputs(partial, paths[0], None, None))
+        paths[0].unlink(missing_ok=True)  # a JSON of an earlier run must not pass for this one's cells
+
+        def on_cell(partial: dict) -> None:
+            write_outputs(partial, paths[0], None, None)
+            finished[0] = len(partial["cells"])
+
+        result = run_benchmark(settings, note=args.note, on_cell=on_cell)
         write_outputs(result, *paths)
         failed = [c for c in result["cells"] if "error" in c]
         if failed:
@@ -863,8 +869,9 @@ def main(argv=None) -> int:
         print(f"[bench_serving] error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("[bench_serving] interrupted: clients stopped; the cells measured so far are in "
-              f"{paths[0]}", file=sys.stderr)
+        print("[bench_serving] interrupted: clients stopped; " + (
+            f"the {finished[0]} cells measured so far are in {paths[0]}" if finished[0]
+            else "no cell finished, no JSON written"), file=sys.stderr)
         return 130
     except Exception as err:  # tritonclient's InferenceServerException, connection errors, ...
         print(f"[bench_serving] error: {_first_line(err)} (server {url}, {args.protocol})", file=sys.stderr)

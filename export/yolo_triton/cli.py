@@ -13,6 +13,15 @@ from typing import Callable
 from yolo_triton.errors import StepError
 
 
+def sigterm_as_interrupt() -> None:
+    """make, docker stop and kill send SIGTERM: raise KeyboardInterrupt, so that ``with``/``finally``
+    blocks clean up (stop a started server, remove temp folders) as for Ctrl-C."""
+    def _terminated(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminated)
+
+
 def run_step(name: str, body: Callable[[], None], verbose: bool) -> int:
     """Run ``body``; a StepError becomes one line on stderr and exit 1, any other exception a traceback."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=f"[{name}] %(message)s",
@@ -20,10 +29,7 @@ def run_step(name: str, body: Callable[[], None], verbose: bool) -> int:
     log = logging.getLogger(name)
     for noisy in ("modelopt", "onnx_graphsurgeon", "ultralytics", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
-    def _terminated(signum, frame):  # make, docker stop and kill send SIGTERM: clean up as for Ctrl-C
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _terminated)
+    sigterm_as_interrupt()
     try:
         body()
     except StepError as err:

@@ -143,16 +143,20 @@ def stream_process(cmd: list[str], out: TextIO, clock=time.monotonic,
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           bufsize=1, errors="replace", env=env) as proc:
         assert proc.stdout is not None  # noqa: S101 - guaranteed by stdout=PIPE
-        for line in proc.stdout:
-            out.write("  | " + line)
-            stripped = line.strip()
-            if stripped:
-                tail.append(stripped)
-            oom = oom or looks_like_oom(stripped)
-            for pattern, phase in PHASES:
-                if phase not in seen and pattern.search(stripped):
-                    seen.add(phase)
-                    log.info("trtexec: %s (+%.1f s)", phase, clock() - start)
+        try:
+            for line in proc.stdout:
+                out.write("  | " + line)
+                stripped = line.strip()
+                if stripped:
+                    tail.append(stripped)
+                oom = oom or looks_like_oom(stripped)
+                for pattern, phase in PHASES:
+                    if phase not in seen and pattern.search(stripped):
+                        seen.add(phase)
+                        log.info("trtexec: %s (+%.1f s)", phase, clock() - start)
+        except BaseException:  # interrupted (SIGTERM, Ctrl-C): do not wait for the build to finish
+            proc.kill()
+            raise
         code = proc.wait()
     out.flush()
     return code, list(tail), oom

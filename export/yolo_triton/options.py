@@ -25,6 +25,8 @@ class Options:
     has_one2one_head: bool | None = None  # read from the checkpoint (YOLO26, YOLOv10)
     imgsz: int | None = None  # IMGSZ
     stride: int | None = None  # read from the checkpoint (its largest stride)
+    gpus: tuple[int, ...] | None = None  # GPUS as indices (empty = every GPU)
+    listed_gpus: tuple[int, ...] | None = None  # the indices nvidia-smi lists here (None: none listed)
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,9 @@ RULES = (
     Rule(("imgsz", "stride"), lambda o: o.imgsz <= 0 or o.imgsz % o.stride != 0,
          lambda o: f"IMGSZ={o.imgsz} is not a positive multiple of the model stride {o.stride} "
                    f"(try {max(o.stride, o.imgsz - o.imgsz % o.stride)})"),
+    Rule(("gpus", "listed_gpus"), lambda o: bool(set(o.gpus) - set(o.listed_gpus)),
+         lambda o: f"GPUS={','.join(map(str, o.gpus))}: GPU {sorted(set(o.gpus) - set(o.listed_gpus))[0]} is not on "
+                   f"this machine (nvidia-smi lists {','.join(map(str, o.listed_gpus))})"),
 )
 OPTION_NAMES = tuple(f.name for f in fields(Options))
 

@@ -46,6 +46,11 @@ class ServerError(RuntimeError):
     """The server could not be found, started or reached; the message says which and what to do."""
 
 
+class NoServerHere(ServerError):
+    """No tritonserver, or no ONNX Runtime backend for it, on this machine: nothing can be served here
+    (a server that exists but crashes or is not live in time is a ServerError, a failure)."""
+
+
 def _purelib() -> Path:
     return Path(sysconfig.get_paths()["purelib"])
 
@@ -55,10 +60,10 @@ def tritonserver_dir() -> Path:
     try:
         import pytriton
     except ImportError:
-        raise ServerError("nvidia-pytriton is not installed (make setup installs it): no tritonserver here") from None
+        raise NoServerHere("nvidia-pytriton is not installed (make setup installs it): no tritonserver here") from None
     server = Path(pytriton.__file__).parent / "tritonserver"
     if not (server / "bin" / "tritonserver").is_file():
-        raise ServerError(f"{server}/bin/tritonserver not found (nvidia-pytriton without its server?)")
+        raise NoServerHere(f"{server}/bin/tritonserver not found (nvidia-pytriton without its server?)")
     return server
 
 
@@ -81,7 +86,7 @@ def onnxruntime_library() -> Path:
     capi = Path(onnxruntime.__file__).parent / "capi"
     found = sorted(capi.glob("libonnxruntime.so.*"))
     if not found:
-        raise ServerError(f"no libonnxruntime.so.* in {capi}")
+        raise NoServerHere(f"no libonnxruntime.so.* in {capi}: the ONNX Runtime backend cannot run here")
     return found[0]
 
 

@@ -288,6 +288,35 @@ def refusal(model_dir: Path, version: int) -> str | None:
     return None
 
 
+def check_loadable(model_dir: Path, version: int) -> None:
+    """Refuse (even with FORCE=1) an ONNX version Triton cannot load: unreadable, I/O other than the config's,
+    or refused by ONNX Runtime. Triton (r24.10) keeps a version whose load failed in its repository index
+    as UNAVAILABLE until that version loads, so with ``--strict-readiness=true`` the whole server would
+    report not ready until a restart. A TensorRT plan is not checked here (only the server's GPU can)."""
+    artefact = model_dir / str(version) / ONNX_FILE
+    if not artefact.is_file():
+        return
+    why = None
+    try:
+        check_compatible(artefact, model_dir)
+    except StepError as err:
+        why = str(err)
+    if why is None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        options.log_severity_level = 3
+        try:
+            ort.InferenceSession(str(artefact), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own Fail/InvalidGraph/... types
+            why = f"{artefact}: ONNX Runtime cannot load it ({str(err).strip().splitlines()[0][:200]})"
+    if why:
+        raise StepError(f"version {version} of {model_dir.name}: Triton cannot load it: {why}; refused before "
+                        "anything changed (a failed load would leave the server not ready until a restart), "
+                        "and FORCE=1 does not skip this check")
+
+
 def promote_policy(version: int, present: list[int], keep: int, usable=lambda v: True) -> dict:
     """``specific``: ``version`` plus the next older usable versions, ``keep`` in all (never a newer one,
     so ``version`` is what a request without a version gets)."""
@@ -324,6 +353,19 @@ class Triton:
             raise StepError(f"{self.base}: repository index answered HTTP {status}: {body[:200]}")
         return sorted(int(e["version"]) for e in json.loads(body)
                       if e.get("name") == model and e.get("state") == "READY" and str(e.get("version", "")).isdigit())
+
+    def ready(self) -> bool:
+        """``/v2/health/ready`` (with ``--strict-readiness=true``: every version in the index loaded)."""
+        return self._call("/v2/health/ready")[0] == 200
+
+    def failed_versions(self, model: str) -> list[int]:
+        """Versions of ``model`` the index lists as not loaded for another reason than an unload."""
+        status, body = self._call("/v2/repository/index", {})
+        if status != 200:
+            return []
+        return sorted(int(e["version"]) for e in json.loads(body) if e.get("name") == model
+                      and e.get("state") != "READY" and e.get("reason", "unloaded") != "unloaded"
+                      and str(e.get("version", "")).isdigit())
 
     def load(self, model: str) -> tuple[bool, str]:
         status, body = self._call(f"/v2/repository/models/{model}/load", {})
@@ -370,10 +412,8 @@ def serve_policy(models_dir: Path, name: str, policy: dict, triton: Triton | Non
         why = refusal(model_dir, version)
         if why:
             raise StepError(f"{why}: refused; FORCE=1 serves it anyway")
-        if (model_dir / str(version) / ONNX_FILE).is_file():
-            check_compatible(model_dir / str(version) / ONNX_FILE, model_dir)
     if force:
-        LOG.warning("FORCE=1: validation, SHA-256 and compatibility checks skipped for versions %s", wanted)
+        LOG.warning("FORCE=1: validation and SHA-256 checks skipped for versions %s", wanted)
     old_text = config_path.read_text()
     old_policy = tc.version_policy(tc.parse_config(config_path))
     before = None
@@ -382,6 +422,9 @@ def serve_policy(models_dir: Path, name: str, policy: dict, triton: Triton | Non
             raise StepError(f"Triton at {triton.base} is not live; config.pbtxt not changed")
         before = triton.ready_versions(name)
         LOG.info("%s: Triton serves versions %s now", name, before)
+    for version in wanted:  # even forced: a version Triton cannot load would leave the server not ready
+        if before is None or version not in before:
+            check_loadable(model_dir, version)
     if history is None:  # promote: the history so far, starting with what was served before the first one
         history = read_rollout(model_dir) or [{"action": "initial", "policy": old_policy, "date": _now()}]
     config = tc.apply_version_policy(tc.parse_config(config_path), policy)
@@ -390,8 +433,18 @@ def serve_policy(models_dir: Path, name: str, policy: dict, triton: Triton | Non
              newest_served(policy, present))
     ready: list[int] = []
     if triton is not None:
-        ok, error = triton.load(name)
-        ready = triton.ready_versions(name)
+        try:
+            ok, error = triton.load(name)
+            ready = triton.ready_versions(name)
+        except BaseException as err:  # no answer (transport error, timeout, Ctrl-C): put the file back
+            atomic_write_text(config_path, old_text)
+            unknown = (f"config.pbtxt restored to version_policy {old_policy}; Triton may still load {policy}: "
+                       f"make versions MODEL={name} shows what it serves")
+            if isinstance(err, Exception):
+                raise StepError(f"no answer from Triton to loading {name} ({str(err).splitlines()[0]}); "
+                                f"{unknown}") from None
+            LOG.error("interrupted before Triton answered the load of %s: %s", name, unknown)
+            raise
         if not ok or not set(wanted) <= set(ready):
             atomic_write_text(config_path, old_text)
             reloaded = ""
@@ -400,8 +453,13 @@ def serve_policy(models_dir: Path, name: str, policy: dict, triton: Triton | Non
                 ready = triton.ready_versions(name)
                 reloaded = " after loading the restored config again"
             first = (error or f"versions {sorted(set(wanted) - set(ready))} not ready").strip().splitlines()[0]
+            stuck = triton.failed_versions(name)
+            unready = "" if not stuck or triton.ready() else (
+                f"; Triton keeps {name} versions {stuck} in its index as UNAVAILABLE (a failed version's record "
+                "is replaced only by a successful load of that version), so with --strict-readiness=true it "
+                "reports not ready until it restarts (docker compose restart triton-api)")
             raise StepError(f"Triton did not load {name} {policy}: {first}; config.pbtxt restored, "
-                            f"Triton serves versions {ready}{reloaded}")
+                            f"Triton serves versions {ready}{reloaded}{unready}")
         LOG.info("%s: Triton serves versions %s now (a request without a version gets %s)", name, ready, max(ready))
     write_rollout(model_dir, [*history, {"action": action, "policy": policy, "date": _now(),
                                          "forced": bool(force)}])

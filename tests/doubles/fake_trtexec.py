@@ -52,6 +52,9 @@ def main(argv):
     if cache:
         print("[I] [TRT] Global timing cache in use. Profiling results in this builder pass will be stored.")
     fail = os.environ.get("FAKE_TRTEXEC_FAIL", "")
+    if str(device) in os.environ.get("FAKE_TRTEXEC_FAIL_DEVICES", "").split(","):  # fail on these GPUs only,
+        time.sleep(float(os.environ.get("FAKE_TRTEXEC_FAIL_AFTER", "0")))  # after this long
+        fail = "error"
     if fail == "oom":
         print("[E] Error[2]: [virtualMemoryBuffer.cpp::resizePhysical::140] Error Code 2: OutOfMemory "
               "(Requested size was 17179869184 bytes.)")
@@ -65,6 +68,17 @@ def main(argv):
         return 1
     plan = args["--saveEngine"]
     start = time.time()
+    # FAKE_TRTEXEC_RENDEZVOUS=<dir>:<n>: each build says it started, then waits (up to 120 s) until n builds
+    # have; the event records how many it saw. n seen by every build = n builds were running at once.
+    rendezvous, seen = os.environ.get("FAKE_TRTEXEC_RENDEZVOUS", ""), None
+    if rendezvous:
+        folder, _, wanted = rendezvous.rpartition(":")
+        os.makedirs(folder, exist_ok=True)
+        open(os.path.join(folder, str(os.getpid())), "w").close()
+        deadline = time.time() + 120
+        while len(os.listdir(folder)) < int(wanted) and time.time() < deadline:
+            time.sleep(0.02)
+        seen = len(os.listdir(folder))
     time.sleep(float(os.environ.get("FAKE_TRTEXEC_SLEEP", "0")))  # the "build": a fixed time
     with open(plan, "wb") as handle:
         handle.write(b"FAKE-TRTEXEC-PLAN " + json.dumps(argv).encode())
@@ -77,7 +91,7 @@ def main(argv):
         record = {"device": device, "start": start, "end": time.time(), "plan": plan, "pid": os.getpid(),
                   "cuda_device_order": os.environ.get("CUDA_DEVICE_ORDER"),
                   "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-                  "hw_compat": args.get("--hardwareCompatibilityLevel", "none")}
+                  "hw_compat": args.get("--hardwareCompatibilityLevel", "none"), "rendezvous_seen": seen}
         with open(events, "a") as handle:
             handle.write(json.dumps(record) + "\n")
     print("[I] [TRT] Engine generation completed in 0.02 seconds.")
