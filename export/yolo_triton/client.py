@@ -45,7 +45,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from yolo_triton import postprocess as pp
 from yolo_triton.files import atomic_path
-from yolo_triton.settings import END2END_OUTPUTS, LABELS_FILE, TRACK_A_OUTPUT, defaults
+from yolo_triton.settings import END2END_OUTPUTS, LABELS_FILE, TRACK_A_OUTPUT, admin_headers, defaults
 
 LOG = logging.getLogger("triton_client")
 
@@ -187,9 +187,18 @@ def _ensemble_image_size(client, steps: Sequence[str]) -> int | None:
     return None
 
 
+def admin_kwargs(client) -> dict:
+    """``headers=`` carrying ``$TRITON_ADMIN_KEY`` for ``client``'s protocol (HTTP header / gRPC metadata),
+    or nothing without a key: model load and shared-memory (un)registration are admin calls, which a
+    Triton published beyond loopback answers only with its key (docker-compose.yml)."""
+    protocol = "grpc" if type(client).__module__.startswith("tritonclient.grpc") else "http"
+    headers = admin_headers(protocol)
+    return {"headers": headers} if headers else {}
+
+
 def load_model(client, model: str) -> None:
     """Ask the server to (re)load ``model`` from its repository (needs --model-control-mode=explicit)."""
-    client.load_model(model)
+    client.load_model(model, **admin_kwargs(client))
     if not client.is_model_ready(model):
         raise ClientError(f"model '{model}' did not become ready after loading; see the server's log")
 
@@ -398,13 +407,14 @@ class _Region:
             import tritonclient.utils.shared_memory as shm
 
             self.handle = shm.create_shared_memory_region(self.name, f"/{self.name}", self.size, create_only=True)
-            self.client.register_system_shared_memory(self.name, f"/{self.name}", self.size)
+            self.client.register_system_shared_memory(self.name, f"/{self.name}", self.size,
+                                                      **admin_kwargs(self.client))
         else:
             import tritonclient.utils.cuda_shared_memory as cudashm
 
             self.handle = cudashm.create_shared_memory_region(self.name, self.size, self.device_id)
             self.client.register_cuda_shared_memory(self.name, cudashm.get_raw_handle(self.handle), self.device_id,
-                                                    self.size)
+                                                    self.size, **admin_kwargs(self.client))
         self.registered = True
         return self
 
@@ -456,7 +466,7 @@ class _Region:
         deadline, pause = time.monotonic() + patience_s, 0.005
         while True:
             try:
-                unregister(self.name)
+                unregister(self.name, **admin_kwargs(self.client))
                 return
             except Exception as err:  # noqa: BLE001 - tritonclient's InferenceServerException
                 if "in use" not in str(err) or time.monotonic() > deadline:
@@ -550,8 +560,11 @@ class SharedMemory:
         region = _Region(self.client, self.mode, f"{self._token}_{safe}", size, self.device_id)
         try:
             return region.create()
-        except BaseException:
+        except BaseException as err:
             region.release()  # whatever was made of it
+            if "restricted" in str(err):  # the server's shared-memory API is locked (published beyond loopback)
+                raise ClientError(f"the server refused to register shared memory ({_first_line(str(err))}): set "
+                                  "TRITON_ADMIN_KEY to its admin key, or use --shared-memory none") from None
             raise
 
     # -- one request -------------------------------------------------------------------------------
