@@ -343,7 +343,7 @@ SMOKE_OUT ?= results/smoke
 smoke: ## Send images to a served model, print + draw detections: make smoke MODEL=yolov11_small_trt_end2end
 	@test -n "$(MODEL)" || { echo "usage: make smoke MODEL=<served model> [IMAGES=files or dir] [PROTOCOL=http|grpc] [TRITON_URL=host:port]" >&2; exit 2; }
 	$(PYTHON) scripts/triton_client.py --model $(MODEL) --protocol $(PROTOCOL) --url $(TRITON_URL) \
-	  $(if $(IMAGES),--images $(IMAGES)) --model-repository $(MODELS_DIR) --draw $(SMOKE_OUT)/$(MODEL).png
+	  $(if $(IMAGES),--images $(IMAGES)) --model-repository $(MODELS_DIR) --draw $(SMOKE_OUT)/$(MODEL).png --max-pixels $(MAX_PIXELS)
 
 # A Triton published beyond loopback answers load/unload only with its admin key (docker-compose.yml,
 # scripts/triton_entrypoint.sh): reload, promote and rollback send $$TRITON_ADMIN_KEY when it is set, as the

@@ -624,8 +624,46 @@ def image_paths(items: Sequence[str | Path]) -> list[Path]:
     return paths
 
 
-def read_image(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+def check_pixel_budget(source: Path | bytes, max_pixels: int | None = None, what: str = "") -> None:
+    """ClientError (one line) when the image file's header claims more than ``max_pixels`` pixels (default
+    MAX_PIXELS of defaults.mk): a decompression bomb is refused before anything decodes it.
+
+    The size comes from Pillow's ``Image.open``, which parses only the header (JPEG SOF, PNG IHDR, ...) and
+    allocates no pixels; ``cv2.imread`` would allocate width x height x 3 first (OpenCV checks only its own
+    2^30-pixel ceiling), and ``IMREAD_REDUCED_*`` still decodes a PNG in full. A header Pillow cannot read
+    is left to OpenCV. Pillow's own guard raises above 2 x Image.MAX_IMAGE_PIXELS (179 MP): over budget too."""
+    import io
+    import re
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    budget = int(defaults()["MAX_PIXELS"]) if max_pixels is None else int(max_pixels)
+    what = what or (f"{len(source)} bytes" if isinstance(source, (bytes, bytearray, memoryview)) else str(source))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source) as im:
+                width, height = im.size
+        pixels, size = width * height, f"{width}x{height} = "
+    except Image.DecompressionBombError as err:  # Pillow's own ceiling; it says the pixel count only
+        found = re.search(r"\((\d+) pixels\)", str(err))
+        pixels, size = (int(found.group(1)) if found else budget + 1), ""
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):  # not Pillow's: OpenCV decides
+        return
+    if pixels > budget:
+        raise ClientError(f"{what}: {size}{pixels / 1e6:.1f} MP is over the pixel budget of {budget / 1e6:g} MP "
+                          "(a decompression-bomb guard); refused before decoding. Raise MAX_PIXELS (--max-pixels) "
+                          "if the image is genuine")
+
+
+def read_image(path: Path, max_pixels: int | None = None) -> np.ndarray:
+    """The image as BGR, after :func:`check_pixel_budget` (``max_pixels``, default MAX_PIXELS)."""
+    check_pixel_budget(Path(path), max_pixels)
+    try:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    except cv2.error as err:  # e.g. OpenCV's own ceiling (2^30 pixels) under a larger MAX_PIXELS
+        raise ClientError(f"cannot decode {path}: OpenCV refused it ({_first_line(str(err))})") from None
     if image is None:
         raise ClientError(f"cannot decode {path} as an image")
     return image
