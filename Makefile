@@ -343,12 +343,20 @@ SMOKE_OUT ?= results/smoke
 smoke: ## Send images to a served model, print + draw detections: make smoke MODEL=yolov11_small_trt_end2end
 	@test -n "$(MODEL)" || { echo "usage: make smoke MODEL=<served model> [IMAGES=files or dir] [PROTOCOL=http|grpc] [TRITON_URL=host:port]" >&2; exit 2; }
 	$(PYTHON) scripts/triton_client.py --model $(MODEL) --protocol $(PROTOCOL) --url $(TRITON_URL) \
-	  $(if $(IMAGES),--images $(IMAGES)) --model-repository $(MODELS_DIR) --draw $(SMOKE_OUT)/$(MODEL).png
+	  $(if $(IMAGES),--images $(IMAGES)) --model-repository $(MODELS_DIR) --draw $(SMOKE_OUT)/$(MODEL).png --max-pixels $(MAX_PIXELS)
 
+# A Triton published beyond loopback answers load/unload only with its admin key (docker-compose.yml,
+# scripts/triton_entrypoint.sh): reload, promote and rollback send $$TRITON_ADMIN_KEY when it is set, as the
+# header admin-key (yolo_triton.settings.ADMIN_HEADER). curl reads the header from stdin (-H @-), so the
+# key shows neither in make's echo nor on curl's command line; pass it in the environment.
 reload: ## Load a re-exported model into the running Triton: make reload MODEL=yolov11_small_trt_end2end
 	@test -n "$(MODEL)" || { echo "usage: make reload MODEL=<model directory name under $(MODELS_DIR)>" >&2; exit 2; }
-	curl -sS --fail-with-body -X POST http://$(TRITON_HTTP)/v2/repository/models/$(MODEL)/load
-	@echo "loaded $(MODEL)"
+	@echo "POST http://$(TRITON_HTTP)/v2/repository/models/$(MODEL)/load$${TRITON_ADMIN_KEY:+ (admin key from TRITON_ADMIN_KEY)}"
+	@{ [ -z "$${TRITON_ADMIN_KEY:-}" ] || printf 'admin-key: %s\n' "$$TRITON_ADMIN_KEY"; } | \
+	  curl -sS --fail-with-body -H @- -X POST http://$(TRITON_HTTP)/v2/repository/models/$(MODEL)/load || { \
+	  echo; echo "reload: $(MODEL) not loaded (Triton's answer above; 403 'This API is restricted': set" \
+	    "TRITON_ADMIN_KEY to the server's admin key)" >&2; exit 1; }
+	@echo; echo "loaded $(MODEL)"
 
 # ---- serving benchmark: the track comparison on the running Triton, as clients see it -----------------
 # Every served track of MODEL (<m>, <m>_trt, <m>_end2end, <m>_trt_end2end, <m>_ensemble; BENCH_TRACKS to

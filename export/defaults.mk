@@ -55,3 +55,7 @@ ORT_TRT_CACHE_DIR ?= /ort_trt_cache
 # pins versions (version_policy specific).
 VERSION ?= 1
 KEEP_VERSIONS ?= 1
+# The client's pixel budget (decompression-bomb guard): an image file whose header claims more pixels
+# (width x height) is refused with one line before it is decoded (yolo_triton.client.check_pixel_budget).
+# 100 MP = 300 MB of BGR pixels in the client; raise it for larger genuine images.
+MAX_PIXELS ?= 100000000

@@ -77,6 +77,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "cuda (GPU memory, the server on this machine's GPU); default %(default)s")
     parser.add_argument("--cuda-device", type=int, default=0, metavar="N",
                         help="GPU of the CUDA shared memory regions (the server's GPU; default %(default)s)")
+    parser.add_argument("--max-pixels", type=int, default=int(settings["MAX_PIXELS"]), metavar="N",
+                        help="refuse an image whose header claims more pixels, before decoding it (MAX_PIXELS, "
+                             "default %(default)s); shared memory and --load send $TRITON_ADMIN_KEY when set")
     parser.add_argument("--load", action="store_true",
                         help="ask the server to (re)load the model first (explicit model control)")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -90,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     if args.shared_memory == "cuda":
         check_cuda_shared_memory(args.cuda_device)  # before anything is sent
     paths = image_paths(args.images or [sample_images_dir()])
-    images = [read_image(path) for path in paths]
+    images = [read_image(path, args.max_pixels) for path in paths]
     client = connect(args.url or default_url(args.protocol), args.protocol)
     try:
         if args.load:

@@ -27,7 +27,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 SERVICES = {"yolo-api", "triton-api"}
 TRITON_PORTS = (8000, 8001, 8002)
-COMPOSE_VARS = ("TRITON_RELEASE", "TRITON_BIND", "HOST_UID", "HOST_GID")
+COMPOSE_VARS = ("TRITON_RELEASE", "TRITON_BIND", "HOST_UID", "HOST_GID", "TRITON_ADMIN_KEY", "TRITON_METRICS_BIND")
 
 
 def _compose_command() -> list[str] | None:
@@ -120,8 +120,23 @@ def test_triton_ports_are_published_on_loopback_unless_opted_in(config):
 
     assert published(config) == [f"127.0.0.1:{p}:{p}/tcp" for p in TRITON_PORTS]
     opened = compose_config(TRITON_BIND="0.0.0.0")
-    assert published(opened) == [f"0.0.0.0:{p}:{p}/tcp" for p in TRITON_PORTS]
+    # metrics (which Triton cannot put behind a key) stay on loopback unless TRITON_METRICS_BIND asks
+    assert published(opened) == ["0.0.0.0:8000:8000/tcp", "0.0.0.0:8001:8001/tcp", "127.0.0.1:8002:8002/tcp"]
+    metrics = compose_config(TRITON_BIND="0.0.0.0", TRITON_METRICS_BIND="0.0.0.0")
+    assert published(metrics) == [f"0.0.0.0:{p}:{p}/tcp" for p in TRITON_PORTS]
     assert "ports" not in config["services"]["yolo-api"]
+
+
+def test_triton_starts_through_the_admin_gate_which_knows_the_bind_and_the_key(config):
+    """scripts/triton_entrypoint.sh (tested in test_admin_api.py) wraps the command: it must be mounted where
+    the entrypoint runs it and see TRITON_BIND and TRITON_ADMIN_KEY; make reload/promote in yolo-api send the key."""
+    service = config["services"]["triton-api"]
+    assert service["entrypoint"] == ["bash", "/opt/yolo/triton_entrypoint.sh"]
+    assert f"{ROOT / 'scripts' / 'triton_entrypoint.sh'}:/opt/yolo/triton_entrypoint.sh:ro" in service["volumes"]
+    assert service["environment"] == {"TRITON_BIND": "127.0.0.1", "TRITON_ADMIN_KEY": ""}
+    opened = compose_config(TRITON_BIND="0.0.0.0", TRITON_ADMIN_KEY="k" * 32)
+    assert opened["services"]["triton-api"]["environment"] == {"TRITON_BIND": "0.0.0.0", "TRITON_ADMIN_KEY": "k" * 32}
+    assert opened["services"]["yolo-api"]["environment"]["TRITON_ADMIN_KEY"] == "k" * 32
 
 
 def test_triton_healthcheck_asks_for_readiness(config):
@@ -137,7 +152,7 @@ def test_triton_serves_read_only_the_repository_the_export_service_writes(config
     command = service["command"]
     assert command[0] == "tritonserver"
     assert "--model-control-mode=explicit" in command and "--load-model=*" in command
-    served, cache = service["volumes"]
+    served, cache, _entrypoint = service["volumes"]
     host, container, mode = served.split(":")
     exports = {volume.split(":")[1]: volume.split(":")[0] for volume in config["services"]["yolo-api"]["volumes"]}
     assert host == exports[f"/app/{settings.defaults()['MODELS_DIR']}"] and mode == "ro"

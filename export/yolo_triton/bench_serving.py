@@ -134,10 +134,11 @@ def open_client(url: str, protocol: str) -> Iterator[object]:
 
 def repository_index(client) -> dict[str, dict]:
     """``{model: {"state": ..., "reason": ...}}`` from the server's repository index (HTTP or gRPC)."""
+    admin = yc.admin_kwargs(client)  # the index is model-repository API: locked on a published server
     if type(client).__module__.startswith("tritonclient.grpc"):
-        entries = client.get_model_repository_index(as_json=True).get("models", [])
+        entries = client.get_model_repository_index(as_json=True, **admin).get("models", [])
     else:
-        entries = client.get_model_repository_index()
+        entries = client.get_model_repository_index(**admin)
     return {e["name"]: e for e in entries}
 
 

@@ -45,7 +45,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from yolo_triton import postprocess as pp
 from yolo_triton.files import atomic_path
-from yolo_triton.settings import END2END_OUTPUTS, LABELS_FILE, TRACK_A_OUTPUT, defaults
+from yolo_triton.settings import END2END_OUTPUTS, LABELS_FILE, TRACK_A_OUTPUT, admin_headers, defaults
 
 LOG = logging.getLogger("triton_client")
 
@@ -187,9 +187,18 @@ def _ensemble_image_size(client, steps: Sequence[str]) -> int | None:
     return None
 
 
+def admin_kwargs(client) -> dict:
+    """``headers=`` carrying ``$TRITON_ADMIN_KEY`` for ``client``'s protocol (HTTP header / gRPC metadata),
+    or nothing without a key: model load and shared-memory (un)registration are admin calls, which a
+    Triton published beyond loopback answers only with its key (docker-compose.yml)."""
+    protocol = "grpc" if type(client).__module__.startswith("tritonclient.grpc") else "http"
+    headers = admin_headers(protocol)
+    return {"headers": headers} if headers else {}
+
+
 def load_model(client, model: str) -> None:
     """Ask the server to (re)load ``model`` from its repository (needs --model-control-mode=explicit)."""
-    client.load_model(model)
+    client.load_model(model, **admin_kwargs(client))
     if not client.is_model_ready(model):
         raise ClientError(f"model '{model}' did not become ready after loading; see the server's log")
 
@@ -398,13 +407,14 @@ class _Region:
             import tritonclient.utils.shared_memory as shm
 
             self.handle = shm.create_shared_memory_region(self.name, f"/{self.name}", self.size, create_only=True)
-            self.client.register_system_shared_memory(self.name, f"/{self.name}", self.size)
+            self.client.register_system_shared_memory(self.name, f"/{self.name}", self.size,
+                                                      **admin_kwargs(self.client))
         else:
             import tritonclient.utils.cuda_shared_memory as cudashm
 
             self.handle = cudashm.create_shared_memory_region(self.name, self.size, self.device_id)
             self.client.register_cuda_shared_memory(self.name, cudashm.get_raw_handle(self.handle), self.device_id,
-                                                    self.size)
+                                                    self.size, **admin_kwargs(self.client))
         self.registered = True
         return self
 
@@ -456,7 +466,7 @@ class _Region:
         deadline, pause = time.monotonic() + patience_s, 0.005
         while True:
             try:
-                unregister(self.name)
+                unregister(self.name, **admin_kwargs(self.client))
                 return
             except Exception as err:  # noqa: BLE001 - tritonclient's InferenceServerException
                 if "in use" not in str(err) or time.monotonic() > deadline:
@@ -550,8 +560,11 @@ class SharedMemory:
         region = _Region(self.client, self.mode, f"{self._token}_{safe}", size, self.device_id)
         try:
             return region.create()
-        except BaseException:
+        except BaseException as err:
             region.release()  # whatever was made of it
+            if "restricted" in str(err):  # the server's shared-memory API is locked (published beyond loopback)
+                raise ClientError(f"the server refused to register shared memory ({_first_line(str(err))}): set "
+                                  "TRITON_ADMIN_KEY to its admin key, or use --shared-memory none") from None
             raise
 
     # -- one request -------------------------------------------------------------------------------
@@ -611,8 +624,46 @@ def image_paths(items: Sequence[str | Path]) -> list[Path]:
     return paths
 
 
-def read_image(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+def check_pixel_budget(source: Path | bytes, max_pixels: int | None = None, what: str = "") -> None:
+    """ClientError (one line) when the image file's header claims more than ``max_pixels`` pixels (default
+    MAX_PIXELS of defaults.mk): a decompression bomb is refused before anything decodes it.
+
+    The size comes from Pillow's ``Image.open``, which parses only the header (JPEG SOF, PNG IHDR, ...) and
+    allocates no pixels; ``cv2.imread`` would allocate width x height x 3 first (OpenCV checks only its own
+    2^30-pixel ceiling), and ``IMREAD_REDUCED_*`` still decodes a PNG in full. A header Pillow cannot read
+    is left to OpenCV. Pillow's own guard raises above 2 x Image.MAX_IMAGE_PIXELS (179 MP): over budget too."""
+    import io
+    import re
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    budget = int(defaults()["MAX_PIXELS"]) if max_pixels is None else int(max_pixels)
+    what = what or (f"{len(source)} bytes" if isinstance(source, (bytes, bytearray, memoryview)) else str(source))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source) as im:
+                width, height = im.size
+        pixels, size = width * height, f"{width}x{height} = "
+    except Image.DecompressionBombError as err:  # Pillow's own ceiling; it says the pixel count only
+        found = re.search(r"\((\d+) pixels\)", str(err))
+        pixels, size = (int(found.group(1)) if found else budget + 1), ""
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):  # not Pillow's: OpenCV decides
+        return
+    if pixels > budget:
+        raise ClientError(f"{what}: {size}{pixels / 1e6:.1f} MP is over the pixel budget of {budget / 1e6:g} MP "
+                          "(a decompression-bomb guard); refused before decoding. Raise MAX_PIXELS (--max-pixels) "
+                          "if the image is genuine")
+
+
+def read_image(path: Path, max_pixels: int | None = None) -> np.ndarray:
+    """The image as BGR, after :func:`check_pixel_budget` (``max_pixels``, default MAX_PIXELS)."""
+    check_pixel_budget(Path(path), max_pixels)
+    try:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    except cv2.error as err:  # e.g. OpenCV's own ceiling (2^30 pixels) under a larger MAX_PIXELS
+        raise ClientError(f"cannot decode {path}: OpenCV refused it ({_first_line(str(err))})") from None
     if image is None:
         raise ClientError(f"cannot decode {path} as an image")
     return image

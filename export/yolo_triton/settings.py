@@ -8,6 +8,7 @@ checks that the two agree. Nothing in this module imports another yolo_triton mo
 """
 from __future__ import annotations
 
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -131,3 +132,22 @@ def ort_pad_batch(mode: str, kind: str, max_batch: int, pad_batch: int) -> int |
     if int(pad_batch) < 1:
         raise ValueError(f"ORT_PAD_BATCH must be >= 1, got {pad_batch}")
     return min(int(pad_batch), int(max_batch))
+
+
+# The admin key of a Triton published beyond loopback (docker-compose.yml, scripts/triton_entrypoint.sh):
+# the model-repository, shared-memory, trace and logging endpoints then answer only requests carrying
+# it, as the HTTP header ADMIN_HEADER or the gRPC metadata GRPC_RESTRICTED_PREFIX + ADMIN_HEADER
+# (tritonserver prefixes gRPC keys itself: server src/grpc/grpc_server.h kRestrictedProtocolHeaderTemplate).
+# Read from the environment only, never from a command line (where `ps` would show it).
+ADMIN_KEY_ENV = "TRITON_ADMIN_KEY"
+ADMIN_HEADER = "admin-key"
+GRPC_RESTRICTED_PREFIX = "triton-grpc-protocol-"
+
+
+def admin_headers(protocol: str = "http", key: str | None = None) -> dict[str, str]:
+    """The header (HTTP) or metadata (gRPC) carrying the admin key; ``key`` None: ``$TRITON_ADMIN_KEY``.
+    Empty when there is no key (a server on loopback restricts nothing)."""
+    key = os.environ.get(ADMIN_KEY_ENV, "") if key is None else key
+    if not key:
+        return {}
+    return {(ADMIN_HEADER if protocol == "http" else GRPC_RESTRICTED_PREFIX + ADMIN_HEADER): key}

@@ -29,11 +29,16 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from yolo_triton.settings import ADMIN_KEY_ENV, admin_headers
+
 LOG = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 COMPOSE_SERVICE = "triton-api"
+# The service's entrypoint: adds the restricted-API flags when TRITON_ADMIN_KEY is set (or refuses to start
+# when published beyond loopback without one)
+COMPOSE_ENTRYPOINT = REPO / "scripts" / "triton_entrypoint.sh"
 ORT_BACKEND_ENV = "YOLO_TRITON_ORT_BACKEND"
 ORT_BACKEND_LIB = "libtriton_onnxruntime.so"
 ORT_LIBRARY = "libonnxruntime.so.1"  # the name the backend's RUNPATH ($ORIGIN) resolves
@@ -140,17 +145,19 @@ def server_environment() -> dict[str, str]:
     return env
 
 
-def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+def _get(url: str, timeout: float = 2.0, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=timeout) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as err:
         return err.code, err.read()
 
 
-def _post(url: str, body: dict | None = None, timeout: float = 120.0) -> tuple[int, bytes]:
+def _post(url: str, body: dict | None = None, timeout: float = 120.0,
+          headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     data = json.dumps(body or {}).encode()
-    request = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(url, data=data, method="POST",
+                                     headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read()
@@ -167,6 +174,7 @@ class RunningServer:
     grpc_port: int
     log_path: Path
     flags: list[str] = field(default_factory=list)
+    admin_key: str | None = None  # sent with the index and load calls (a server started with admin_key)
 
     @property
     def http_url(self) -> str:
@@ -197,13 +205,15 @@ class RunningServer:
 
     def model_states(self) -> dict[str, dict]:
         """``{name: {"state": ..., "reason": ..., "version": ...}}`` from the repository index."""
-        status, body = _post(f"http://{self.http_url}/v2/repository/index", {}, timeout=10)
+        status, body = _post(f"http://{self.http_url}/v2/repository/index", {}, timeout=10,
+                             headers=admin_headers("http", self.admin_key or ""))
         if status != 200:
             raise ServerError(f"repository index answered HTTP {status}: {body[:200]!r}")
         return {entry["name"]: entry for entry in json.loads(body)}
 
     def load(self, model: str) -> tuple[int, str]:
-        status, body = _post(f"http://{self.http_url}/v2/repository/models/{model}/load")
+        status, body = _post(f"http://{self.http_url}/v2/repository/models/{model}/load",
+                             headers=admin_headers("http", self.admin_key or ""))
         return status, body.decode(errors="replace")
 
     def stop(self, timeout: float = 20.0) -> None:
@@ -223,26 +233,35 @@ class RunningServer:
 
 
 def start_server(model_repository: Path, workdir: Path, flags: list[str] | None = None,
-                 onnxruntime_backend: Path | None | str = "auto", timeout: float = 180.0) -> RunningServer:
+                 onnxruntime_backend: Path | None | str = "auto", timeout: float = 180.0,
+                 admin_key: str | None = None) -> RunningServer:
     """Start tritonserver on ``model_repository`` with ``flags`` (default: the compose service's) on
     free 127.0.0.1 ports; return once it is live and has finished loading (``/v2/repository/index``
-    shows no model still LOADING), whether or not every model loaded: callers read the states."""
+    shows no model still LOADING), whether or not every model loaded: callers read the states.
+
+    ``admin_key``: start it as compose does when the ports are published beyond loopback, through the
+    service's entrypoint (``scripts/triton_entrypoint.sh``, TRITON_BIND=0.0.0.0 and TRITON_ADMIN_KEY
+    given to it; the server itself still listens on 127.0.0.1 only): the admin endpoints then need the key."""
     workdir.mkdir(parents=True, exist_ok=True)
     if onnxruntime_backend == "auto":
         onnxruntime_backend = find_onnxruntime_backend()
     backends = assemble_backends(workdir / "backends", onnxruntime_backend)
     flags = compose_server_flags() if flags is None else list(flags)
     http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
-    argv = [str(tritonserver_dir() / "bin" / "tritonserver"), f"--model-repository={model_repository}",
+    launcher = [] if admin_key is None else ["bash", str(COMPOSE_ENTRYPOINT)]
+    argv = [*launcher, str(tritonserver_dir() / "bin" / "tritonserver"), f"--model-repository={model_repository}",
             f"--backend-directory={backends}", "--http-address=127.0.0.1", f"--http-port={http_port}",
             "--grpc-address=127.0.0.1", f"--grpc-port={grpc_port}", "--allow-metrics=false",
             f"--metrics-port={metrics_port}", *flags]
     log_path = workdir / "tritonserver.log"
     LOG.info("starting %s", " ".join(argv))
+    env = server_environment()
+    env.pop(ADMIN_KEY_ENV, None)
+    if admin_key is not None:
+        env.update({ADMIN_KEY_ENV: admin_key, "TRITON_BIND": "0.0.0.0"})
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=server_environment(),
-                                   start_new_session=True)
-    server = RunningServer(process, http_port, grpc_port, log_path, flags)
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    server = RunningServer(process, http_port, grpc_port, log_path, flags, admin_key)
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:

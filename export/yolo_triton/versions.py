@@ -38,7 +38,7 @@ from typing import Iterator
 from yolo_triton import triton_config as tc
 from yolo_triton.errors import StepError
 from yolo_triton.files import atomic_path, atomic_write_text
-from yolo_triton.settings import CONFIG_FILE, LABELS_FILE, ONNX_FILE, PLAN_FILE
+from yolo_triton.settings import ADMIN_KEY_ENV, CONFIG_FILE, LABELS_FILE, ONNX_FILE, PLAN_FILE, admin_headers
 
 LOG = logging.getLogger("versions")
 
@@ -325,21 +325,29 @@ def promote_policy(version: int, present: list[int], keep: int, usable=lambda v:
 
 
 class Triton:
-    """The running server's HTTP endpoint (``host:port``): model control and readiness."""
+    """The running server's HTTP endpoint (``host:port``): model control and readiness. ``admin_key``
+    (None: ``$TRITON_ADMIN_KEY``) goes with every call as the ``admin-key`` header: a server published
+    beyond loopback answers its model-repository API (index, load) only with it (docker-compose.yml)."""
 
-    def __init__(self, url: str, timeout: float = 300.0):
+    def __init__(self, url: str, timeout: float = 300.0, admin_key: str | None = None):
         self.base = "http://" + url.removeprefix("http://").rstrip("/")
         self.timeout = timeout
+        self.headers = admin_headers("http", admin_key)
 
     def _call(self, path: str, body: dict | None = None) -> tuple[int, str]:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.base + path, data=data, method="GET" if body is None else "POST",
-                                         headers={"Content-Type": "application/json"})
+                                         headers={"Content-Type": "application/json", **self.headers})
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return response.status, response.read().decode(errors="replace")
         except urllib.error.HTTPError as err:
-            return err.code, err.read().decode(errors="replace")
+            text = err.read().decode(errors="replace")
+            if err.code == 403 and "restricted" in text:
+                raise StepError(f"{self.base}{path}: Triton refused it (HTTP 403, {_error_text(text)}): its admin "
+                                f"API is locked; set {ADMIN_KEY_ENV} to the server's key"
+                                f"{' (the one sent is not it)' if self.headers else ''}") from None
+            return err.code, text
         except OSError as err:
             raise StepError(f"no Triton at {self.base} ({err}); start it (docker compose up -d triton-api) or "
                             "set TRITON_HTTP=host:port") from None
@@ -375,6 +383,13 @@ class Triton:
             return False, json.loads(body).get("error", body)
         except json.JSONDecodeError:
             return False, body
+
+
+def _error_text(body: str) -> str:
+    try:
+        return str(json.loads(body).get("error", body))
+    except (json.JSONDecodeError, AttributeError):
+        return body
 
 
 def read_rollout(model_dir: Path) -> list[dict]:
