@@ -50,6 +50,8 @@ UINT8 = "yolo11n_uint8"        # INPUT_DTYPE=uint8: UINT8 images, the graph cast
 BROKEN = "garbage"             # a checkpoint that is not one: its export fails
 PREPROCESS = ens.preprocess_model_name(IMGSZ)
 CONTROL = f"{PREPROCESS}_no_ragged_control"   # the same stand-in without allow_ragged_batch
+PROBE = f"{PREPROCESS}_ragged_probe"   # the same stand-in, batches formed by size alone (long queue delay)
+PROBE_DELAY_US = 120_000_000   # the batcher waits for a full batch; the test's 16 requests arrive long before
 STANDINS = REPO / "tests" / "doubles" / "triton_python_standins"
 PROTOCOLS = ("http", "grpc")
 
@@ -115,6 +117,15 @@ def built(tmp_path_factory, scratch_weights):
     control = tc.parse_config(m / CONTROL / "config.pbtxt")
     control.input[0].allow_ragged_batch = False
     tc.write_model_config(m / CONTROL, control)
+    # The probe: with allow_ragged_batch, a batch of max_batch_size requests forms as soon as they are queued
+    # (preferred size = max); the long delay means no smaller batch runs before that (recorded, not timed).
+    shutil.copytree(m / PREPROCESS, m / PROBE)
+    probe = tc.parse_config(m / PROBE / "config.pbtxt")
+    probe.name = PROBE
+    probe.dynamic_batching.ClearField("preferred_batch_size")
+    probe.dynamic_batching.preferred_batch_size.append(probe.max_batch_size)
+    probe.dynamic_batching.max_queue_delay_microseconds = PROBE_DELAY_US
+    tc.write_model_config(m / PROBE, probe)
     return {"tree": tree, "failed": failed, "ensemble_text": ensemble_text}
 
 
@@ -180,7 +191,7 @@ def test_server_started_with_the_compose_flags(server):
 def test_server_is_ready_and_every_model_is_ready(server, built):
     states = server.model_states()
     expected = {SCRATCH_NAME, f"{SCRATCH_NAME}_end2end", FREE, f"{FREE}_end2end", FP16, INT8, UINT8, f"{UINT8}_end2end",
-                f"{SCRATCH_NAME}_trt_end2end", PREPROCESS, CONTROL, ens.ensemble_name(SCRATCH_NAME)}
+                f"{SCRATCH_NAME}_trt_end2end", PREPROCESS, CONTROL, PROBE, ens.ensemble_name(SCRATCH_NAME)}
     assert set(states) == expected, set(states) ^ expected
     not_ready = {name: s.get("reason") for name, s in states.items() if s.get("state") != "READY"}
     assert not not_ready, not_ready
@@ -367,16 +378,17 @@ def _stats(server, model: str) -> dict:
             "batch_sizes": {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in stats["batch_stats"]}}
 
 
-def test_ragged_batching_merges_jpegs_of_different_lengths(server, clients, samples):
-    """16 concurrent one-JPEG requests of two byte lengths: with allow_ragged_batch the dynamic batcher
-    merges them (executions < inferences); the control without it runs every request alone."""
+def test_ragged_batching_merges_jpegs_of_different_lengths(server, clients, samples, built):
+    """16 concurrent one-JPEG requests of 16 byte lengths: with allow_ragged_batch the dynamic batcher
+    merges them into full batches (the probe: executions of exactly max_batch_size each, from the server's
+    own statistics); the control without it runs every request alone. No timing is asserted."""
     import tritonclient.grpc as grpcclient
 
     paths, _ = samples
     # 16 different byte lengths (trailing bytes after the JPEG's end marker are ignored by decoders)
     payloads = [np.frombuffer(paths[i % 2].read_bytes() + bytes(i), np.uint8)[None] for i in range(16)]
     results = {}
-    for model in (PREPROCESS, CONTROL):
+    for model in (PROBE, CONTROL):
         before = _stats(server, model)
         errors = []
 
@@ -403,11 +415,14 @@ def test_ragged_batching_merges_jpegs_of_different_lengths(server, clients, samp
         while (after := _stats(server, model))["inferences"] - before["inferences"] < 16 and time.monotonic() < deadline:
             time.sleep(0.2)  # statistics are updated just after the responses go out
         results[model] = {k: after[k] - before[k] for k in ("inferences", "executions")}
-        results[model]["batch_sizes"] = after["batch_sizes"]
+        results[model]["batch_sizes"] = {size: count - before["batch_sizes"].get(size, 0)
+                                         for size, count in after["batch_sizes"].items()
+                                         if count - before["batch_sizes"].get(size, 0)}
     print(f"\nragged batching (16 concurrent JPEG requests): {results}")
-    assert results[PREPROCESS]["inferences"] == results[CONTROL]["inferences"] == 16
-    assert results[CONTROL]["executions"] == 16
-    assert results[PREPROCESS]["executions"] < 16
+    full = tc.parse_config(built["tree"].models / PROBE / "config.pbtxt").max_batch_size
+    assert results[PROBE]["inferences"] == results[CONTROL]["inferences"] == 16
+    assert results[CONTROL]["executions"] == 16 and results[CONTROL]["batch_sizes"] == {1: 16}
+    assert results[PROBE]["batch_sizes"] == {full: 16 // full}, results[PROBE]
 
 
 # ---- shared memory: the same detections, nothing left behind ---------------------------------------
