@@ -3,8 +3,10 @@
 
 Everything comes from the artefact: tensor names, dtypes and dims from the ONNX file (or, for a plan,
 from the engine itself when TensorRT is importable, else from the ONNX it was built from), class
-names from the ONNX metadata that the export step copied from the checkpoint. Written through
-Triton's ModelConfig protobuf.
+names from the ONNX metadata that the export step copied from the checkpoint; for models that
+ultralytics' own Triton client can use (one float image in, ``output0`` out) that metadata also goes
+into the config's ``metadata`` parameter, which the client reads (for the others, a ``metadata`` that
+makes it refuse the model with the reason). Written through Triton's ModelConfig protobuf.
 """
 from __future__ import annotations
 
@@ -108,7 +110,8 @@ def build_config(artefact: Path, max_batch: int, queue_delay_us: int, source_onn
         raise StepError(f"{artefact}: expected model.onnx or model.plan")
     if artefact.suffix != ".plan":
         fleet = {}
-    names = class_names(onnx_metadata(onnx_path))
+    meta = onnx_metadata(onnx_path)
+    names = class_names(meta)
     label_output = LABEL_OUTPUT if any(o.name == LABEL_OUTPUT for o in outputs) else None
     try:
         config = tc.model_config(model_dir.name, platform, inputs, outputs, max_batch, queue_delay_us, label_output,
@@ -116,8 +119,28 @@ def build_config(artefact: Path, max_batch: int, queue_delay_us: int, source_onn
                                  keep_versions=keep_versions, batching=batching)
     except ValueError as err:  # the artefact's tensors or the settings do not fit a Triton config
         raise StepError(f"{artefact}: {err}") from None
+    add_ultralytics_metadata(config, meta, inputs, outputs, onnx_path)
     keep_pinned_versions(config, model_dir / "config.pbtxt")
     return model_dir, config, names
+
+
+def add_ultralytics_metadata(config, meta: dict[str, str], inputs: list[TensorSpec], outputs: list[TensorSpec],
+                             onnx_path: Path) -> None:
+    """The ``metadata`` parameter that ultralytics' own Triton client (``YOLO("http://host:8000/<model>")``)
+    reads names, task, stride and image size from, where that client can use the model (Tracks A/B with
+    float input); elsewhere metadata that makes that client refuse the model with the reason."""
+    reason = tc.ultralytics_unreadable(inputs, outputs)
+    if reason is not None:
+        tc.set_ultralytics_metadata(config, tc.ultralytics_refusal(config.name, reason))
+        LOG.info("ultralytics' Triton client is refused by this config's metadata: %s", reason)
+        return
+    try:
+        ultralytics = tc.ultralytics_metadata(meta, inputs[0])
+        tc.set_ultralytics_metadata(config, ultralytics)
+    except (ValueError, SyntaxError) as err:
+        raise StepError(f"{onnx_path}: {err}") from None
+    LOG.info("ultralytics metadata: task %s, %d names, stride %s, imgsz %s (YOLO(\"http://host:8000/%s\") reads it)",
+             ultralytics["task"], len(ultralytics["names"]), ultralytics["stride"], ultralytics["imgsz"], config.name)
 
 
 def onnx_batching(artefact: Path, model, mode: str, kind: str, max_batch: int) -> tuple[str, int]:

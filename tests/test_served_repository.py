@@ -153,12 +153,12 @@ def samples():
     return paths, [cv2.imread(str(p)) for p in paths]
 
 
-def predicted(weights: Path, paths, one2one: bool = False):
+def predicted(weights: Path, paths, one2one: bool = False, nms: bool | None = None):
     """ultralytics' predictor at the square letterbox (rect=False); nms=False = the one-to-one head."""
     from ultralytics import YOLO
 
     results = YOLO(str(weights)).predict([str(p) for p in paths], imgsz=IMGSZ, conf=CONF, iou=IOU, max_det=TOPK,
-                                         rect=False, verbose=False, nms=False if one2one else None)
+                                         rect=False, verbose=False, nms=False if one2one else nms)
     return [(r.boxes.xyxy.numpy(), r.boxes.conf.numpy(), r.boxes.cls.numpy().astype(int)) for r in results]
 
 
@@ -368,6 +368,72 @@ def test_track_d_jpeg_bytes_in_original_pixels_out(clients, built, samples, prot
         reference = reference[..., ::-1].transpose(2, 0, 1).astype(np.float32) / 255.0
         assert served_image.shape == reference.shape
         assert np.abs(served_image - reference).max() <= 1.0 / 255 + 1e-6
+
+
+# ---- ultralytics' own Triton client (YOLO("http://host:8000/<model>")) on what we serve ---------------
+def remote_yolo(server, protocol: str, model: str):
+    from ultralytics import YOLO
+
+    return YOLO(f"{protocol}://{server.url(protocol)}/{model}", task="detect")
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_ultralytics_triton_client_reads_the_metadata_and_matches_the_predictor(server, built, samples, protocol):
+    """Track A (YOLO11 and YOLO26's one-to-many head) through ultralytics' own client: names, task, stride
+    and image size come from the config's metadata parameter; boxes, scores and class names equal the
+    checkpoint's predict at the same image size (FP32 tolerances as above; YOLO26: predict(nms=True))."""
+    from ultralytics import YOLO
+
+    paths, _ = samples
+    for name in (SCRATCH_NAME, FREE):
+        weights = built["tree"].weights / f"{name}.pt"
+        remote = remote_yolo(server, protocol, name)
+        results = remote.predict([str(p) for p in paths], conf=CONF, iou=IOU, max_det=TOPK, verbose=False)
+        backend = remote.predictor.model
+        assert (backend.format, backend.task, backend.stride, list(backend.imgsz), backend.end2end, backend.dynamic
+                ) == ("triton", "detect", 32, [IMGSZ, IMGSZ], False, False)
+        names = YOLO(str(weights)).names
+        labels = (built["tree"].models / name / "labels.txt").read_text().splitlines()
+        assert names == dict(enumerate(labels)) and names[0] != "class0"
+        assert sum(len(r.boxes) for r in results) > 10
+        for result, theirs in zip(results, predicted(weights, paths, nms=True), strict=True):
+            assert result.names == names
+            ours = pp.Detections(result.boxes.xyxy.numpy(), result.boxes.conf.numpy(),
+                                 result.boxes.cls.numpy().astype(int))
+            assert_same(ours, theirs, box_tol=0.5, score_tol=1e-3)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_ultralytics_triton_client_refuses_what_it_cannot_parse(server, samples, protocol):
+    """end2end graphs (four outputs) and UINT8-input models: the config's metadata makes ultralytics' client
+    refuse them with the reason before any request, even given the right imgsz. Track D's ensemble takes
+    encoded bytes: the server refuses ultralytics' [1, 3, H, W] tensor."""
+    from tritonclient.utils import InferenceServerException
+
+    paths, _ = samples
+    for model, reason in ((f"{SCRATCH_NAME}_end2end", "outputs num_dets"), (f"{FREE}_end2end", "outputs num_dets"),
+                          (f"{SCRATCH_NAME}_trt_end2end", "outputs num_dets"), (UINT8, "input images is UINT8"),
+                          (f"{UINT8}_end2end", "outputs num_dets")):
+        before = _stats(server, model)["inferences"]
+        with pytest.raises(ValueError, match=f"{model} is not for ultralytics' Triton client: its {reason}"):
+            remote_yolo(server, protocol, model).predict(str(paths[0]), imgsz=IMGSZ, verbose=False)
+        assert _stats(server, model)["inferences"] == before
+    with pytest.raises(InferenceServerException, match="unexpected shape for input 'IMAGE_BYTES'"):
+        remote_yolo(server, protocol, ens.ensemble_name(SCRATCH_NAME)).predict(str(paths[0]), imgsz=IMGSZ,
+                                                                               verbose=False)
+
+
+def test_ultralytics_client_would_send_a_uint8_model_a_black_image(server, samples):
+    """Why the UINT8 model is refused: ultralytics' TritonRemoteModel casts its float 0..1 image to the
+    input type, so the model sees pixels 0 (and 1 where the float was exactly 1.0), not the image."""
+    from ultralytics.utils.triton import TritonRemoteModel
+
+    _, images = samples
+    batch, _ = pp.letterbox_batch(images[:1], IMGSZ)
+    cast = TritonRemoteModel(f"http://{server.http_url}/{UINT8}")(batch)[0]
+    as_float = TritonRemoteModel(f"http://{server.http_url}/{SCRATCH_NAME}")
+    assert np.array_equal(cast, as_float(np.floor(batch) / 255.0)[0])
+    assert not np.allclose(cast, as_float(batch)[0], atol=1e-2)
 
 
 def _stats(server, model: str) -> dict:

@@ -5,6 +5,8 @@ from a string template; :func:`parse_config` reads one back through the same sch
 """
 from __future__ import annotations
 
+import ast
+import re
 from pathlib import Path
 
 from google.protobuf import text_format
@@ -12,7 +14,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from yolo_triton.files import atomic_write_text
 from yolo_triton.onnx_io import TensorSpec
-from yolo_triton.settings import LABELS_FILE, opt_batch
+from yolo_triton.settings import LABELS_FILE, TRACK_A_OUTPUT, opt_batch
 
 ONNX_PLATFORM = "onnxruntime_onnx"
 TENSORRT_PLATFORM = "tensorrt_plan"
@@ -160,6 +162,84 @@ def model_config(
         config.dynamic_batching.max_queue_delay_microseconds = queue_delay_us
     set_version_policy(config, latest=keep_versions)
     return config
+
+
+# ---- the metadata parameter ultralytics' own Triton client reads ----------------------------------------
+# ``YOLO("http://host:8000/<model>")`` reads ``parameters { key: "metadata" value { string_value: "<dict>" } }``
+# (ultralytics/utils/triton.py: ``ast.literal_eval`` of the string; the Triton guide writes the exporter's
+# metadata dict with ``%s``) and applies it as the export metadata of a file (nn/backends/base.py
+# ``apply_metadata``): class names, task, stride, image size, keypoint shape.
+METADATA_PARAMETER = "metadata"
+# The keys ultralytics' exporter writes (engine/exporter.py), copied by the export step into the ONNX;
+# the pipeline's own keys (precision, nms, topk, ...) stay out: ultralytics sets every key as an attribute.
+ULTRALYTICS_KEYS = ("description", "author", "date", "version", "license", "docs", "stride", "task", "head", "batch",
+                    "imgsz", "names", "args", "channels", "end2end", "kpt_shape", "kpt_names")
+_LITERAL_KEYS = {"stride", "batch", "channels", "imgsz", "names", "args", "end2end", "kpt_shape", "kpt_names"}
+# ultralytics' client sends its float 0..1 image cast to the config's input type (type_map of utils/triton.py)
+_ULTRALYTICS_INPUTS = ("float32", "float16")
+
+
+def ultralytics_unreadable(inputs: list[TensorSpec], outputs: list[TensorSpec]) -> str | None:
+    """Why ultralytics' Triton client cannot use a model with these tensors (None: it can). It sends one
+    float image tensor cast to the input's type and parses the outputs, sorted by name, as its own export's
+    (``output0``; segment adds ``output1``): Tracks A/B are ultralytics' export, end2end graphs are not."""
+    names = [o.name for o in outputs]
+    if TRACK_A_OUTPUT not in names or not all(re.fullmatch(r"output\d+", name) for name in names):
+        return (f"its outputs {', '.join(names)} are not ultralytics' {TRACK_A_OUTPUT} (it would parse "
+                f"{sorted(names)[0]} as a raw head output)")
+    if len(inputs) != 1 or len(inputs[0].shape) != 4:
+        return f"its inputs {[(i.name, list(i.shape)) for i in inputs]} are not one [B, 3, H, W] image"
+    if inputs[0].dtype not in _ULTRALYTICS_INPUTS:
+        return (f"its input {inputs[0].name} is {inputs[0].dtype.upper()} and ultralytics casts its float 0..1 image "
+                "to that type (every pixel 0 or 1: a black image)")
+    return None
+
+
+def ultralytics_refusal(model_name: str, reason: str) -> dict:
+    """Metadata that makes ultralytics' client refuse the model, with ``reason``, before any request (instead
+    of parsing its outputs wrongly, or, without metadata, of parsing them wrongly once the user passes the
+    right ``imgsz``): its ``apply_metadata`` converts ``stride`` with ``int()``, so it raises
+    ``ValueError: invalid literal for int() with base 10: "<model> is not for ultralytics' Triton client: ..."``."""
+    return {"stride": f"{model_name} is not for ultralytics' Triton client: {reason}; "
+                      "use the project's client (scripts/triton_client.py) or the Track A model"}
+
+
+def ultralytics_metadata(onnx_meta: dict[str, str], image: TensorSpec) -> dict:
+    """ultralytics' export metadata (the ONNX's, as the exporter wrote it) for the served ``image`` input.
+
+    Changed, because the served graph is not the exporter's dynamic one: ``imgsz`` is the input's fixed
+    H, W; ``args.dynamic`` is False (ultralytics then letterboxes every image to exactly ``imgsz``, as
+    the graph needs, instead of the minimal rectangle); ``batch`` 1 (it sends one image per request, as
+    its predictor streams them, and pads nothing)."""
+    missing = [key for key in ("names", "stride", "task") if key not in onnx_meta]
+    if missing:
+        raise ValueError(f"the ONNX metadata has no {', '.join(missing)} (was it exported by this pipeline?)")
+    meta = {key: (ast.literal_eval(onnx_meta[key]) if key in _LITERAL_KEYS else onnx_meta[key])
+            for key in ULTRALYTICS_KEYS if key in onnx_meta}
+    height, width = image.shape[2:]
+    if height > 0 and width > 0:
+        meta["imgsz"] = [height, width]
+    if "imgsz" not in meta:
+        raise ValueError(f"input '{image.name}' has no fixed image size and the ONNX metadata no imgsz")
+    meta["batch"] = 1
+    meta["args"] = {**meta.get("args", {}), "batch": 1, "dynamic": False}
+    return meta
+
+
+def set_ultralytics_metadata(config: mc.ModelConfig, meta: dict) -> mc.ModelConfig:
+    """Write ``meta`` as the guide does: the dict's Python literal in the ``metadata`` string parameter."""
+    text = repr(meta)
+    if ast.literal_eval(text) != meta:  # what ultralytics will read back
+        raise ValueError(f"metadata does not survive ast.literal_eval: {text[:200]}")
+    config.parameters[METADATA_PARAMETER].string_value = text
+    return config
+
+
+def ultralytics_metadata_of(config: mc.ModelConfig) -> dict | None:
+    """The ``metadata`` parameter read back as ultralytics reads it (None: there is none)."""
+    if METADATA_PARAMETER not in config.parameters:
+        return None
+    return ast.literal_eval(config.parameters[METADATA_PARAMETER].string_value)
 
 
 # ---- version_policy: which numbered version folders Triton serves (yolo_triton.versions uses these) ----
