@@ -649,7 +649,9 @@ def check_pixel_budget(source: Path | bytes, max_pixels: int | None = None, what
     except Image.DecompressionBombError as err:  # Pillow's own ceiling; it says the pixel count only
         found = re.search(r"\((\d+) pixels\)", str(err))
         pixels, size = (int(found.group(1)) if found else budget + 1), ""
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):  # not Pillow's: OpenCV decides
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, ImportError):  # not Pillow's: OpenCV decides
+        # (ImportError: in a process that imported ultralytics, Image.open is ultralytics' wrapper, which
+        # answers an unreadable header by importing the HEIF plugin pi_heif, absent here)
         return
     if pixels > budget:
         raise ClientError(f"{what}: {size}{pixels / 1e6:.1f} MP is over the pixel budget of {budget / 1e6:g} MP "
