@@ -62,7 +62,9 @@ RSS_GROWTH_FRACTION = 0.5
 RSS_GROWTH_MIB = 64.0
 MAX_REQUESTS_PER_CLIENT_PER_S = 200  # a hard cap on every loop's count, besides its deadline
 TRACK_SUFFIXES = {"A": "", "end2end": "_end2end", "D": "_ensemble"}
-CRITICAL_DALI = "Critical error in pipeline"  # DALI's message for a batch it could not decode
+# The DALI step's error for a batch it could not run: DALI's own message (a batch it could not decode),
+# and the CPU stand-in's prefix (its empty-input check). A good image never fails there by itself.
+DALI_STEP_ERRORS = ("Critical error in pipeline", "DALI stand-in:")
 
 
 class SoakError(Exception):
@@ -219,6 +221,8 @@ class Soak:
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.t0 = 0.0
+        self.killed_pid: int | None = None  # the process the restart fault killed (its end is planned)
+        self.died: list[int] = []
         self.served: dict[str, yc.ServedModel] = {}
         self.references: dict[tuple[str, int], pp.Detections] = {}
         self.tolerance: dict[str, float] = {}
@@ -331,7 +335,20 @@ class Soak:
             client.close()
 
     def rss_loop(self, deadline: float) -> None:
+        """RSS once a second; also notices a server process that ended without the soak killing it."""
         for _ in range(int(self.settings.seconds) + 60):
+            server = self.target.server
+            if server is not None and server.process.poll() is not None and server.process.pid != self.killed_pid \
+                    and server.process.pid not in self.died:
+                self.died.append(server.process.pid)
+                tail = [line for line in server.log().splitlines()  # not Triton's I/W lines: the crash
+                        if not (line[:1] in "IW" and line[1:5].isdigit())][-3:]
+                event = Event("server died", self.now(), self.now(), False,
+                              f"pid {server.process.pid} ended by itself (exit {server.process.returncode}): "
+                              + " | ".join(tail)[:300], extra={"unplanned": True})
+                with self.lock:
+                    self.events.append(event)
+                LOG.error("the server died by itself: %s", event.detail)
             rss = self.server_rss()
             if rss:
                 with self.lock:
@@ -398,6 +415,7 @@ class Soak:
             event.extra["skipped"] = True
             return
         event.extra["rss_before_kill_mib"] = round(server.rss_bytes() / 2**20, 1)
+        self.killed_pid = server.process.pid
         server.kill()
         killed = time.monotonic()
         event.extra["pid_killed"] = server.process.pid
@@ -495,7 +513,7 @@ class Soak:
         unexpected = sum(1 for r in records if r.outcome in ("error", "accepted"))
         restart = next((e for e in self.events if e.name == "restart"), None)
         faults_ok = all(e.ok for e in self.events if not e.extra.get("skipped")) and \
-            {e.name for e in self.events} == {name for name, _ in SCHEDULE}
+            {e.name for e in self.events} == {name for name, _ in SCHEDULE}  # "server died" fails it too
         report = {
             "seconds": round(elapsed, 2), "settings": {**asdict(self.settings), "policy": asdict(self.settings.policy)},
             "tracks": {label: s.name for label, s in self.served.items()},
@@ -518,7 +536,8 @@ class Soak:
         return report
 
     def phases(self, images: list[Record], elapsed: float) -> list[dict]:
-        marks = [("steady", 0.0)] + [(e.name, e.start) for e in self.events if not e.extra.get("skipped")]
+        marks = [("steady", 0.0)] + [(e.name, e.start) for e in sorted(self.events, key=lambda e: e.start)
+                                     if not e.extra.get("skipped")]
         rows = []
         for i, (name, start) in enumerate(marks):
             end = marks[i + 1][1] if i + 1 < len(marks) else elapsed
@@ -634,7 +653,7 @@ def collateral(err: BaseException) -> bool:
     """A good Track D image refused because the dynamic batcher put it in one batch with an image the DALI
     step could not decode: the DALI step (the stand-in here; the DALI backend fails a batch as a whole as
     well) answers every request of a failed batch with the same error."""
-    return server_answered(err) and CRITICAL_DALI in str(err)
+    return server_answered(err) and any(marker in str(err) for marker in DALI_STEP_ERRORS)
 
 
 def _status(err: BaseException) -> str:
