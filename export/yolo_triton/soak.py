@@ -644,7 +644,8 @@ def format_summary(report: dict) -> str:
                      f"{row['answers']:>5} answers  {row['images_per_s'] or 0:>6.1f}/s  p50 {row['p50_ms']} ms  "
                      f"p99 {row['p99_ms']} ms  wrong {row['wrong']}  errors {row['errors']}")
     for fault in report["faults"]:
-        lines.append(f"  fault {fault['name']:<13} at {fault['start']:>6.1f} s: {'ok' if fault['ok'] else 'FAILED'}; "
+        state = "skipped" if fault["extra"].get("skipped") else "ok" if fault["ok"] else "FAILED"
+        lines.append(f"  fault {fault['name']:<13} at {fault['start']:>6.1f} s: {state}; "
                      f"{fault['detail']}; ready after: {fault['ready_after']}")
     rss = report["server_rss"]
     lines.append(f"restart to ready: {report['restart_to_ready_s']} s; server RSS loaded {rss['loaded_mib']} MiB, "
