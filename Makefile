@@ -395,6 +395,30 @@ bench-serving-local: ## CPU serving benchmark here: build MODEL's Track A + end2
 	$(PYTHON) scripts/bench_serving_local.py --models-dir $(BENCH_LOCAL_DIR)/models --model $(MODEL) --trackd-standin \
 	  --protocol $(BENCH_PROTOCOL) -- $(if $(BENCH_TRACKS),,--tracks A end2end D) $(BENCH_ARGS)
 
+# ---- soak: load with faults injected, every answer checked (yolo_triton.soak) ------------------------
+# Here: MODEL's Track A + end2end NMS=onnx (FP32, INSTANCE_KIND=cpu) built into SOAK_DIR (an UNTRAINED
+# scratch checkpoint when MODEL is <arch>_untrained and missing), Track D through the CPU stand-ins, version 2
+# of Track A, served by the real tritonserver that scripts/soak.py starts, SIGKILLs, restarts and stops.
+# TRITON_URL=host:port (gRPC; TRITON_HTTP for readiness): soak a running server (load, checks, malformed only).
+SOAK_SECONDS ?= 120
+SOAK_CLIENTS ?= 4
+SOAK_MODEL ?= $(WEIGHTS_nano)_untrained
+SOAK_DIR ?= results/soak_build
+SOAK_OUT ?= results/soak
+SOAK_MAKE = MODELS_DIR=$(SOAK_DIR)/models BUILD_DIR=$(SOAK_DIR)/.build INSTANCE_KIND=cpu NMS=onnx PRECISION=fp32
+SOAK_ARGS = --model $(SOAK_MODEL) --seconds $(SOAK_SECONDS) --clients $(SOAK_CLIENTS) --out $(SOAK_OUT) \
+  $(if $(IMAGES),--images $(IMAGES))
+.PHONY: soak
+soak: ## Bounded soak with faults (reload, promote/rollback, broken model, malformed, SIGKILL): make soak [SOAK_SECONDS=120] [TRITON_URL=host:port]
+ifneq ($(filter command line environment,$(origin TRITON_URL)),)
+	$(PYTHON) scripts/soak.py --url $(TRITON_URL) --http-url $(TRITON_HTTP) $(SOAK_ARGS)
+else
+	@test -f $(WEIGHTS_DIR)/$(SOAK_MODEL).pt || case "$(SOAK_MODEL)" in *_untrained) \
+	  $(MAKE) --no-print-directory scratch MODEL=$(patsubst %_untrained,%,$(SOAK_MODEL));; esac
+	$(MAKE) --no-print-directory $(SOAK_MAKE) $(SOAK_DIR)/models/$(SOAK_MODEL)/config.pbtxt $(SOAK_DIR)/models/$(SOAK_MODEL)_end2end/config.pbtxt
+	$(PYTHON) scripts/soak.py --models-dir $(SOAK_DIR)/models --weights-dir $(WEIGHTS_DIR) $(SOAK_ARGS)
+endif
+
 clean-reexport: ## Back up configs, remove .onnx/.plan artefacts and timing caches (DRY_RUN=1 to preview)
 	bash export/cleanup_for_reexport.sh --models-dir $(MODELS_DIR) --cache-dir $(CACHE_DIR) \
 	  $(if $(BACKUP_DIR),--backup-dir $(BACKUP_DIR)) $(if $(filter 1,$(DRY_RUN)),--dry-run)

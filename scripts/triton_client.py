@@ -14,6 +14,11 @@ image. Class names come from ``labels.txt`` in the model's directory of ``--mode
 request and response: only for a client on the server's machine (see yolo_triton.client.SharedMemory).
 The regions are unregistered and removed on exit, also after an error, Ctrl-C or SIGTERM.
 
+A request that meets a connection error or UNAVAILABLE (a server restarting) is sent again once the
+server answers ready (``--retries``, ``--retry-budget``, backoff with jitter: yolo_triton.client.RetryPolicy);
+a 4xx / INVALID_ARG answer, a restricted API or a ``--timeout`` is never retried. A server still down past
+the budget is one line and exit 1.
+
 Exit 0 ok, 1 the request failed, 2 usage, 130 interrupted.
 """
 from __future__ import annotations
@@ -32,9 +37,10 @@ from yolo_triton.client import (
     PROTOCOLS,
     SHARED_MEMORY_MODES,
     ClientError,
+    ResilientClient,
     SharedMemory,
+    add_retry_arguments,
     check_cuda_shared_memory,
-    connect,
     default_mode,
     default_url,
     describe_model,
@@ -46,6 +52,7 @@ from yolo_triton.client import (
     load_labels,
     load_model,
     read_image,
+    retry_policy,
     sample_images_dir,
     write_png,
 )
@@ -83,7 +90,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--load", action="store_true",
                         help="ask the server to (re)load the model first (explicit model control)")
     parser.add_argument("-v", "--verbose", action="store_true")
+    add_retry_arguments(parser)
     args = parser.parse_args(argv)
+    try:
+        args.policy = retry_policy(args)
+    except ValueError as err:
+        parser.error(str(err))
     if not 0.0 <= args.conf <= 1.0 or not 0.0 < args.iou <= 1.0 or args.topk <= 0:
         parser.error(f"need 0 <= --conf <= 1, 0 < --iou <= 1, --topk > 0 (got {args.conf}, {args.iou}, {args.topk})")
     return args
@@ -94,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         check_cuda_shared_memory(args.cuda_device)  # before anything is sent
     paths = image_paths(args.images or [sample_images_dir()])
     images = [read_image(path, args.max_pixels) for path in paths]
-    client = connect(args.url or default_url(args.protocol), args.protocol)
+    client = ResilientClient(args.url or default_url(args.protocol), args.protocol, args.policy)
     try:
         if args.load:
             load_model(client, args.model)

@@ -22,11 +22,13 @@ def _closed_port() -> int:
 def test_no_server_is_reported_as_unreachable(protocol, sample_images):
     url = f"127.0.0.1:{_closed_port()}"
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "triton_client.py"), "--url", url,
-                             "--protocol", protocol, "--model", "m", "--images", str(sample_images[0])],
+                             "--protocol", protocol, "--model", "m", "--images", str(sample_images[0]),
+                             "--retry-budget", "1", "--backoff", "0.2"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"[triton_client] error: cannot reach Triton at {url}") and "is the server up?" in line
+    assert "still down after" in line and "retry budget 1 s" in line  # retried within its budget, then one line
 
 
 def test_the_servers_answer_is_not_blamed_on_the_connection():

@@ -90,12 +90,18 @@ def default_url(protocol: str) -> str:
     return f"127.0.0.1:{DEFAULT_PORTS[protocol]}"
 
 
-def connect(url: str, protocol: str):
-    """A ``tritonclient`` client for ``url`` (``host:port``, no scheme). Close it when done."""
+def connect(url: str, protocol: str, timeout: float | None = None):
+    """A ``tritonclient`` client for ``url`` (``host:port``, no scheme). Close it when done.
+
+    ``timeout`` (seconds; None: tritonclient's defaults) bounds an HTTP client's connection and every
+    read/write; a gRPC client takes its deadline per call (``client_timeout``: :class:`ResilientClient`
+    passes it)."""
     if protocol == "http":
         import tritonclient.http as httpclient
 
-        return httpclient.InferenceServerClient(url=url)
+        if timeout is None:
+            return httpclient.InferenceServerClient(url=url)
+        return httpclient.InferenceServerClient(url=url, connection_timeout=timeout, network_timeout=timeout)
     if protocol == "grpc":
         import tritonclient.grpc as grpcclient
 
@@ -103,7 +109,250 @@ def connect(url: str, protocol: str):
     raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
 
 
+# --------------------------------------------------------------------------------------------------
+# Surviving a server that goes away: timeouts, retries, readiness-gated reconnect
+# --------------------------------------------------------------------------------------------------
+# Triton 2.51 (r24.10) refuses a call to an API its --http-restricted-api / --grpc-restricted-protocol
+# option restricts, without the agreed header: HTTP 403 "This API is restricted, expecting header '<key>'",
+# gRPC UNAVAILABLE "This protocol is restricted, expecting header '<key>'" (strings of the tritonserver
+# binary, seen on the real server in tests/test_client_retry.py). That UNAVAILABLE is an answer, not a
+# server that is down: never retried.
+RESTRICTED_MARKER = "is restricted, expecting header"
+CAUSE_CONNECTION, CAUSE_UNAVAILABLE = "connection", "unavailable"  # the two retried causes
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a :class:`ResilientClient` waits out a server that is down or restarting (defaults: the CLI's).
+
+    A call that fails with a connection error (refused, reset, closed mid-answer) or UNAVAILABLE (gRPC
+    status; HTTP 503) is sent again, at most ``retries`` times, each time only once the server answers
+    ready again (``/v2/health/ready``'s check: the call's model ready, or the server ready): polled after
+    waits of ``backoff_s`` doubling up to ``backoff_max_s``, each scaled by a random factor in
+    ``[1 - jitter, 1]`` so that many clients do not knock in step. ``budget_s`` bounds the whole wait from
+    the call's first failure; past it, or past ``retries``, :class:`ServerDown`. Anything else (a 4xx,
+    INVALID_ARG, a restricted API, a timeout) is raised at once. ``timeout_s`` bounds each attempt."""
+
+    timeout_s: float = 30.0
+    retries: int = 5
+    backoff_s: float = 0.5
+    backoff_max_s: float = 8.0
+    budget_s: float = 60.0
+    jitter: float = 0.5
+
+    def __post_init__(self):
+        if self.timeout_s <= 0 or self.retries < 0 or self.backoff_s <= 0 or self.backoff_max_s < self.backoff_s \
+                or self.budget_s < 0 or not 0.0 <= self.jitter <= 1.0:
+            raise ValueError(f"invalid retry policy {self}: need timeout > 0, retries >= 0, 0 < backoff <= "
+                             "backoff max, budget >= 0, 0 <= jitter <= 1")
+
+    def wait(self, attempt: int, rng) -> float:
+        """The wait before readiness poll ``attempt`` (0-based): exponential, capped, jittered."""
+        base = min(self.backoff_s * (2 ** attempt), self.backoff_max_s)
+        return base * (1.0 - self.jitter * float(rng.random()))
+
+
+NO_RETRY = RetryPolicy(retries=0, budget_s=0.0)
+
+
+class ServerDown(ClientError):
+    """The server stayed unreachable or unavailable past the retry budget."""
+
+
+def failure_cause(err: BaseException) -> str:
+    """What kind of failure ``err`` is: ``connection`` / ``unavailable`` (retried), ``timeout``,
+    ``restricted``, ``invalid`` (the server refused the request: 4xx, INVALID_ARG, NOT_FOUND...) or
+    ``other``."""
+    import http.client
+
+    from tritonclient.utils import InferenceServerException
+
+    if isinstance(err, InferenceServerException):
+        text, status = str(err.message() or err), str(err.status() or "")
+        if RESTRICTED_MARKER in text:
+            return "restricted"
+        if status in ("StatusCode.UNAVAILABLE", "503"):
+            return CAUSE_UNAVAILABLE
+        if status == "StatusCode.DEADLINE_EXCEEDED" or "Deadline Exceeded" in text:
+            return "timeout"
+        if status.startswith("4") or status in ("StatusCode.INVALID_ARGUMENT", "StatusCode.NOT_FOUND",
+                                                "StatusCode.OUT_OF_RANGE", "StatusCode.FAILED_PRECONDITION",
+                                                "StatusCode.ALREADY_EXISTS", "StatusCode.UNIMPLEMENTED"):
+            return "invalid"
+        return "other"
+    if isinstance(err, TimeoutError):  # socket.timeout too (an HTTP read past timeout_s)
+        return "timeout"
+    if isinstance(err, (OSError, http.client.HTTPException)):  # refused, reset, closed mid-answer
+        return CAUSE_CONNECTION
+    try:
+        import gevent
+
+        if isinstance(err, gevent.Timeout):
+            return "timeout"
+    except ImportError:
+        pass
+    return "other"
+
+
+def retryable(err: BaseException) -> bool:
+    return failure_cause(err) in (CAUSE_CONNECTION, CAUSE_UNAVAILABLE)
+
+
+_MODEL_CALLS = ("infer", "get_model_config", "get_model_metadata", "get_inference_statistics", "load_model")
+
+
+class ResilientClient:
+    """A ``tritonclient`` client (HTTP or gRPC) whose calls survive a server restart (see RetryPolicy).
+
+    Every method of the wrapped client is reached through this one (``client.infer(...)``,
+    ``describe_model(client, ...)``...). On a retried failure it drops the connection, waits with backoff
+    and jitter until the server (or the call's model, in its version when one is named) answers ready on
+    a new connection, then sends the call again. ``stats`` counts attempts, retries and outages.
+
+    Shared memory registrations do not survive a server restart: a request naming a region the restarted
+    server does not know is refused (400), not retried."""
+
+    def __init__(self, url: str, protocol: str, policy: RetryPolicy = RetryPolicy(), rng=None, sleep=time.sleep):
+        self.url, self.protocol, self.policy = url, protocol, policy
+        self._rng = rng if rng is not None else np.random.default_rng()
+        self._sleep = sleep
+        self.stats = {"calls": 0, "attempts": 0, "retries": 0, "outages": 0, "waited_s": 0.0}
+        self._client = connect(url, protocol, policy.timeout_s)
+
+    @property
+    def raw(self):
+        """The ``tritonclient`` client in use now (replaced after each reconnect)."""
+        return self._client
+
+    def close(self) -> None:
+        try:
+            self._client.close()
+        except Exception:  # a connection already gone
+            pass
+
+    def __enter__(self) -> "ResilientClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+        return lambda *args, **kwargs: self.call(name, *args, **kwargs)
+
+    def _with_deadline(self, method, kwargs: dict) -> dict:
+        if self.protocol == "grpc" and "client_timeout" not in kwargs:
+            import inspect
+
+            try:
+                if "client_timeout" in inspect.signature(method).parameters:
+                    return {**kwargs, "client_timeout": self.policy.timeout_s}
+            except (TypeError, ValueError):
+                pass
+        return kwargs
+
+    def call(self, name: str, *args, **kwargs):
+        """``self.raw.<name>(*args, **kwargs)``, retried as the policy says."""
+        self.stats["calls"] += 1
+        model = (kwargs.get("model_name") or (args[0] if args else None)) if name in _MODEL_CALLS else None
+        version = str(kwargs.get("model_version") or "")
+        first_failure = None
+        retries = 0
+        while True:
+            method = getattr(self._client, name)
+            self.stats["attempts"] += 1
+            try:
+                return method(*args, **self._with_deadline(method, kwargs))
+            except Exception as err:
+                cause = failure_cause(err)
+                if cause not in (CAUSE_CONNECTION, CAUSE_UNAVAILABLE):
+                    raise
+                now = time.monotonic()
+                if first_failure is None:
+                    first_failure = now
+                    self.stats["outages"] += 1
+                    LOG.debug("Triton at %s: %s (%s); waiting until it is ready again (at most %d retries "
+                              "within %.0f s)", self.url, cause, _first_line(str(err)) or type(err).__name__,
+                                self.policy.retries, self.policy.budget_s)
+                deadline = first_failure + self.policy.budget_s
+                if retries >= self.policy.retries or now >= deadline:
+                    raise self._down(cause, err, retries, now - first_failure) from err
+                if not self._wait_ready(model, version, deadline):
+                    raise self._down(cause, err, retries, time.monotonic() - first_failure) from err
+                retries += 1
+                self.stats["retries"] += 1
+                LOG.info("Triton at %s ready again after %.1f s: sending %s again (retry %d of %d)", self.url,
+                         time.monotonic() - first_failure, name, retries, self.policy.retries)
+
+    def _down(self, cause: str, err: BaseException, retries: int, elapsed: float) -> ServerDown:
+        return ServerDown(f"cannot reach Triton at {self.url} ({cause}: {_first_line(str(err)) or type(err).__name__}):"
+                          f" still down after {elapsed:.1f} s and {retries} retr{'y' if retries == 1 else 'ies'} "
+                          f"(retry budget {self.policy.budget_s:g} s, at most {self.policy.retries} retries); is the "
+                          "server up? curl -s http://<host>:8000/v2/health/ready; docker compose logs triton-api")
+
+    def _reconnect(self) -> None:
+        self.close()
+        self._client = connect(self.url, self.protocol, self.policy.timeout_s)
+
+    def _ready_now(self, model: str | None, version: str) -> bool:
+        short = {"client_timeout": min(self.policy.timeout_s, 5.0)} if self.protocol == "grpc" else {}
+        try:
+            if model is not None:
+                return bool(self._client.is_model_ready(model, version, **short))
+            return bool(self._client.is_server_ready(**short))
+        except Exception as err:
+            if failure_cause(err) == "restricted":
+                raise
+            return False
+
+    def _wait_ready(self, model: str | None, version: str, deadline: float) -> bool:
+        """Poll readiness on fresh connections with backoff until ready (True) or ``deadline`` (False)."""
+        attempt = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            pause = min(self.policy.wait(attempt, self._rng), remaining)
+            self._sleep(pause)
+            self.stats["waited_s"] += pause
+            attempt += 1
+            self._reconnect()
+            if self._ready_now(model, version):
+                return True
+
+
+def add_retry_arguments(parser) -> None:
+    """The CLI flags of :class:`RetryPolicy` (its defaults), shared by the client scripts."""
+    d = RetryPolicy()
+    group = parser.add_argument_group("surviving a server restart (retries only on connection errors and "
+                                      "UNAVAILABLE, each once the server answers ready again)")
+    group.add_argument("--timeout", type=float, default=d.timeout_s, metavar="S",
+                       help="seconds one request may take (default %(default)s)")
+    group.add_argument("--retries", type=int, default=d.retries, metavar="N",
+                       help="resends of a request after a connection error / UNAVAILABLE; 0: none "
+                            "(default %(default)s)")
+    group.add_argument("--retry-budget", type=float, default=d.budget_s, metavar="S",
+                       help="give up (one line, exit 1) when the server is still down this many seconds after "
+                            "the first failure (default %(default)s)")
+    group.add_argument("--backoff", type=float, default=d.backoff_s, metavar="S",
+                       help="first wait before polling readiness; doubles each time (default %(default)s)")
+    group.add_argument("--backoff-max", type=float, default=d.backoff_max_s, metavar="S",
+                       help="longest wait between readiness polls (default %(default)s)")
+    group.add_argument("--jitter", type=float, default=d.jitter, metavar="F",
+                       help="each wait is scaled by a random factor in [1-F, 1] (default %(default)s)")
+
+
+def retry_policy(args) -> RetryPolicy:
+    """The RetryPolicy of parsed :func:`add_retry_arguments` flags (ValueError names a bad value)."""
+    return RetryPolicy(timeout_s=args.timeout, retries=args.retries, backoff_s=args.backoff,
+                       backoff_max_s=args.backoff_max, budget_s=args.retry_budget, jitter=args.jitter)
+
+
 def _protocol_module(client):
+    if isinstance(client, ResilientClient):
+        client = client.raw
     if type(client).__module__.startswith("tritonclient.grpc"):
         import tritonclient.grpc as module
     else:

@@ -175,6 +175,9 @@ class RunningServer:
     log_path: Path
     flags: list[str] = field(default_factory=list)
     admin_key: str | None = None  # sent with the index and load calls (a server started with admin_key)
+    metrics_port: int = 0
+    model_repository: Path | None = None
+    backends: Path | None = None
 
     @property
     def http_url(self) -> str:
@@ -216,6 +219,17 @@ class RunningServer:
                              headers=admin_headers("http", self.admin_key or ""))
         return status, body.decode(errors="replace")
 
+    def kill(self) -> None:
+        """SIGKILL the server (a crash: nothing is cleaned up) and reap it; its Python-backend stubs
+        notice their parent is gone and end themselves."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the server and its child processes (backend stubs), from /proc."""
+        return sum(_rss(pid) for pid in [self.process.pid, *_children(self.process.pid)])
+
     def stop(self, timeout: float = 20.0) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
@@ -232,22 +246,52 @@ class RunningServer:
         self.stop()
 
 
+def _rss(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def restart_server(server: RunningServer, timeout: float = 180.0) -> RunningServer:
+    """Start the (stopped or killed) ``server`` again: same repository, flags, backends and ports; the
+    log goes on in the same file. Returns once live and loaded, as :func:`start_server`."""
+    if server.process.poll() is None:
+        raise ServerError(f"tritonserver (pid {server.process.pid}) is still running; stop or kill it first")
+    return start_server(server.model_repository, server.log_path.parent, server.flags, timeout=timeout,
+                        admin_key=server.admin_key, ports=(server.http_port, server.grpc_port, server.metrics_port),
+                        backends=server.backends)
+
+
 def start_server(model_repository: Path, workdir: Path, flags: list[str] | None = None,
                  onnxruntime_backend: Path | None | str = "auto", timeout: float = 180.0,
-                 admin_key: str | None = None) -> RunningServer:
+                 admin_key: str | None = None, ports: tuple[int, int, int] | None = None,
+                 backends: Path | None = None) -> RunningServer:
     """Start tritonserver on ``model_repository`` with ``flags`` (default: the compose service's) on
-    free 127.0.0.1 ports; return once it is live and has finished loading (``/v2/repository/index``
-    shows no model still LOADING), whether or not every model loaded: callers read the states.
+    free 127.0.0.1 ports (or ``ports``: HTTP, gRPC, metrics); return once it is live and has finished
+    loading (``/v2/repository/index`` shows no model still LOADING), whether or not every model loaded:
+    callers read the states. ``backends``: an already assembled backend directory.
 
     ``admin_key``: start it as compose does when the ports are published beyond loopback, through the
     service's entrypoint (``scripts/triton_entrypoint.sh``, TRITON_BIND=0.0.0.0 and TRITON_ADMIN_KEY
     given to it; the server itself still listens on 127.0.0.1 only): the admin endpoints then need the key."""
     workdir.mkdir(parents=True, exist_ok=True)
-    if onnxruntime_backend == "auto":
-        onnxruntime_backend = find_onnxruntime_backend()
-    backends = assemble_backends(workdir / "backends", onnxruntime_backend)
+    if backends is None:
+        if onnxruntime_backend == "auto":
+            onnxruntime_backend = find_onnxruntime_backend()
+        backends = assemble_backends(workdir / "backends", onnxruntime_backend)
     flags = compose_server_flags() if flags is None else list(flags)
-    http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
+    http_port, grpc_port, metrics_port = ports or (free_port(), free_port(), free_port())
     launcher = [] if admin_key is None else ["bash", str(COMPOSE_ENTRYPOINT)]
     argv = [*launcher, str(tritonserver_dir() / "bin" / "tritonserver"), f"--model-repository={model_repository}",
             f"--backend-directory={backends}", "--http-address=127.0.0.1", f"--http-port={http_port}",
@@ -259,9 +303,10 @@ def start_server(model_repository: Path, workdir: Path, flags: list[str] | None 
     env.pop(ADMIN_KEY_ENV, None)
     if admin_key is not None:
         env.update({ADMIN_KEY_ENV: admin_key, "TRITON_BIND": "0.0.0.0"})
-    with open(log_path, "wb") as log:
+    with open(log_path, "ab" if ports else "wb") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    server = RunningServer(process, http_port, grpc_port, log_path, flags, admin_key)
+    server = RunningServer(process, http_port, grpc_port, log_path, flags, admin_key=admin_key,
+                           metrics_port=metrics_port, model_repository=Path(model_repository), backends=backends)
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:

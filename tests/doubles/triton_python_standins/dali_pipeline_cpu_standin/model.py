@@ -39,8 +39,11 @@ class TritonPythonModel:
             images = np.stack([np.array(images[i]) for i in range(len(samples))])
             letterbox = np.stack([np.array(letterbox[i]) for i in range(len(samples))])
         except Exception as err:  # noqa: BLE001 - answered per request, the server keeps serving
-            error = pb_utils.TritonError(f"DALI stand-in: {err}")
-            return [pb_utils.InferenceResponse(error=error) for _ in requests]
+            # One TritonError PER response: the Python backend (r24.10) frees a response's error with the
+            # response, so one error object shared by the responses of a batch is used after it was freed
+            # (garbled messages, then SIGSEGV in libtriton_python.so: found by make soak).
+            return [pb_utils.InferenceResponse(error=pb_utils.TritonError(f"DALI stand-in: {err}"))
+                    for _ in requests]
         owners = np.asarray(owners)
         return [pb_utils.InferenceResponse(output_tensors=[
             pb_utils.Tensor(self.images_name, images[owners == i].astype(self.images_dtype)),
