@@ -136,9 +136,11 @@ def add_ultralytics_metadata(config, meta: dict[str, str], inputs: list[TensorSp
         return
     try:
         ultralytics = tc.ultralytics_metadata(meta, inputs[0])
-        tc.set_ultralytics_metadata(config, ultralytics)
-    except (ValueError, SyntaxError) as err:
-        raise StepError(f"{onnx_path}: {err}") from None
+    except (ValueError, SyntaxError) as err:  # an ONNX from elsewhere: it serves; ultralytics is told why not
+        tc.set_ultralytics_metadata(config, tc.ultralytics_refusal(config.name, f"{onnx_path.name}: {err}"))
+        LOG.warning("%s: %s; ultralytics' Triton client is refused by this config's metadata", onnx_path, err)
+        return
+    tc.set_ultralytics_metadata(config, ultralytics)
     LOG.info("ultralytics metadata: task %s, %d names, stride %s, imgsz %s (YOLO(\"http://host:8000/%s\") reads it)",
              ultralytics["task"], len(ultralytics["names"]), ultralytics["stride"], ultralytics["imgsz"], config.name)
 

@@ -124,3 +124,25 @@ def test_ultralytics_cannot_use_uint8_input_or_other_outputs():
     assert "[B, 3, H, W]" in tc.ultralytics_unreadable([TensorSpec("IMAGE_BYTES", "uint8", (-1, -1))], [output0])
     with pytest.raises(ValueError, match="names"):
         tc.ultralytics_metadata({"stride": "32", "task": "detect"}, image)
+
+
+
+def test_an_onnx_without_ultralytics_metadata_still_gets_a_config(tmp_path, restore_logging):
+    """A graph from elsewhere (class names, but no stride/task): the config is written, and its metadata
+    makes ultralytics' client refuse it with the reason, instead of the step failing (multi-GPU fleet tests
+    build plans from such graphs)."""
+    from doubles.onnx_graphs import plain_detector
+    from write_config import write_config
+
+    onnx_path = tmp_path / "m1" / "1" / "model.onnx"
+    onnx_path.parent.mkdir(parents=True)
+    plain_detector(onnx_path, imgsz=64)
+    from yolo_triton.onnx_io import set_metadata
+
+    model = onnx.load(str(onnx_path))
+    set_metadata(model, {"names": str({0: "a", 1: "b"})})
+    onnx.save(model, str(onnx_path))
+    path = write_config(str(onnx_path), 4, 100, kind="cpu", ort_batching_mode="dynamic")
+    meta = tc.ultralytics_metadata_of(tc.parse_config(path))
+    assert meta is not None and "not for ultralytics' Triton client" in meta["stride"]
+    assert "stride" in meta["stride"] and "task" in meta["stride"]
