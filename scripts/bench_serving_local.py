@@ -39,7 +39,7 @@ from yolo_triton.cli import sigterm_as_interrupt
 LOG = logging.getLogger("bench_serving_local")
 ROOT = Path(__file__).resolve().parents[1]
 STANDIN = ROOT / "tests" / "doubles" / "triton_python_standins" / "dali_pipeline_cpu_standin" / "model.py"
-NO_SERVER = 3
+NO_SERVER = ts.NO_SERVER_EXIT  # no tritonserver / backend here: 'not served here'
 
 
 class LocalError(Exception):
@@ -155,20 +155,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[bench_serving_local] %(message)s", stream=sys.stderr)
     sigterm_as_interrupt()  # the server runs in its own session: stop it (and remove the temp folder) on SIGTERM
-    try:
-        return run(args)
-    except LocalError as err:
-        LOG.error("error: %s", err)
-        return 1
-    except ts.NoServerHere as err:
-        LOG.error("error: %s", str(err).splitlines()[0])
-        return NO_SERVER
-    except ts.ServerError as err:  # it exists but crashed, or was not live in time: a failure
-        LOG.error("error: %s", err)
-        return 1
-    except KeyboardInterrupt:
-        LOG.error("interrupted; the server was stopped")
-        return 130
+    return ts.local_server_exit(lambda: run(args), LOG, (LocalError,))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from yolo_triton.cli import sigterm_as_interrupt
 
 LOG = logging.getLogger("serve_local")
 CLIENT = Path(__file__).resolve().parent / "triton_client.py"
-NO_SERVER = 3
+NO_SERVER = ts.NO_SERVER_EXIT  # no tritonserver / backend here: 'not served here'
 
 
 def serve_and_query(models_dir: Path, models: list[str], draw_dir: Path, images: list[str],
@@ -72,17 +72,8 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="[serve_local] %(message)s",
                         stream=sys.stderr)
     sigterm_as_interrupt()  # the server runs in its own session: stop it (and remove the temp folder) on SIGTERM
-    try:
-        return serve_and_query(args.models_dir, args.model, args.draw_dir, args.images, args.start_timeout)
-    except ts.NoServerHere as err:
-        LOG.error("error: %s", str(err).splitlines()[0])
-        return NO_SERVER
-    except ts.ServerError as err:  # it exists but crashed, or was not live in time: a failure
-        LOG.error("error: %s", err)
-        return 1
-    except KeyboardInterrupt:
-        LOG.error("interrupted; the server was stopped")
-        return 130
+    return ts.local_server_exit(lambda: serve_and_query(args.models_dir, args.model, args.draw_dir, args.images,
+                                                        args.start_timeout), LOG)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from yolo_triton.errors import StepError
 import bench_serving_local as local  # scripts/bench_serving_local.py: the repository with Track D stand-ins
 
 LOG = logging.getLogger("soak")
-NO_SERVER = 3
+NO_SERVER = ts.NO_SERVER_EXIT  # no tritonserver / backend here: 'not served here'
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -127,21 +127,11 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="[soak] %(message)s",
                         stream=sys.stderr)
     sigterm_as_interrupt()
-    try:
+    def run():
         images = yc.image_paths(args.images or [yc.sample_images_dir()])
         return run_remote(args, images) if args.url else run_local(args, images)
-    except (soak.SoakError, yc.ClientError, StepError, local.LocalError) as err:
-        LOG.error("error: %s", err)
-        return 1
-    except ts.NoServerHere as err:
-        LOG.error("error: %s", str(err).splitlines()[0])
-        return NO_SERVER
-    except ts.ServerError as err:
-        LOG.error("error: %s", str(err).splitlines()[0])
-        return 1
-    except KeyboardInterrupt:
-        LOG.error("interrupted; the server was stopped")
-        return 130
+
+    return ts.local_server_exit(run, LOG, (soak.SoakError, yc.ClientError, StepError, local.LocalError))
 
 
 if __name__ == "__main__":

@@ -263,6 +263,30 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+NO_SERVER_EXIT = 3  # exit status of a command whose local server cannot start HERE (no tritonserver / backend)
+
+
+def local_server_exit(run, log: logging.Logger, failures: tuple[type[BaseException], ...] = ()) -> int:
+    """Run ``run()`` (a command that starts a local server) and map how it ends to its exit status, one
+    line each: ``failures`` and a server that crashed or was not live in time -> 1; no tritonserver or
+    backend here -> NO_SERVER_EXIT (only that may be reported as "not served here"); Ctrl-C/SIGTERM -> 130
+    (the server was stopped by the ``with`` blocks that started it)."""
+    try:
+        return run()
+    except failures as err:
+        log.error("error: %s", err)
+        return 1
+    except NoServerHere as err:
+        log.error("error: %s", str(err).splitlines()[0])
+        return NO_SERVER_EXIT
+    except ServerError as err:  # it exists but crashed, or was not live in time: a failure
+        log.error("error: %s", err)
+        return 1
+    except KeyboardInterrupt:
+        log.error("interrupted; the server was stopped")
+        return 130
+
+
 def restart_server(server: RunningServer, timeout: float = 180.0) -> RunningServer:
     """Start the (stopped or killed) ``server`` again: same repository, flags, backends and ports; the
     log goes on in the same file. Returns once live and loaded, as :func:`start_server`."""
