@@ -36,6 +36,15 @@ ENSEMBLE_SUFFIX = "_ensemble"  # Track D: <name>_ensemble chains the DALI model 
 TRACK_A_OUTPUT = "output0"  # ultralytics' raw head output [B, 4+nc, anchors]
 END2END_OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes")  # EfficientNMS_TRT's four
 LABEL_OUTPUT = "det_classes"  # the output whose values index labels.txt
+PROTOS_OUTPUT = "output1"  # segment: ultralytics' mask prototypes [B, 32, S/4, S/4] (Track A and end2end)
+# end2end outputs after END2END_OUTPUTS, by task (task_base.py): the selected anchors' extras
+END2END_TASK_OUTPUTS = {
+    "detect": (),
+    "segment": ("det_mask_coeffs", PROTOS_OUTPUT),  # [B, topk, 32] and the prototypes
+    "pose": ("det_keypoints",),  # [B, topk, K, 3] x, y, confidence in network-input pixels
+    "obb": ("det_xywhr",),  # [B, topk, 5] centre, size, radians; det_boxes = the rotated box's axis-aligned hull
+    "classify": (),
+}
 
 
 @lru_cache(maxsize=None)
