@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Triton smoke client: send real images to any track's model and print (and draw) the detections.
+"""Triton smoke client: send real images to any track's model and print (draw, write as JSON) the results.
 
 A thin command line over :mod:`yolo_triton.client`, which reads the model's configuration from the
 server and works out the track from it (Track A/B ``output0``: letterbox and NMS here; end2end: NMS on
@@ -54,8 +54,11 @@ from yolo_triton.client import (
     read_image,
     retry_policy,
     sample_images_dir,
+    to_json,
+    write_json,
     write_png,
 )
+from yolo_triton.task_base import Classification
 from yolo_triton.settings import defaults, directory
 
 LOG = logging.getLogger("triton_client")
@@ -70,7 +73,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--images", nargs="+", help="image files and/or directories (default: ultralytics' samples)")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="http")
     parser.add_argument("--url", help="host:port (default 127.0.0.1:8000 for http, 127.0.0.1:8001 for grpc)")
-    parser.add_argument("--draw", type=Path, metavar="OUT.png", help="write the image(s) with boxes")
+    parser.add_argument("--draw", type=Path, metavar="OUT.png",
+                        help="write the image(s) with the results drawn (boxes; masks, keypoints, rotated boxes, top-5)")
+    parser.add_argument("--json", type=Path, metavar="OUT.json",
+                        help="write the results as JSON: per image path, its detections {class_id, label, score, box} "
+                             "(+ mask as COCO uncompressed RLE, keypoints, obb by task) or {top5: [...]} (classify)")
     parser.add_argument("--conf", type=float, default=float(settings["CONF"]), help="Tracks A/B only")
     parser.add_argument("--iou", type=float, default=float(settings["IOU"]), help="Tracks A/B only")
     parser.add_argument("--topk", type=int, default=int(settings["TOPK"]), help="Tracks A/B only")
@@ -133,15 +140,26 @@ def run(args: argparse.Namespace) -> int:
     names = load_labels(args.model_repository, served)
     if names is None:
         LOG.info("no %s under %s/%s: printing class ids", LABELS_FILENAME, args.model_repository, served.name)
-    for path, detections in zip(paths, results):
-        print(f"{path}: {len(detections)} detections")
-        if len(detections):
-            print(detections.format(names))
+    for path, result in zip(paths, results):
+        print(describe_result(path, result, names))
+    if args.json:
+        write_json(args.json, to_json(paths, results, names, served.task))
+        LOG.info("wrote %s", args.json)
     if args.draw:
-        for out, image, detections in zip(draw_paths(args.draw, paths), images, results):
-            write_png(out, draw(image, detections, names))
+        for out, image, result in zip(draw_paths(args.draw, paths), images, results):
+            write_png(out, draw(image, result, names, served.task))
             LOG.info("wrote %s", out)
     return 0
+
+
+def describe_result(path: Path, result, names) -> str:
+    """``path: N detections`` and a line per detection, or ``path: top-5`` and a line per class."""
+    if isinstance(result, Classification):
+        ids, probs = result.top(5)
+        return "\n".join([f"{path}: top-5"] + [f"{names[i] if names and i < len(names) else i} {p:.4f}"
+                                               for i, p in zip(ids.tolist(), probs.tolist())])
+    text = f"{path}: {len(result)} detections"
+    return f"{text}\n{result.format(names)}" if len(result) else text
 
 
 def main(argv=None) -> int:

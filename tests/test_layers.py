@@ -22,7 +22,7 @@ LAYERS = {
     "dali_pipeline": 1, "ensemble": 1, "input_uint8": 1,
     # 2: operating the result
     "validate": 2, "client": 2, "timing": 2, "triton_server": 2, "versions": 2, "ab_compare": 2,
-    "bench_serving": 2, "soak": 2,
+    "bench_serving": 2, "soak": 2, "validate_tasks": 2,
 }
 
 

@@ -28,6 +28,7 @@ sized from the model's config, registered with the server, unregistered and remo
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import math
 import os
@@ -45,7 +46,18 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from yolo_triton import postprocess as pp
 from yolo_triton.files import atomic_path
-from yolo_triton.settings import END2END_OUTPUTS, LABELS_FILE, TRACK_A_OUTPUT, admin_headers, defaults
+from yolo_triton.settings import (
+    END2END_OUTPUTS,
+    END2END_TASK_OUTPUTS,
+    LABELS_FILE,
+    PROTOS_OUTPUT,
+    TASK_PARAMETER,
+    TRACK_A_OUTPUT,
+    admin_headers,
+    defaults,
+)
+from yolo_triton.task_base import NmsParams, Result, TaskShape
+from yolo_triton.tasks import for_task
 
 LOG = logging.getLogger("triton_client")
 
@@ -81,6 +93,12 @@ class ServedModel:
     version: str = ""  # the model version requests go to ("" = the server's choice: the newest it serves)
     input_dims: tuple[int, ...] = field(default=())  # without the batch dimension; -1 = variable
     output_specs: tuple[tuple[str, str, tuple[int, ...]], ...] = field(default=())  # (name, wire type, dims)
+    shape: TaskShape = field(default=TaskShape("detect", 0))  # the task and its head shapes (served_task)
+    one2one: bool | None = None  # output0 holds NMS-free rows (None: unknown, told by the output's shape)
+
+    @property
+    def task(self) -> str:
+        return self.shape.task
 
 
 # --------------------------------------------------------------------------------------------------
@@ -418,8 +436,57 @@ def describe_model(client, model: str, imgsz: int | None = None, model_version: 
         raise ClientError(f"input '{tensor.name}' of '{model}' is {dtype}; expected FP32 or UINT8 images, "
                           "or UINT8 bytes")
     specs = tuple((o.name, _wire_dtype(o.data_type), tuple(int(d) for d in o.dims)) for o in config.output)
+    shape, one2one = served_task(config, specs)
+    if shape.task == "classify" and kind != KIND_OUTPUT0:
+        raise ClientError(f"model '{model}' is a classifier with outputs {list(outputs)}; expected '{TRACK_A_OUTPUT}'")
     return ServedModel(model, kind, tensor.name, dtype, imgsz, int(config.max_batch_size), outputs, steps,
-                       model_version, tuple(int(d) for d in tensor.dims), specs)
+                       model_version, tuple(int(d) for d in tensor.dims), specs, shape, one2one)
+
+
+def _parameter(config: mc.ModelConfig, key: str) -> dict | None:
+    """A JSON-valued string parameter of the config, or None (absent or not JSON)."""
+    if key not in config.parameters:
+        return None
+    try:
+        value = json.loads(config.parameters[key].string_value)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def served_task(config: mc.ModelConfig, specs: Sequence[tuple[str, str, tuple[int, ...]]]
+                ) -> tuple[TaskShape, bool | None]:
+    """The task of a served model and its head shapes, and whether ``output0`` holds NMS-free rows.
+
+    From the ``yolo_task`` parameter our configs carry (write_config); for a config without it (written by
+    hand, or by an older version of this pipeline), from ultralytics' own ``metadata`` parameter and the
+    outputs: the end2end extras (``det_mask_coeffs``, ``det_keypoints``, ``det_xywhr``), prototypes
+    ``output1``, or an ``output0 [nc]`` (classify); anything else is detect."""
+    ours = _parameter(config, TASK_PARAMETER)
+    if ours is not None and ours.get("task"):
+        kpt = ours.get("kpt_shape")
+        return (TaskShape(str(ours["task"]), int(ours.get("num_classes", 0)), int(ours.get("num_masks", 0)),
+                          tuple(int(v) for v in kpt) if kpt else None), ours.get("one2one"))
+    dims = {name: d for name, _, d in specs}
+    for task in ("segment", "pose", "obb"):
+        extras = [name for name in END2END_TASK_OUTPUTS[task] if name != PROTOS_OUTPUT]
+        if extras and all(name in dims for name in extras):
+            if task == "segment":
+                return TaskShape(task, 0, int(dims[extras[0]][-1])), None
+            if task == "pose":
+                return TaskShape(task, 0, kpt_shape=(int(dims[extras[0]][-2]), 3)), None
+            return TaskShape(task, 0), None
+    if PROTOS_OUTPUT in dims:
+        return TaskShape("segment", 0, int(dims[PROTOS_OUTPUT][0])), None
+    ultralytics = _parameter(config, "metadata") or {}
+    task = ultralytics.get("task")
+    if task == "pose" and ultralytics.get("kpt_shape"):
+        return TaskShape("pose", len(ultralytics.get("names") or {}), kpt_shape=tuple(ultralytics["kpt_shape"])), None
+    if task == "obb":
+        return TaskShape("obb", len(ultralytics.get("names") or {})), None
+    if task == "classify" or (TRACK_A_OUTPUT in dims and len(dims[TRACK_A_OUTPUT]) == 1):
+        return TaskShape("classify", int(dims[TRACK_A_OUTPUT][0]) if TRACK_A_OUTPUT in dims else 0), None
+    return TaskShape("detect", 0), None
 
 
 def _ensemble_image_size(client, steps: Sequence[str]) -> int | None:
@@ -529,8 +596,10 @@ def infer(
     encoded: Sequence[bytes] | None = None,
     model_version: str | int = "",
     shared_memory: "SharedMemory | str | None" = None,
-) -> list[pp.Detections]:
-    """Detections per image (original-image pixels) for BGR ``images`` from any track's ``model``.
+) -> list[Result]:
+    """One result per image (original-image pixels) for BGR ``images`` from any track's ``model``, of the
+    model's task (``served_task``): :class:`task_base.Instances` (detections, with masks / keypoints /
+    rotated boxes by task) or :class:`task_base.Classification`.
 
     ``conf``/``iou``/``topk``/``mode``/``agnostic`` default to export/defaults.mk and only act on Track
     A/B models (end2end models apply the values they were built with). ``encoded`` gives the files'
@@ -561,45 +630,52 @@ def infer(
 
     if served.kind == KIND_ENCODED:
         return _infer_encoded(client, served, images, encoded, shared_memory)
-    results: list[pp.Detections] = []
+    task, params = for_task(served.task), NmsParams(conf, iou, topk, mode, agnostic)
+    results: list[Result] = []
     for part in _chunks(len(images), served.max_batch):
-        batch, infos = pp.letterbox_batch(list(images[part]), served.imgsz, served.input_dtype)
+        batch, infos = task.preprocess(list(images[part]), served.imgsz, served.input_dtype)
         if served.kind == KIND_OUTPUT0:
-            out = _request(client, served, batch, [TRACK_A_OUTPUT], shared_memory)[TRACK_A_OUTPUT]
-            if out.ndim == 3 and out.shape[2] == 6:  # an NMS-free export: [B, max_det, 6], no NMS
-                results += pp.postprocess_one2one(out, infos, conf)
-            else:
-                results += pp.postprocess_track_a(out, infos, conf, iou, topk, mode, agnostic)
+            names = task.output_names("track_a", served.shape)
+            out = _request(client, served, batch, names, shared_memory)
+            layout = "one2one" if _one2one(served, out[TRACK_A_OUTPUT]) else "track_a"
         else:
-            out = _request(client, served, batch, END2END_OUTPUTS, shared_memory)
-            results += pp.postprocess_end2end(*(out[name] for name in END2END_OUTPUTS), infos)
+            layout = "end2end"
+            out = _request(client, served, batch, task.output_names(layout, served.shape), shared_memory)
+        results += task.decode(out, infos, served.shape, params, layout)
     return results
 
 
-def _infer_encoded(client, served: ServedModel, images, encoded, shared_memory=None) -> list[pp.Detections]:
+def _one2one(served: ServedModel, output0: np.ndarray) -> bool:
+    """Whether ``output0`` holds NMS-free rows ``[B, max_det, 6+extra]`` rather than the raw head
+    ``[B, 4+nc+extra, anchors]``: as the config says, else from the shape (classify: never)."""
+    if served.one2one is not None or served.task == "classify":
+        return bool(served.one2one)
+    return output0.ndim == 3 and output0.shape[2] == 6 + served.shape.extra_channels
+
+
+def _infer_encoded(client, served: ServedModel, images, encoded, shared_memory=None) -> list[Result]:
     """One request per image (encoded files differ in length). The letterbox geometry comes from the
     ensemble's ``letterbox`` output when it has one (Track D), else from the image size and ``imgsz``."""
-    if LETTERBOX_OUTPUT in served.outputs:
-        from yolo_triton.ensemble import letterbox_infos
-
-        results = []
-        for index, image in enumerate(images):
-            data = encoded[index] if encoded is not None else cv2.imencode(".png", image)[1].tobytes()
-            out = _request(client, served, np.frombuffer(data, dtype=np.uint8)[None],
-                           [*END2END_OUTPUTS, LETTERBOX_OUTPUT], shared_memory)
-            results += pp.postprocess_end2end(*(out[name] for name in END2END_OUTPUTS),
-                                              letterbox_infos(out[LETTERBOX_OUTPUT]))
-        return results
-    if served.imgsz is None:
+    task = for_task(served.task)
+    names = task.output_names("end2end", served.shape)
+    params = NmsParams(0.0, 1.0, 1)  # unused: the server ran the NMS
+    from_server = LETTERBOX_OUTPUT in served.outputs
+    if not from_server and served.imgsz is None:
         raise ClientError(f"cannot tell the network input size of '{served.name}' (no ensemble step with an "
                           "FP32 [3, S, S] input is visible); pass --imgsz S to map boxes back")
     results = []
     for index, image in enumerate(images):
         data = encoded[index] if encoded is not None else cv2.imencode(".png", image)[1].tobytes()
         payload = np.frombuffer(data, dtype=np.uint8)[None]
-        out = _request(client, served, payload, END2END_OUTPUTS, shared_memory)
-        info, _ = pp.letterbox_params(image.shape[0], image.shape[1], served.imgsz)
-        results += pp.postprocess_end2end(*(out[name] for name in END2END_OUTPUTS), [info])
+        if from_server:
+            from yolo_triton.ensemble import letterbox_infos
+
+            out = _request(client, served, payload, [*names, LETTERBOX_OUTPUT], shared_memory)
+            infos = letterbox_infos(out[LETTERBOX_OUTPUT])
+        else:
+            out = _request(client, served, payload, names, shared_memory)
+            infos = [pp.letterbox_params(image.shape[0], image.shape[1], served.imgsz)[0]]
+        results += task.decode(out, infos, served.shape, params, "end2end")
     return results
 
 
@@ -920,23 +996,23 @@ def read_image(path: Path, max_pixels: int | None = None) -> np.ndarray:
     return image
 
 
-def _colour(class_id: int) -> tuple[int, int, int]:
-    rng = np.random.default_rng(class_id)
-    return tuple(int(v) for v in rng.integers(64, 256, size=3))
+def draw(image_bgr: np.ndarray, result: Result, names: Sequence[str] | None = None, task: str = "detect"
+         ) -> np.ndarray:
+    """A copy of the image with the result drawn by its task (boxes and 'label score'; masks, keypoints,
+    rotated boxes, top-5 text)."""
+    return for_task(task).draw(image_bgr, result, names)
 
 
-def draw(image_bgr: np.ndarray, detections: pp.Detections, names: Sequence[str] | None = None) -> np.ndarray:
-    """A copy of the image with a box and 'label score' per detection."""
-    canvas = image_bgr.copy()
-    thickness = max(1, round(sum(canvas.shape[:2]) / 600))
-    for row in detections.to_list(names):
-        x1, y1, x2, y2 = (int(round(v)) for v in row["box"])
-        colour = _colour(row["class_id"])
-        cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
-        text = f"{row.get('label', row['class_id'])} {row['score']:.2f}"
-        cv2.putText(canvas, text, (x1, max(y1 - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, colour,
-                    max(1, thickness // 2), cv2.LINE_AA)
-    return canvas
+def to_json(paths: Sequence[Path], results: Sequence[Result], names: Sequence[str] | None, task: str) -> dict:
+    """``{image path: the task's JSON of its result}`` (``--json``): detections as ``{class_id, label, score,
+    box}`` plus ``mask`` / ``keypoints`` / ``obb`` by task, or ``{top5: [...]}`` for classify."""
+    handler = for_task(task)
+    return {str(path): handler.to_json(result, names) for path, result in zip(paths, results)}
+
+
+def write_json(path: Path, data: dict) -> None:
+    with atomic_path(path, suffix=".json") as tmp:
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
 
 
 def draw_paths(out: Path, images: Sequence[Path]) -> list[Path]:

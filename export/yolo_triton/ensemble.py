@@ -26,6 +26,7 @@ from yolo_triton.postprocess import LetterboxInfo
 from yolo_triton.settings import (
     CONFIG_FILE,
     DALI_FILE,
+    TASK_PARAMETER,
     VERSION_DIR,
     dali_threads,
     ensemble_name,
@@ -187,6 +188,8 @@ def ensemble_config(name: str, preprocess: mc.ModelConfig, detector: mc.ModelCon
     det.input_map[det_in.name] = "preprocessed"
     for out in detector.output:
         det.output_map[out.name] = out.name
+    if TASK_PARAMETER in detector.parameters:  # the client reads the task (segment, pose, obb) from it
+        config.parameters[TASK_PARAMETER].string_value = detector.parameters[TASK_PARAMETER].string_value
     return config
 
 

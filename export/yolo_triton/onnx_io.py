@@ -84,3 +84,12 @@ def onnx_precision(model: onnx.ModelProto) -> str:
 
 def has_efficient_nms(model: onnx.ModelProto) -> bool:
     return any(node.op_type == "EfficientNMS_TRT" for node in model.graph.node)
+
+
+def cpu_session(model):
+    """An onnxruntime CPU session of an in-memory ONNX model (errors only in its log)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])

@@ -36,6 +36,7 @@ ENSEMBLE_SUFFIX = "_ensemble"  # Track D: <name>_ensemble chains the DALI model 
 TRACK_A_OUTPUT = "output0"  # ultralytics' raw head output [B, 4+nc, anchors]
 END2END_OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes")  # EfficientNMS_TRT's four
 LABEL_OUTPUT = "det_classes"  # the output whose values index labels.txt
+TASK_PARAMETER = "yolo_task"  # config parameter: JSON {task, num_classes, num_masks, kpt_shape, one2one}
 PROTOS_OUTPUT = "output1"  # segment: ultralytics' mask prototypes [B, 32, S/4, S/4] (Track A and end2end)
 # end2end outputs after END2END_OUTPUTS, by task (task_base.py): the selected anchors' extras
 END2END_TASK_OUTPUTS = {

@@ -17,8 +17,8 @@ from yolo_triton.task_base import Instances, NmsParams, Task, TaskShape, Toleran
 
 def colour(class_id: int) -> tuple[int, int, int]:
     """A stable BGR colour per class."""
-    rng = np.random.default_rng(int(class_id) * 7919 + 17)
-    return tuple(int(c) for c in rng.integers(64, 256, 3))
+    rng = np.random.default_rng(int(class_id))
+    return tuple(int(c) for c in rng.integers(64, 256, size=3))
 
 
 def as_instances(dets: pp.Detections) -> Instances:
@@ -26,16 +26,22 @@ def as_instances(dets: pp.Detections) -> Instances:
 
 
 def draw_boxes(image_bgr: np.ndarray, boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray,
-               names: Sequence[str] | None) -> np.ndarray:
-    """Boxes with ``label score`` on a copy of the image."""
-    out = image_bgr.copy()
-    for box, score, cls in zip(boxes.tolist(), scores.tolist(), classes.tolist()):
+               names: Sequence[str] | None, canvas: np.ndarray | None = None) -> np.ndarray:
+    """A box and ``label score`` per detection on a copy of the image (or on ``canvas``), line width scaled
+    to the image."""
+    canvas = image_bgr.copy() if canvas is None else canvas
+    thickness = line_width(canvas)
+    for box, score, cls in zip(np.asarray(boxes).tolist(), np.asarray(scores).tolist(), np.asarray(classes).tolist()):
         x1, y1, x2, y2 = (int(round(v)) for v in box)
         col = colour(int(cls))
-        cv2.rectangle(out, (x1, y1), (x2, y2), col, 2)
-        cv2.putText(out, f"{label(names, int(cls))} {score:.2f}", (x1, max(y1 - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.5, col, 1, cv2.LINE_AA)
-    return out
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), col, thickness)
+        cv2.putText(canvas, f"{label(names, int(cls))} {score:.2f}", (x1, max(y1 - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.4 * thickness, col, max(1, thickness // 2), cv2.LINE_AA)
+    return canvas
+
+
+def line_width(image: np.ndarray) -> int:
+    return max(1, round(sum(image.shape[:2]) / 600))
 
 
 class DetectTask(Task):

@@ -163,11 +163,9 @@ def check_output0_shape(shape: tuple[int, ...], num_classes: int, what: str) -> 
 
 
 def ort_session(model):
-    import onnxruntime as ort
+    from yolo_triton.onnx_io import cpu_session
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return cpu_session(model)
 
 
 ORT_INPUT_TYPES = {"tensor(float)": "float32", "tensor(uint8)": "uint8"}
@@ -551,6 +549,9 @@ def validate(name: str, models_dir: Path, weights_dir: Path, images_dir: Path | 
     except Exception as err:  # DecodeError and friends from a damaged file
         raise StepError(f"cannot read {onnx_paths[0]} as ONNX ({type(err).__name__}); rebuild it with make") from err
     images = image_paths(images_dir)
+    task = task_of(onnx_paths[0])
+    if task != "detect":  # every other task: one generic path through the task interface
+        return validate_other_task(name, task, paths, weights, images, imgsz, settings)
     batch, infos = pp.letterbox_batch(read_images(images), imgsz, dtype="uint8")  # each runner makes its input
     LOG.info("%s: %d images at %d px, reference %s", name, len(images), imgsz, weights)
     raw_ref, torch_dets = torch_reference(weights, batch, infos, settings.conf, settings.iou, settings.topk,
@@ -599,7 +600,34 @@ def validate(name: str, models_dir: Path, weights_dir: Path, images_dir: Path | 
     }
 
 
+def task_of(onnx_path: Path) -> str:
+    """The task ultralytics wrote into the graph's metadata (``detect`` when absent)."""
+    import onnx
+
+    from yolo_triton.onnx_io import metadata
+
+    return metadata(onnx.load(str(onnx_path), load_external_data=False)).get("task", "detect")
+
+
+def validate_other_task(name: str, task: str, paths: dict[str, Path], weights: Path, images: list[Path], imgsz: int,
+                        settings: Settings) -> dict:
+    """Segment, pose, OBB, classify: :mod:`yolo_triton.validate_tasks` against ultralytics' predict."""
+    from yolo_triton import validate_tasks as vt
+    from yolo_triton.checkpoint import inspect, load_yolo
+    from yolo_triton.task_base import NmsParams
+
+    params = NmsParams(settings.conf, settings.iou, settings.topk, "ultralytics", settings.agnostic)
+    num_classes = inspect(load_yolo(weights), weights).num_classes
+    results = vt.validate_task(name, task, paths, weights, read_images(images), imgsz, num_classes, params,
+                               precision_of, trt_available(), CHUNK)
+    return vt.report(name, task, images, imgsz, params, results)
+
+
 def format_table(report: dict) -> str:
+    if report.get("task", "detect") != "detect":
+        from yolo_triton.validate_tasks import format_table as task_table
+
+        return task_table(report)
     header = f"{'format':<12} {'prec':<5} {'raw box Δpx':>11} {'raw score Δ':>11} {'ref/test/match':>15} " \
              f"{'score Δ':>8}  status"
     lines = [f"validate {report['model']}: {len(report['images'])} images, imgsz {report['imgsz']}, "
