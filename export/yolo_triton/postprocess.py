@@ -16,6 +16,8 @@ One importable place used by ``scripts/validate.py``, the Triton smoke client an
   ``score > conf``, suppress ``IoU > iou`` with the per-class coordinate offset, ``max_det``).
 * :func:`map_boxes_to_original`, :func:`postprocess_track_a`, :func:`postprocess_end2end` return
   per-image detections in original-image pixels.
+  :func:`track_a_kept` also returns each detection's anchor (column of ``output0``), from which a task
+  with extra channels (segment's mask coefficients) gathers them; NMS reads only the class scores.
 
 Cost: one pass over the scores (``score >= CONF`` reduced over classes on ``output0``'s own class-major
 layout) finds the candidate anchors; everything after reads only their rows. Greedy NMS is vectorised
@@ -381,7 +383,7 @@ def _efficient_image(
     box_coding: int, candidate_cap: int | None, strict: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """EfficientNMS on one image (``scores [nc, A]``, ``boxes [4, A]``): kept ``(corners [k, 4] float32,
-    scores [k], classes [k] int)`` in output order, or None when no score passes CONF."""
+    scores [k], classes [k] int, anchors [k])`` in output order, or None when no score passes CONF."""
     anchors = _candidate_anchors(scores_ca, conf32, strict)
     if not anchors.size:
         return None
@@ -405,8 +407,9 @@ def _efficient_image(
     if candidate_cap is not None and len(order) > candidate_cap:
         order = order[:candidate_cap]
     ai, cls = np.divmod(flat.take(order), nc)
+    ai = anchors.take(ai)
     cand_scores = cand_scores.take(order)
-    corners = _corners(boxes_4a, anchors.take(ai), box_coding)
+    corners = _corners(boxes_4a, ai, box_coding)
     iou_lo, iou_hi = _reordered(corners)
     if agnostic:
         # A lower-ranked label of an anchor already seen has IoU 1 with it and can never be kept (nor
@@ -416,10 +419,10 @@ def _efficient_image(
         seen |= (iou_hi[0] <= iou_lo[0]) | (iou_hi[1] <= iou_lo[1])
         if not seen.all():
             sel = seen.nonzero()[0]
-            cls, cand_scores = cls.take(sel), cand_scores.take(sel)
+            cls, cand_scores, ai = cls.take(sel), cand_scores.take(sel), ai.take(sel)
             corners, iou_lo, iou_hi = (x.take(sel, axis=1) for x in (corners, iou_lo, iou_hi))
     keep = _nms(iou_lo, iou_hi, None if agnostic else cls, iou, topk, strict)
-    return corners.take(keep, axis=1).T, cand_scores.take(keep), cls.take(keep)
+    return corners.take(keep, axis=1).T, cand_scores.take(keep), cls.take(keep), ai.take(keep)
 
 
 def _efficient_agnostic_best(
@@ -445,7 +448,7 @@ def _efficient_agnostic_best(
     cls = sub.argmax(axis=0)
     order = (-best).argsort(kind="stable")
     keep = order.take(_nms(iou_lo.take(order, axis=1), iou_hi.take(order, axis=1), None, iou, topk, strict))
-    return corners.take(keep, axis=1).T, best.take(keep), cls.take(keep)
+    return corners.take(keep, axis=1).T, best.take(keep), cls.take(keep), anchors.take(keep)
 
 
 def _empty_outputs(batch: int, topk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -500,7 +503,7 @@ def efficient_nms(
                                 candidate_cap, strict_thresholds)
         if kept is None:
             continue
-        corners, det_scores, det_classes = kept
+        corners, det_scores, det_classes, _ = kept
         n = len(det_scores)
         outputs[0][b, 0] = n
         outputs[1][b, :n] = corners
@@ -513,7 +516,7 @@ def _ultralytics_image(
     scores_ca: np.ndarray, boxes_4a: np.ndarray, conf32: np.float32, iou: float, max_det: int, agnostic: bool,
     box_coding: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """ultralytics' NMS on one image: kept ``(corners [k, 4] float32, scores [k], classes [k] int)``."""
+    """ultralytics' NMS on one image: kept ``(corners [k, 4] float32, scores [k], classes [k] int, anchors [k])``."""
     anchors = _candidate_anchors(scores_ca, conf32, strict=True)
     if not anchors.size:
         return None
@@ -533,7 +536,7 @@ def _ultralytics_image(
     else:
         shifted = corners + cls.astype(np.float32) * np.float32(ULTRALYTICS_MAX_WH)
         keep = _nms(shifted[:2], shifted[2:], cls, iou, max_det, strict=True)
-    return corners.take(keep, axis=1).T, score.take(keep), cls.take(keep)
+    return corners.take(keep, axis=1).T, score.take(keep), cls.take(keep), anchors.take(keep)
 
 
 def ultralytics_nms(
@@ -561,7 +564,7 @@ def ultralytics_nms(
         if kept is None:
             results.append(np.zeros((0, 6), np.float32))
             continue
-        corners, score, cls = kept
+        corners, score, cls, _ = kept
         results.append(np.concatenate([corners, score[:, None], cls[:, None].astype(np.float32)], axis=1))
     return results
 
@@ -624,26 +627,50 @@ def postprocess_track_a(
     ``NMS=onnx`` end2end graph) or ``ultralytics`` (same as ``YOLO.predict``). Reads ``output0`` in its own
     layout (class-major rows, see :func:`efficient_nms`); no padded end2end arrays in between.
     """
+    return [dets for dets, _ in track_a_kept(output0, infos, conf, iou, topk, mode, agnostic)]
+
+
+def track_a_kept(
+    output0: np.ndarray,
+    infos: Sequence[LetterboxInfo],
+    conf: float,
+    iou: float,
+    topk: int,
+    mode: str = "efficient",
+    agnostic: bool = False,
+    num_classes: int | None = None,
+) -> list[tuple[Detections, np.ndarray]]:
+    """:func:`postprocess_track_a` that also says which anchor each detection came from.
+
+    ``output0 [B, 4+nc+extra, A]``: rows ``4 : 4+num_classes`` are the scores (all rows after the box when
+    ``num_classes`` is None); the ``extra`` rows (segment's mask coefficients, pose's keypoints) take no part
+    in NMS. Per image: the :class:`Detections` and ``anchors [n]`` int64, the column of ``output0`` of each
+    detection, so a task gathers its extras with ``output0[b, 4 + nc:, anchors]``.
+    """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if len(infos) != output0.shape[0]:
         raise ValueError(f"{len(infos)} LetterboxInfo for a batch of {output0.shape[0]}")
     if output0.ndim != 3 or output0.shape[1] < 5:
         raise ValueError(f"expected output0 [B, 4+nc, A], got shape {output0.shape}")
+    end = output0.shape[1] if num_classes is None else 4 + num_classes
+    if not 4 < end <= output0.shape[1]:
+        raise ValueError(f"output0 {output0.shape} has no room for {num_classes} class scores")
     conf32 = np.float32(conf)
     results = []
     for out, info in zip(output0, infos):
         if mode == "ultralytics":
-            kept = _ultralytics_image(out[4:], out[:4], conf32, iou, topk, agnostic, BOX_CENTER_SIZE)
+            kept = _ultralytics_image(out[4:end], out[:4], conf32, iou, topk, agnostic, BOX_CENTER_SIZE)
         else:
-            kept = _efficient_image(out[4:], out[:4], conf32, iou, topk, agnostic, BOX_CENTER_SIZE,
+            kept = _efficient_image(out[4:end], out[:4], conf32, iou, topk, agnostic, BOX_CENTER_SIZE,
                                     EFFICIENT_NMS_CANDIDATES, mode == "onnx")
         if kept is None:
-            results.append(Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32)))
+            results.append((Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32),
+                                       np.zeros(0, np.int32)), np.zeros(0, np.int64)))
             continue
-        corners, scores, classes = kept
-        results.append(Detections(map_boxes_to_original(corners, info), scores.astype(np.float32),
-                                  classes.astype(np.int32)))
+        corners, scores, classes, anchors = kept
+        results.append((Detections(map_boxes_to_original(corners, info), scores.astype(np.float32),
+                                   classes.astype(np.int32)), anchors.astype(np.int64)))
     return results
 
 
