@@ -67,7 +67,8 @@ class DetectTask(Task):
         return draw_boxes(image_bgr, result.boxes, result.scores, result.classes, names)
 
     def reference(self, yolo, images_bgr, imgsz: int, params: NmsParams) -> list[Instances]:
-        results = yolo.predict(list(images_bgr), imgsz=imgsz, conf=params.conf, iou=params.iou,
+        # rect=False: the square letterbox the exported model sees (a .pt predicts on a minimal rectangle)
+        results = yolo.predict(list(images_bgr), imgsz=imgsz, conf=params.conf, iou=params.iou, rect=False,
                                max_det=params.topk, agnostic_nms=params.agnostic, verbose=False)
         return [Instances(r.boxes.xyxy.cpu().numpy().astype(np.float32), r.boxes.conf.cpu().numpy().astype(np.float32),
                           r.boxes.cls.cpu().numpy().astype(np.int32)) for r in results]

@@ -95,9 +95,18 @@ def validate_task(name: str, task_name: str, paths: dict[str, Path], weights: Pa
     from yolo_triton.checkpoint import load_yolo
 
     task = for_task(task_name)
-    reference = task.reference(load_yolo(weights), images, imgsz, params)
-    results = [TaskResult("pytorch", str(weights), "passed", "fp32",
-                          {"reference": sum(len(r) for r in reference)})]
+    yolo = load_yolo(weights)
+    references: dict[bool, list] = {}
+
+    def reference_of(one2one: bool) -> list:
+        """predict with the one-to-many head and its NMS, or (one2one) the NMS-free head (nms=False)."""
+        if one2one not in references:
+            yolo.overrides["nms"] = False if one2one else None
+            references[one2one] = task.reference(yolo, images, imgsz, params)
+        return references[one2one]
+
+    reference = reference_of(False) if not paths["onnx"].is_file() else None
+    results = [TaskResult("pytorch", str(weights), "passed", "fp32")]
     track_a = None
     for kind, path in paths.items():
         if not path.is_file():
@@ -117,10 +126,12 @@ def validate_task(name: str, task_name: str, paths: dict[str, Path], weights: Pa
             if kind == "onnx":
                 layout = "one2one" if meta.get("one2one") == "True" else "track_a"
                 track_a = (outputs, infos, layout, shape)
+                reference = reference_of(layout == "one2one")
                 results.append(_check(result, task, reference, task.decode(outputs, infos, shape, params, layout),
                                       tol, params))
                 continue
             mode = meta.get("nms", "onnx")
+            reference = reference_of(mode == "free")
             graph_params = NmsParams(float(meta.get("conf", params.conf)), float(meta.get("iou", params.iou)),
                                      int(meta.get("topk", params.topk)), mode, bool(int(meta.get("agnostic", "0"))))
             test = task.decode(outputs, infos, shape, graph_params, "end2end")
@@ -137,6 +148,7 @@ def validate_task(name: str, task_name: str, paths: dict[str, Path], weights: Pa
         except Exception as err:  # a broken artefact: this format's failure, keep going
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             results.append(TaskResult(kind, str(path), "failed", notes=[f"{type(err).__name__}: {first}"]))
+    results[0].counts = {"reference": sum(len(r) for r in references.get(False, references.get(True, [])))}
     return results
 
 
