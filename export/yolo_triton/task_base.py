@@ -74,6 +74,7 @@ class Instances(Detections):
     masks: np.ndarray | None = None
     keypoints: np.ndarray | None = None
     xywhr: np.ndarray | None = None
+    gain: float | None = None  # the image's letterbox gain (input px per original px): Tolerance.box_px / gain
 
 
 @dataclass
