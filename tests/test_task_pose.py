@@ -227,3 +227,12 @@ def test_draw_keypoints_and_skeleton_above_the_threshold_only():
     four.keypoints = four.keypoints[:, [5, 6, 0, 1]]  # K == 4: points, no COCO skeleton
     drawn = TASK.draw(image, four, None)
     assert drawn[60, 80].any() and not drawn[60, 100].any()
+
+
+def test_module_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, yolo_triton.task_pose; print('torch' in sys.modules, 'ultralytics' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.split() == ["False", "False"]
