@@ -289,3 +289,12 @@ def test_module_imports_no_torch():
     code = "import sys, yolo_triton.task_obb; print('torch' in sys.modules, 'ultralytics' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.split() == ["False", "False"]
+
+
+def test_an_image_without_candidates_gives_no_instances():
+    info = pp.letterbox_params(320, 320, IMGSZ)[0]
+    out = np.full((1, 4 + 3 + 1, 50), 0.1, np.float32)  # every score below CONF
+    (result,) = TASK.decode({"output0": out}, [info], TaskShape("obb", 3), PARAMS, "track_a")
+    assert len(result) == 0 and result.boxes.shape == (0, 4) and result.xywhr.shape == (0, 5)
+    assert TASK.to_json(result, None) == [] and TASK.compare([result], [result], FP32, PARAMS) == []
+    assert TASK.draw(np.zeros((8, 8, 3), np.uint8), result, None).shape == (8, 8, 3)

@@ -236,3 +236,11 @@ def test_module_imports_no_torch():
     code = "import sys, yolo_triton.task_pose; print('torch' in sys.modules, 'ultralytics' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.split() == ["False", "False"]
+
+
+def test_an_image_without_candidates_gives_no_instances():
+    info = pp.letterbox_params(320, 320, IMGSZ)[0]
+    out = np.full((1, 4 + 2 + 17 * 3, 50), 0.1, np.float32)  # every score below CONF
+    (result,) = TASK.decode({"output0": out}, [info], TaskShape("pose", 2, kpt_shape=(17, 3)), PARAMS, "track_a")
+    assert len(result) == 0 and result.boxes.shape == (0, 4) and result.keypoints.shape == (0, 17, 3)
+    assert TASK.to_json(result, None) == [] and TASK.compare([result], [result], FP32, PARAMS) == []
