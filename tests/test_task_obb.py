@@ -128,7 +128,9 @@ def test_decode_matches_ultralytics_predict(built, arch, layout):
     assert outputs["output0"].shape[1:] == ((4 + shape.num_classes + 1, 2100) if layout == "track_a"
                                             else (PARAMS.topk, 7))
     test = TASK.decode(outputs, infos, shape, PARAMS, layout)
-    ref = task_obb.predict(YOLO(str(pt)), sample_images(), IMGSZ, PARAMS, one2one=layout == "one2one")
+    yolo = YOLO(str(pt))
+    yolo.overrides["nms"] = False if layout == "one2one" else None  # the NMS-free head, or NMS (Task.reference)
+    ref = TASK.reference(yolo, sample_images(), IMGSZ, PARAMS)
     assert [len(r) for r in ref] == [len(t) for t in test] and all(len(t) for t in test)
     angles = np.concatenate([t.xywhr[:, 4] for t in test])
     assert len(angles) >= 10 and np.ptp(angles) > 1.0 and angles.std() > 0.2  # varied angles
@@ -271,7 +273,7 @@ def test_to_json_adds_the_rotated_box_and_its_corners():
 
 
 def test_draw_rotated_polygons():
-    image = np.zeros((160, 200, 3), np.uint8)
+    image = np.zeros((400, 500, 3), np.uint8)  # line width 2
     drawn = TASK.draw(image, one_box(), None)
     assert not image.any() and drawn.shape == image.shape
     corners = task_obb.xywhr_corners(one_box().xywhr)[0]

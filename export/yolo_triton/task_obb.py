@@ -28,7 +28,7 @@ from yolo_triton import postprocess as pp
 from yolo_triton.errors import StepError
 from yolo_triton.settings import END2END_OUTPUTS, END2END_TASK_OUTPUTS, TRACK_A_OUTPUT
 from yolo_triton.task_base import Instances, NmsParams, Task, TaskShape, Tolerance, label
-from yolo_triton.task_detect import colour, unmatched_problems
+from yolo_triton.task_detect import colour, line_width, unmatched_problems
 
 XYWHR_OUTPUT = END2END_TASK_OUTPUTS["obb"][0]  # det_xywhr
 PROBIOU_EPS = 1e-7  # ultralytics.utils.metrics.batch_probiou's eps
@@ -211,15 +211,6 @@ def results_to_instances(results, imgsz: int) -> list[Instances]:
     return out
 
 
-def predict(yolo, images_bgr: Sequence[np.ndarray], imgsz: int, params: NmsParams, one2one: bool = False
-            ) -> list[Instances]:
-    """``YOLO.predict`` on the square letterbox (``rect=False``, as our preprocessing); ``one2one`` selects
-    the NMS-free head (``nms=False``), else the one-to-many head and the rotated NMS."""
-    results = yolo.predict(list(images_bgr), imgsz=imgsz, conf=params.conf, iou=params.iou, max_det=params.topk,
-                           agnostic_nms=params.agnostic, rect=False, nms=False if one2one else None, verbose=False)
-    return results_to_instances(results, imgsz)
-
-
 # --------------------------------------------------------------------------------------------------
 # Comparison
 # --------------------------------------------------------------------------------------------------
@@ -261,14 +252,15 @@ def match(ref: Instances, test: Instances, probiou_min: float) -> list[tuple[int
 def draw_rotated(image_bgr: np.ndarray, result: Instances, names: Sequence[str] | None) -> np.ndarray:
     """Rotated polygons with ``label score`` at their top corner, on a copy of the image."""
     out = image_bgr.copy()
+    thickness = line_width(out)
     corners = xywhr_corners(result.xywhr) if result.xywhr is not None else np.zeros((0, 4, 2), np.float32)
     for poly, score, cls in zip(corners, result.scores.tolist(), result.classes.tolist()):
         col = colour(int(cls))
         points = np.round(poly).astype(np.int32)
-        cv2.polylines(out, [points.reshape(-1, 1, 2)], True, col, 2, cv2.LINE_AA)
+        cv2.polylines(out, [points.reshape(-1, 1, 2)], True, col, thickness, cv2.LINE_AA)
         x, y = points[points[:, 1].argmin()].tolist()
-        cv2.putText(out, f"{label(names, int(cls))} {score:.2f}", (x, max(y - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
-                    col, 1, cv2.LINE_AA)
+        cv2.putText(out, f"{label(names, int(cls))} {score:.2f}", (x, max(y - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.4 * thickness, col, max(1, thickness // 2), cv2.LINE_AA)
     return out
 
 
@@ -288,7 +280,12 @@ class OBBTask(Task):
         raise StepError(f"unknown layout '{layout}'; one of track_a, one2one, end2end")
 
     def reference(self, yolo, images_bgr, imgsz: int, params: NmsParams) -> list[Instances]:
-        return predict(yolo, images_bgr, imgsz, params)
+        """``YOLO.predict`` on the pipeline's square letterbox (``rect=False``): the one-to-many head and
+        the rotated NMS, or the NMS-free one-to-one head (``one2one`` layout) after ``yolo.overrides["nms"] = False``
+        (the ultralytics switch ``predict`` reads when the call does not name it)."""
+        results = yolo.predict(list(images_bgr), imgsz=imgsz, conf=params.conf, iou=params.iou, max_det=params.topk,
+                               agnostic_nms=params.agnostic, rect=False, verbose=False)
+        return results_to_instances(results, imgsz)
 
     def compare(self, ref, test, tol: Tolerance, params: NmsParams) -> list[str]:
         """Pairs of the same class with probiou >= ``tol.probiou`` (unmatched ones excused near CONF or the

@@ -25,7 +25,7 @@ from yolo_triton import postprocess as pp
 from yolo_triton.errors import StepError
 from yolo_triton.settings import END2END_OUTPUTS, END2END_TASK_OUTPUTS, TRACK_A_OUTPUT
 from yolo_triton.task_base import Instances, NmsParams, Task, TaskShape, Tolerance
-from yolo_triton.task_detect import box_iou, draw_boxes, unmatched_problems
+from yolo_triton.task_detect import box_iou, draw_boxes, line_width, unmatched_problems
 
 KEYPOINTS_OUTPUT = END2END_TASK_OUTPUTS["pose"][0]  # det_keypoints
 KPT_DRAW_CONF = 0.25  # ultralytics Annotator.kpts(conf_thres=0.25): fainter keypoints and their limbs are not drawn
@@ -141,15 +141,6 @@ def results_to_instances(results, imgsz: int) -> list[Instances]:
     return out
 
 
-def predict(yolo, images_bgr: Sequence[np.ndarray], imgsz: int, params: NmsParams, one2one: bool = False
-            ) -> list[Instances]:
-    """``YOLO.predict`` on the square letterbox (``rect=False``, as our preprocessing); ``one2one`` selects
-    the NMS-free head (``nms=False``), else the one-to-many head and its NMS."""
-    results = yolo.predict(list(images_bgr), imgsz=imgsz, conf=params.conf, iou=params.iou, max_det=params.topk,
-                           agnostic_nms=params.agnostic, rect=False, nms=False if one2one else None, verbose=False)
-    return results_to_instances(results, imgsz)
-
-
 def match(ref: Instances, test: Instances, same_px: float, iou_min: float = 0.9) -> list[tuple[int, int]]:
     """Greedy pairs (ref index, test index) of the same class, best first, whose boxes have IoU >= ``iou_min``
     after ordering their corners (an untrained head can emit x2 < x1) or agree within ``same_px`` (boxes
@@ -199,9 +190,12 @@ def keypoint_problems(ref: Instances, test: Instances, pairs, tol: Tolerance) ->
     return problems
 
 
-def draw_keypoints(image: np.ndarray, keypoints: np.ndarray, radius: int = 3) -> None:
-    """Keypoints with confidence >= KPT_DRAW_CONF (in place), and the COCO skeleton when K == 17."""
+def draw_keypoints(image: np.ndarray, keypoints: np.ndarray) -> None:
+    """Keypoints with confidence >= KPT_DRAW_CONF (in place), and the COCO skeleton when K == 17, sized as
+    ultralytics' Annotator sizes them: radius the line width, limbs half of it."""
     pose = len(keypoints) == 17
+    radius = line_width(image) + 1
+    limb_width = max(1, (radius + 1) // 2)
     for index, (x, y, conf) in enumerate(keypoints.tolist()):
         if conf >= KPT_DRAW_CONF:
             colour = POSE_PALETTE[KPT_COLOURS[index]] if pose else POSE_PALETTE[index % len(POSE_PALETTE)]
@@ -211,7 +205,7 @@ def draw_keypoints(image: np.ndarray, keypoints: np.ndarray, radius: int = 3) ->
     for limb, (a, b) in enumerate(SKELETON):
         (xa, ya, ca), (xb, yb, cb) = keypoints[a - 1].tolist(), keypoints[b - 1].tolist()
         if ca >= KPT_DRAW_CONF and cb >= KPT_DRAW_CONF:
-            cv2.line(image, (int(xa), int(ya)), (int(xb), int(yb)), POSE_PALETTE[LIMB_COLOURS[limb]], 2,
+            cv2.line(image, (int(xa), int(ya)), (int(xb), int(yb)), POSE_PALETTE[LIMB_COLOURS[limb]], limb_width,
                      lineType=cv2.LINE_AA)
 
 
@@ -231,7 +225,12 @@ class PoseTask(Task):
         raise StepError(f"unknown layout '{layout}'; one of track_a, one2one, end2end")
 
     def reference(self, yolo, images_bgr, imgsz: int, params: NmsParams) -> list[Instances]:
-        return predict(yolo, images_bgr, imgsz, params)
+        """``YOLO.predict`` on the pipeline's square letterbox (``rect=False``): the one-to-many head and
+        its NMS, or the NMS-free one-to-one head (``one2one`` layout) after ``yolo.overrides["nms"] = False``
+        (the ultralytics switch ``predict`` reads when the call does not name it)."""
+        results = yolo.predict(list(images_bgr), imgsz=imgsz, conf=params.conf, iou=params.iou, max_det=params.topk,
+                               agnostic_nms=params.agnostic, rect=False, verbose=False)
+        return results_to_instances(results, imgsz)
 
     def compare(self, ref, test, tol: Tolerance, params: NmsParams) -> list[str]:
         """Pairs by :func:`match` (unmatched ones excused near CONF or the top-k cut, as detect's), matched
