@@ -6,6 +6,7 @@
 #   $(MODELS_DIR)/<name>_trt/1/model.plan      <- export/build_engine.py  (Track B: TensorRT)
 #   $(MODELS_DIR)/<name>_trt_end2end/1/model.plan <- export/build_engine.py (Track C: TensorRT + NMS)
 #   $(MODELS_DIR)/<dir>/config.pbtxt           <- export/write_config.py  (from the artefact itself)
+#   $(MODELS_DIR)/<name>_ensemble/config.pbtxt <- dali/create_ensembles.py (Track D: DALI + <name>_$(ENSEMBLE_DETECTOR))
 #   $(MODELS_DIR)/<name>/<N>/{model.onnx,version.json} <- scripts/versions.py (make version VERSION=next)
 #
 # <name> is yolov11_<size> for the seed's sizes (weights $(WEIGHTS_<size>).pt), or the stem of any
@@ -52,6 +53,7 @@ CONFIG_PARAMS = max_batch=$(call max_batch_for,$(1)) queue_delay_us=$(QUEUE_DELA
   keep_versions=$(KEEP_VERSIONS) ort_batching=$(ORT_BATCHING) ort_pad_batch=$(ORT_PAD_BATCH)
 PLAN_PARAMS = max_batch=$(call max_batch_for,$(1)) imgsz=$(IMGSZ) workspace=$(WORKSPACE) opt_level=$(OPT_LEVEL) \
   gpus=$(GPUS) hw_compat=$(HW_COMPAT)
+ENSEMBLE_PARAMS = detector=$(ENSEMBLE_DETECTOR)
 STAMPS := $(BUILD_DIR)/params
 same = $(if $(subst @$(1),,@$(2))$(subst @$(2),,@$(1)),,same)
 define STAMP_RULE
@@ -59,7 +61,8 @@ $(1): FORCE
 	@mkdir -p $$(@D) && printf '%s\n' '$(2)' > $$@
 endef
 stamp = $(if $(call same,$(file <$(1)),$(2)),,$(eval $(call STAMP_RULE,$(1),$(2))))
-goal_names = $(foreach g,$(filter $(MODELS_DIR)/%,$(MAKECMDGOALS)),$(call base_of,$(firstword $(subst /, ,$(patsubst $(MODELS_DIR)/%,%,$(g))))))
+goal_names = $(foreach g,$(filter $(MODELS_DIR)/%,$(MAKECMDGOALS)),$(call base_of,$(patsubst %_ensemble,%,$(firstword \
+  $(subst /, ,$(patsubst $(MODELS_DIR)/%,%,$(g)))))))
 STAMPED_NAMES := $(sort $(NAMES) $(basename $(notdir $(wildcard $(WEIGHTS_DIR)/*.pt))) $(goal_names) \
   $(if $(filter version,$(MAKECMDGOALS)),$(MODEL)))
 $(foreach n,$(STAMPED_NAMES),\
@@ -67,7 +70,8 @@ $(foreach n,$(STAMPED_NAMES),\
   $(if $(filter free,$(NMS)),$(call stamp,$(STAMPS)/$(n).one2one,$(call ONE2ONE_PARAMS,$(n))))\
   $(call stamp,$(STAMPS)/$(n).end2end,$(END2END_PARAMS))\
   $(call stamp,$(STAMPS)/$(n).config,$(call CONFIG_PARAMS,$(n)))\
-  $(call stamp,$(STAMPS)/$(n).plan,$(call PLAN_PARAMS,$(n))))
+  $(call stamp,$(STAMPS)/$(n).plan,$(call PLAN_PARAMS,$(n)))\
+  $(call stamp,$(STAMPS)/$(n).ensemble,$(ENSEMBLE_PARAMS)))
 .PHONY: FORCE
 FORCE:
 
@@ -81,10 +85,15 @@ endif
 ifeq ($(filter float32 uint8,$(INPUT_DTYPE)),)
 $(error INPUT_DTYPE=$(INPUT_DTYPE) is not float32 or uint8)
 endif
+ifeq ($(filter trt_end2end end2end,$(ENSEMBLE_DETECTOR)),)
+$(error ENSEMBLE_DETECTOR=$(ENSEMBLE_DETECTOR) is not trt_end2end (the TensorRT plan) or end2end (the ONNX, ONNX Runtime))
+endif
 # ---- GPUS: nvidia-smi indices; checked here, before anything is built or any parameter stamp rewritten
 non_digits = $(subst 0,,$(subst 1,,$(subst 2,,$(subst 3,,$(subst 4,,$(subst 5,,$(subst 6,,$(subst 7,,$(subst \
   8,,$(subst 9,,$(1)))))))))))
-PLAN_GOALS := trt all dali trackd %.plan %_trt/config.pbtxt %_trt_end2end/config.pbtxt %_ensemble/config.pbtxt
+# Track D builds a plan only when its detector step is one (ENSEMBLE_DETECTOR=trt_end2end)
+TRACKD_GOALS := dali trackd %_ensemble/config.pbtxt
+PLAN_GOALS := trt all %.plan %_trt/config.pbtxt %_trt_end2end/config.pbtxt $(if $(filter trt_end2end,$(ENSEMBLE_DETECTOR)),$(TRACKD_GOALS))
 gpus_comma := ,
 GPUS_LIST := $(if $(filter all,$(strip $(GPUS))),,$(subst $(gpus_comma), ,$(GPUS)))
 ifneq ($(GPUS_LIST),)
@@ -107,6 +116,10 @@ ifeq ($(INSTANCE_KIND),cpu)
 CPU_REFUSED := $(filter $(PLAN_GOALS),$(MAKECMDGOALS))
 ifneq ($(CPU_REFUSED),)
 $(error INSTANCE_KIND=cpu: $(firstword $(CPU_REFUSED)) needs TensorRT on a GPU; build onnx targets for a CPU Triton)
+endif
+CPU_REFUSED_DALI := $(filter $(TRACKD_GOALS),$(MAKECMDGOALS))
+ifneq ($(CPU_REFUSED_DALI),)
+$(error INSTANCE_KIND=cpu: $(firstword $(CPU_REFUSED_DALI)) is Track D, whose DALI model decodes on a GPU (KIND_GPU); build onnx targets for a CPU Triton)
 endif
 ifeq ($(NMS),efficient)
 ifneq ($(filter onnx %_end2end/1/model.onnx %_end2end/config.pbtxt,$(MAKECMDGOALS)),)
@@ -273,11 +286,13 @@ onnx: $(ONNX_CONFIGS) ## ONNX artefacts + configs (Track A and end2end) for SIZE
 trt: $(TRT_CONFIGS) ## TensorRT plans + configs (Tracks B and C) for SIZES (or NAMES)
 all: onnx trt dali ## Everything for SIZES (Tracks A-D)
 
-# ---- Track D: DALI letterbox model + ensembles (encoded bytes -> DALI -> <name>_trt_end2end) ----------
+# ---- Track D: DALI letterbox model + ensembles (encoded bytes -> DALI -> <name>_$(ENSEMBLE_DETECTOR)) ------
 #   $(MODELS_DIR)/preprocess_letterbox_<IMGSZ>/{config.pbtxt,1/dali.py} <- dali/create_dali_letterbox_pipeline.py
 #   $(MODELS_DIR)/<name>_ensemble/config.pbtxt <- dali/create_ensembles.py (reads both step configs)
 # One DALI model per IMGSZ, shared by every name, max batch = the largest of NAMES' (an ensemble's is
-# the smallest of its steps'). Triton's own DALI autoserializes 1/dali.py at load time, on its GPU.
+# the smallest of its steps': with ORT_BATCHING=pad an ONNX detector's is its pad). Triton's own DALI
+# autoserializes 1/dali.py at load time, on its GPU. The detector step, ENSEMBLE_DETECTOR: trt_end2end
+# (the plan, Track C) or end2end (the end2end ONNX through ONNX Runtime, for a server without TensorRT).
 PREPROCESS_DIR = $(MODELS_DIR)/preprocess_letterbox_$(IMGSZ)
 DALI_MAX_BATCHES = $(foreach n,$(NAMES),$(call max_batch_for,$(n)))
 DALI_PARAMS = imgsz=$(IMGSZ) max_batch=$(DALI_MAX_BATCHES) queue_delay_us=$(QUEUE_DELAY_US) threads=$(DALI_THREADS) \
@@ -291,12 +306,13 @@ $(PREPROCESS_DIR)/config.pbtxt: $(DALI_STEP) $(STAMPS)/preprocess_$(IMGSZ).dali
 	  --max-batch $(DALI_MAX_BATCHES) --queue-delay-us $(QUEUE_DELAY_US) --num-threads $(DALI_THREADS) \
 	  --input-dtype $(INPUT_DTYPE)
 
-$(MODELS_DIR)/%_ensemble/config.pbtxt: $(PREPROCESS_DIR)/config.pbtxt $(MODELS_DIR)/%_trt_end2end/config.pbtxt $(ENSEMBLE_STEP)
-	$(PYTHON) dali/create_ensembles.py --names $* --imgsz $(IMGSZ) --model-dir $(MODELS_DIR)
+$(MODELS_DIR)/%_ensemble/config.pbtxt: $(PREPROCESS_DIR)/config.pbtxt $(MODELS_DIR)/%_$(ENSEMBLE_DETECTOR)/config.pbtxt \
+  $(ENSEMBLE_STEP) $(STAMPS)/$$*.ensemble
+	$(PYTHON) dali/create_ensembles.py --names $* --imgsz $(IMGSZ) --model-dir $(MODELS_DIR) --detector $(ENSEMBLE_DETECTOR)
 
 DALI_CONFIGS = $(foreach n,$(NAMES),$(MODELS_DIR)/$(n)_ensemble/config.pbtxt)
 .PHONY: dali trackd
-dali: $(DALI_CONFIGS) ## Track D: DALI letterbox model + <name>_ensemble for SIZES (or NAMES); builds the plans
+dali: $(DALI_CONFIGS) ## Track D: DALI letterbox model + <name>_ensemble for SIZES (or NAMES); builds the detectors (ENSEMBLE_DETECTOR)
 trackd: dali
 
 # ---- operating the result ---------------------------------------------------------------------------

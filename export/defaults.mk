@@ -32,6 +32,10 @@ HW_COMPAT ?= none
 # Triton instances of each model on each of GPUS (instance_group count; gpus: GPUS when set)
 INSTANCES_PER_GPU ?= 1
 DALI_THREADS ?= 4
+# Track D's detector step, the ensemble's second model: trt_end2end = <name>_trt_end2end, the TensorRT plan
+# (Track C); end2end = <name>_end2end, the end2end ONNX served by ONNX Runtime, for a server without TensorRT
+# (there with NMS=ultralytics, onnx or free: NMS=efficient's plugin needs TensorRT too).
+ENSEMBLE_DETECTOR ?= trt_end2end
 # Directories, relative to the repository root (where make runs)
 MODELS_DIR ?= models
 WEIGHTS_DIR ?= pytorch_models

@@ -8,10 +8,17 @@
   (``tests/doubles/triton_python_standins/``, named as doubles) whose configs are the generated ones
   with only ``backend: "python"`` and ``KIND_CPU`` swapped in. Encoded JPEG bytes flow through it over
   HTTP and gRPC; deliberately broken ensembles are refused by the server, and the test reads the refusal.
+* ``ENSEMBLE_DETECTOR=end2end`` (the detector step is the end2end ONNX, for a server without TensorRT),
+  built by ``make`` with the H200 run's settings (INPUT_DTYPE=uint8, NMS=ultralytics, ORT_BATCHING=pad;
+  FP32, IMGSZ 320 and a pad of 4 for this CPU): the REAL server runs the REAL end2end ONNX through
+  Triton's real ONNX Runtime backend (../shared/triton); only the DALI step is a stand-in, a
+  Python-backend model running the project's own DALI pipeline with CPU operators
+  (``tests/doubles/triton_python_standins/dali_pipeline_cpu_standin``): no DALI backend here.
 """
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -108,6 +115,72 @@ def test_mismatched_steps_are_refused(tmp_path):
         ens.write_ensemble(tmp_path, NAME, IMGSZ)
     with pytest.raises(ens.EnsembleError, match="not found: build it first"):
         ens.write_ensemble(tmp_path, "yolov11_medium", IMGSZ)
+
+
+def write_onnx_end2end_config(models_dir: Path, name: str = NAME, imgsz: int = IMGSZ, batching: str = "pad",
+                              max_batch: int | None = None) -> Path:
+    """``<name>_end2end/config.pbtxt`` as write_config.py writes it for an end2end ONNX on a GPU server: with
+    ORT_BATCHING=pad the graph runs every execution at ORT_PAD_BATCH, which is its max_batch_size."""
+    inputs, outputs = end2end_specs(imgsz)
+    if max_batch is None:
+        max_batch = settings.ort_pad_batch(batching, "gpu", settings.max_batch_for_size(SIZE),
+                                           int(DEFAULTS["ORT_PAD_BATCH"])) or settings.max_batch_for_size(SIZE)
+    config = tc.model_config(f"{name}_end2end", tc.ONNX_PLATFORM, inputs, outputs, max_batch, QUEUE_DELAY_US,
+                             label_output="det_classes", batching=batching)
+    return tc.write_model_config(models_dir / f"{name}_end2end", config, ["person", "bus"])
+
+
+def test_the_default_detector_step_is_the_plan():
+    assert settings.ensemble_detector() == "trt_end2end" == DEFAULTS["ENSEMBLE_DETECTOR"]
+    assert list(ens.DETECTORS) == ["trt_end2end", "end2end"]
+
+
+@pytest.mark.parametrize("detector,platform", [("trt_end2end", tc.TENSORRT_PLATFORM), ("end2end", tc.ONNX_PLATFORM)])
+def test_ensemble_detector_chooses_the_step(tmp_path, detector, platform, restore_logging):
+    """Both detector configs exist: ENSEMBLE_DETECTOR (create_ensembles.py --detector, as make passes it)
+    picks which one the ensemble chains; nothing else changes."""
+    import create_ensembles as cli
+
+    write_preprocess_config(tmp_path)
+    write_trt_end2end_config(tmp_path)
+    write_onnx_end2end_config(tmp_path, batching="dynamic")  # same max batch as the plan: only the name differs
+    assert cli.main(["--names", NAME, "--model-dir", str(tmp_path), "--detector", detector]) == 0
+    config = tc.parse_config(tmp_path / f"{NAME}_ensemble" / "config.pbtxt")
+    pre, det = config.ensemble_scheduling.step
+    assert (pre.model_name, det.model_name) == (f"preprocess_letterbox_{IMGSZ}", f"{NAME}_{detector}")
+    assert tc.parse_config(tmp_path / det.model_name / "config.pbtxt").platform == platform
+    assert config.max_batch_size == settings.max_batch_for_size(SIZE)
+    assert dict(det.input_map) == {"images": "preprocessed"}
+    assert [t.name for t in config.output] == ["num_dets", "det_boxes", "det_scores", "det_classes", "letterbox"]
+
+
+@pytest.mark.parametrize("batching,expected", [("pad", int(DEFAULTS["ORT_PAD_BATCH"])), ("fixed", 1),
+                                               ("dynamic", settings.max_batch_for_size(SIZE))])
+def test_an_onnx_detector_caps_the_ensemble_batch(tmp_path, batching, expected):
+    """The ensemble's max_batch_size is never larger than a step's: a padded ONNX detector's is its pad
+    (ORT_PAD_BATCH), a fixed-shape one's 1, below the DALI model's (the largest MAX_BATCH_<size>)."""
+    write_preprocess_config(tmp_path)
+    write_onnx_end2end_config(tmp_path, batching=batching, max_batch=None if batching != "fixed" else 1)
+    config = tc.parse_config(ens.write_ensemble(tmp_path, NAME, IMGSZ, "end2end"))
+    dali = tc.parse_config(tmp_path / f"preprocess_letterbox_{IMGSZ}" / "config.pbtxt")
+    assert config.max_batch_size == expected < dali.max_batch_size
+
+
+def test_a_bad_detector_is_refused_in_one_line(tmp_path, caplog, restore_logging):
+    import create_ensembles as cli
+
+    write_preprocess_config(tmp_path)
+    write_trt_end2end_config(tmp_path)
+    with pytest.raises(ens.EnsembleError) as bad:
+        ens.write_ensemble(tmp_path, NAME, IMGSZ, "plan")
+    message = str(bad.value)
+    assert "\n" not in message and message.startswith("ENSEMBLE_DETECTOR='plan' is not one of trt_end2end, end2end")
+    assert not (tmp_path / f"{NAME}_ensemble").exists()
+    with pytest.raises(ens.EnsembleError, match=rf"{NAME}_end2end/config.pbtxt not found: build it first"):
+        ens.write_ensemble(tmp_path, NAME, IMGSZ, "end2end")  # only the plan's config is there
+    with pytest.raises(SystemExit) as usage:
+        cli.main(["--names", NAME, "--model-dir", str(tmp_path), "--detector", "plan"])
+    assert usage.value.code == 2
 
 
 def test_cli(tmp_path, caplog, restore_logging):
@@ -359,3 +432,140 @@ def test_broken_ensembles_are_refused_by_the_server(server, broken, expected):
     assert not server["grpc"].is_model_ready(broken)
     assert server["grpc"].is_model_ready(f"{NAME}_ensemble")  # the good one is untouched
     print(f"\n{broken}: {refused.value}")
+
+
+# ---- ENSEMBLE_DETECTOR=end2end: make's repository, the real ONNX Runtime backend runs the detector step ----
+E2E_IMGSZ, E2E_PAD = 320, 4  # small for this CPU; the pad (ORT_PAD_BATCH) caps the ensemble's batch
+E2E_SETTINGS = {"ENSEMBLE_DETECTOR": "end2end", "INPUT_DTYPE": "uint8", "NMS": "ultralytics", "ORT_BATCHING": "pad",
+                "ORT_PAD_BATCH": str(E2E_PAD), "PRECISION": "fp32", "IMGSZ": str(E2E_IMGSZ)}
+
+
+@pytest.fixture(scope="module")
+def onnx_detector(tmp_path_factory, scratch_weights):
+    """``make <name>_ensemble/config.pbtxt ENSEMBLE_DETECTOR=end2end`` (INSTANCE_KIND=gpu, as for the H200),
+    then the detector's config again with INSTANCE_KIND=cpu for this server (the ONNX is kept), the DALI
+    step swapped for its CPU stand-in, and the real server started on the repository."""
+    from conftest import SCRATCH_NAME, Tree, skip_without_real_triton
+    from yolo_triton import triton_server as ts
+
+    skip_without_real_triton()
+    tree = Tree(tmp_path_factory.mktemp("onnx_detector"))
+    tree.weights.mkdir()
+    (tree.weights / scratch_weights.name).symlink_to(scratch_weights)
+    m, name = tree.models, SCRATCH_NAME
+    ensemble = m / f"{name}_ensemble" / "config.pbtxt"
+    made = tree.make(str(ensemble), f"NAMES={name}", **E2E_SETTINGS)
+    onnx = m / f"{name}_end2end" / "1" / "model.onnx"
+    built = {"made": made.stdout, "ensemble_text": ensemble.read_text(), "onnx_mtime": onnx.stat().st_mtime_ns,
+             "gpu_config": tc.parse_config(m / f"{name}_end2end" / "config.pbtxt"),
+             "up_to_date": tree.make("-q", str(ensemble), f"NAMES={name}", check=False, **E2E_SETTINGS).returncode,
+             "switched": tree.make("-n", str(ensemble), f"NAMES={name}", **{**E2E_SETTINGS,
+                                                                             "ENSEMBLE_DETECTOR": "trt_end2end"}).stdout}
+    tree.make(str(m / f"{name}_end2end" / "config.pbtxt"), f"NAMES={name}", INSTANCE_KIND="cpu", **E2E_SETTINGS)
+    built["onnx_kept"] = onnx.stat().st_mtime_ns == built["onnx_mtime"]
+    as_python_double(m / ens.preprocess_model_name(E2E_IMGSZ), "dali_pipeline_cpu_standin")
+    shutil.rmtree(m / name)  # Track A's graph: built on the way to the end2end one, not served here
+    server = ts.start_server(m, tmp_path_factory.mktemp("onnx_detector_triton"))
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    try:
+        yield {**built, "name": name, "tree": tree, "server": server, "grpc": client, "grpcclient": grpcclient}
+    finally:
+        client.close()
+        server.stop()
+
+
+def _dali_cpu_images(payloads: list[bytes]) -> np.ndarray:
+    """The letterboxed uint8 images of the project's DALI pipeline (CPU operators), as the stand-in makes them."""
+    from yolo_triton.dali_pipeline import INPUT_NAME, letterbox_pipeline
+
+    pipe = letterbox_pipeline(E2E_IMGSZ, "cpu", batch_size=len(payloads), num_threads=1, prefetch_queue_depth=1,
+                              input_dtype="uint8")
+    pipe.build()
+    pipe.feed_input(INPUT_NAME, [np.frombuffer(p, np.uint8) for p in payloads])
+    images, _ = pipe.run()
+    return np.stack([np.array(images[i]) for i in range(len(payloads))])
+
+
+def _infer_e2e(ctx, model: str, name: str, data: np.ndarray, dtype: str):
+    module = ctx["grpcclient"]
+    inp = module.InferInput(name, list(data.shape), dtype)
+    inp.set_data_from_numpy(data)
+    outs = ["num_dets", "det_boxes", "det_scores", "det_classes"] + (["letterbox"] if model.endswith("_ensemble") else [])
+    result = ctx["grpc"].infer(model, [inp], outputs=[module.InferRequestedOutput(n) for n in outs])
+    return {n: result.as_numpy(n) for n in outs}
+
+
+@pytest.mark.slow
+def test_make_chains_the_onnx_detector_and_a_switch_rebuilds_only_the_ensemble(onnx_detector):
+    name, made = onnx_detector["name"], onnx_detector["made"]
+    assert f"create_ensembles.py --names {name} --imgsz {E2E_IMGSZ}" in made and "--detector end2end" in made
+    assert "build_engine.py" not in made  # no plan on the way: this server has no TensorRT
+    gpu = onnx_detector["gpu_config"]  # the detector as make writes it for the GPU server
+    assert (gpu.platform, gpu.max_batch_size, list(gpu.dynamic_batching.preferred_batch_size)) == (
+        "onnxruntime_onnx", E2E_PAD, [E2E_PAD])
+    assert [g.kind for g in gpu.instance_group] == [mc.ModelInstanceGroup.KIND_GPU]
+    assert onnx_detector["up_to_date"] == 0  # make -q: nothing left to do
+    switched = onnx_detector["switched"]  # make -n ENSEMBLE_DETECTOR=trt_end2end: the plan, then the ensemble again
+    assert re.search(rf"build_engine\.py --onnx \S+/{name}_end2end/1/model\.onnx --plan \S+/{name}_trt_end2end/", switched)
+    assert "--detector trt_end2end" in switched and "export_onnx.py" not in switched and "add_nms.py" not in switched
+    assert onnx_detector["onnx_kept"]  # INSTANCE_KIND=cpu rewrote the config only
+
+
+@pytest.mark.slow
+def test_served_ensemble_with_the_onnx_detector(onnx_detector):
+    name, grpc = onnx_detector["name"], onnx_detector["grpc"]
+    states = onnx_detector["server"].model_states()
+    assert {m: s.get("state") for m, s in states.items()} == {
+        f"{name}_ensemble": "READY", f"{name}_end2end": "READY", ens.preprocess_model_name(E2E_IMGSZ): "READY"}
+    served = served_summary(grpc.get_model_config(f"{name}_ensemble").config)
+    assert served == {
+        "name": f"{name}_ensemble", "platform": "ensemble", "max_batch_size": E2E_PAD,  # the padded detector's
+        "input": [("IMAGE_BYTES", "TYPE_UINT8", [-1])],
+        "output": [("num_dets", "TYPE_INT32", [1]), ("det_boxes", "TYPE_FP32", [TOPK, 4]),
+                   ("det_scores", "TYPE_FP32", [TOPK]), ("det_classes", "TYPE_INT32", [TOPK]),
+                   ("letterbox", "TYPE_FP64", [5])],
+        "steps": [(f"preprocess_letterbox_{E2E_IMGSZ}", -1, {"encoded": "IMAGE_BYTES"},
+                   {"images": "preprocessed", "letterbox": "letterbox"}),
+                  (f"{name}_end2end", -1, {"images": "preprocessed"},
+                   {n: n for n in ("num_dets", "det_boxes", "det_scores", "det_classes")})]}
+    assert onnx_detector["ensemble_text"] == (onnx_detector["tree"].models / f"{name}_ensemble" / "config.pbtxt").read_text()
+    detector = grpc.get_model_config(f"{name}_end2end").config
+    assert (detector.backend, detector.max_batch_size) == ("onnxruntime", E2E_PAD)
+    assert [(t.name, mc.DataType.Name(t.data_type), list(t.dims)) for t in detector.input] == [
+        ("images", "TYPE_UINT8", [3, E2E_IMGSZ, E2E_IMGSZ])]
+
+
+@pytest.mark.slow
+def test_jpeg_bytes_through_the_onnx_detector_equal_the_two_steps_one_by_one(onnx_detector):
+    """The ensemble's answer == the project's DALI pipeline (CPU) then the end2end model, each called alone;
+    the scratch model detects something, so the comparison is not one of empty answers."""
+    name = onnx_detector["name"]
+    payloads = [_jpeg("bus.jpg"), _jpeg("zidane.jpg")]
+    width = max(len(p) for p in payloads)
+    data = np.zeros((len(payloads), width), np.uint8)
+    for i, p in enumerate(payloads):
+        data[i, :len(p)] = np.frombuffer(p, np.uint8)
+    got = _infer_e2e(onnx_detector, f"{name}_ensemble", ens.ENSEMBLE_INPUT, data, "UINT8")
+    alone = _infer_e2e(onnx_detector, f"{name}_end2end", "images", _dali_cpu_images(payloads), "UINT8")
+    assert got["num_dets"][:, 0].tolist() == alone["num_dets"][:, 0].tolist() and got["num_dets"].sum() > 5
+    for key in ("det_boxes", "det_scores", "det_classes"):
+        np.testing.assert_array_equal(got[key], alone[key])
+    infos = ens.letterbox_infos(got["letterbox"])
+    assert [(i.orig_h, i.orig_w) for i in infos] == [(1080, 810), (720, 1280)]
+    for det, info in zip(pp.postprocess_end2end(got["num_dets"], got["det_boxes"], got["det_scores"],
+                                                got["det_classes"], infos), infos):
+        assert len(det) and det.boxes.min() >= 0 and det.boxes[:, 2].max() <= info.orig_w
+
+
+@pytest.mark.slow
+def test_the_server_holds_the_ensemble_to_the_padded_detectors_batch(onnx_detector):
+    from tritonclient.utils import InferenceServerException
+
+    name, jpeg = onnx_detector["name"], np.frombuffer(_jpeg("zidane.jpg"), np.uint8)
+    out = _infer_e2e(onnx_detector, f"{name}_ensemble", ens.ENSEMBLE_INPUT, np.stack([jpeg] * E2E_PAD), "UINT8")
+    assert out["num_dets"].shape == (E2E_PAD, 1) and len(set(out["num_dets"][:, 0].tolist())) == 1
+    with pytest.raises(InferenceServerException, match=rf"batch-size must be <= {E2E_PAD}") as refused:
+        _infer_e2e(onnx_detector, f"{name}_ensemble", ens.ENSEMBLE_INPUT, np.stack([jpeg] * (E2E_PAD + 1)), "UINT8")
+    print(f"\n{E2E_PAD + 1} images: {refused.value}")

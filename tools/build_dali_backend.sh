@@ -18,6 +18,10 @@
 # Build-time edits (in the extracted copy only): the backend repo's CUDA arch list is cut to 90; the
 # dali_backend unit tests' Catch2 submodule (not in a git archive) is replaced by an empty INTERFACE
 # target, since only the backend library is built.
+# CUDART=server (default) re-points the library's NEEDED libcudart.so.12 at the server's own bundled
+# libcudart-<hash>.so.12.6.77 (as build_onnxruntime_gpu_backend.sh does), so the process holds one CUDA 12
+# runtime and no CUDA 12 wheel is needed at run time (DALI itself links its CUDA runtime statically);
+# CUDART=wheel keeps libcudart.so.12 (then ship nvidia-cuda-runtime-cu12's).
 # Result: $OUT/backends/dali/libtriton_dali.so (NEEDs libdali*.so: put DALI's nvidia/dali directory on
 # LD_LIBRARY_PATH; its autoserialization runs `python3 -c ...`, so nvidia.dali must import there).
 set -euo pipefail
@@ -38,6 +42,8 @@ GTEST_SRC=${GTEST_SRC:-/usr/src/googletest}  # common declares its unit tests (n
 WORK=${WORK:-$(mktemp -d)}
 OUT=${OUT:-$WORK/out}
 JOBS=${JOBS:-2}
+CUDART=${CUDART:-server}   # server | wheel (see the header)
+case "$CUDART" in server|wheel) ;; *) echo "error: CUDART=$CUDART is not server or wheel" >&2; exit 2;; esac
 SRC=$WORK/src
 CUDA=$WORK/cuda
 DALI_SITE=$WORK/dali_site
@@ -114,10 +120,22 @@ if readelf -d "$OUT/backends/dali/libtriton_dali.so" | grep -q '\[libtritonserve
   patchelf --replace-needed libtritonserver.so "$soname" "$OUT/backends/dali/libtriton_dali.so"
   echo "patched NEEDED libtritonserver.so -> $soname"
 fi
+if [ "$CUDART" = server ]; then
+  cudart_lib=$(find "$PYTRITON_LIBS" -maxdepth 1 -name 'libcudart-*.so.12*' | head -1)
+  [ -n "$cudart_lib" ] || { echo "error: no libcudart-*.so.12* in $PYTRITON_LIBS" >&2; exit 1; }
+  cudart_soname=$(patchelf --print-soname "$cudart_lib")
+  if readelf -d "$OUT/backends/dali/libtriton_dali.so" | grep -q '\[libcudart.so.12\]'; then
+    patchelf --replace-needed libcudart.so.12 "$cudart_soname" "$OUT/backends/dali/libtriton_dali.so"
+    echo "patched NEEDED libcudart.so.12 -> $cudart_soname (the server's)"
+  fi
+fi
 t1=$(date +%s)
 ls -la "$OUT/backends/dali"
-readelf -d "$OUT/backends/dali/libtriton_dali.so" | grep -E 'NEEDED|RUNPATH|RPATH'
-if readelf -d "$OUT/backends/dali/libtriton_dali.so" | grep -q 'libcudart.so.13'; then
+dyn=$(readelf -d "$OUT/backends/dali/libtriton_dali.so")
+grep -E 'NEEDED|RUNPATH|RPATH' <<<"$dyn"
+if grep -q 'libcudart.so.13' <<<"$dyn"; then
   echo "error: the backend NEEDs libcudart.so.13; it must link the CUDA 12 runtime" >&2; exit 1
 fi
+grep -qE 'libcudart(-[0-9a-f]+)?\.so\.12' <<<"$dyn" \
+  || { echo "error: the backend does not NEED a CUDA 12 libcudart" >&2; exit 1; }
 echo "BUILD_SECONDS=$((t1 - t0))"

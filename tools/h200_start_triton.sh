@@ -20,7 +20,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 export P=${P:-/root/p}
 HTTP_PORT=${HTTP_PORT:-8000} GRPC_PORT=${GRPC_PORT:-8001} METRICS_PORT=${METRICS_PORT:-8002}
 READY_TIMEOUT=${READY_TIMEOUT:-600}
-# shellcheck source=h200_env.sh
+# shellcheck source=tools/h200_env.sh source-path=SCRIPTDIR
 source "$here/h200_env.sh"
 mkdir -p "$OUTDIR"
 MODELS_DIR=$(cd "$MODELS_DIR" && pwd) || exit 1
@@ -48,16 +48,24 @@ def alive():
         os.kill(pid, 0); return True
     except OSError:
         return False
-t0, index, live = time.time(), None, False
+t0, index, live, stateless_since = time.time(), None, False, None
 while time.time() - t0 < timeout:
     if not alive():
         print("server exited"); break
     try:
         live = live or get("/v2/health/live")[0] == 200
         index = json.loads(get("/v2/repository/index", b"{}")[1])
-        if index and not any(m.get("state") in (None, "", "LOADING", "UNAVAILABLE") and not m.get("reason")
-                             for m in index):
+        unsettled = [m for m in index or [] if m.get("state") in (None, "", "LOADING", "UNAVAILABLE") and not m.get("reason")]
+        if index and not unsettled:
             break
+        # a model with no state at all while nothing is LOADING was never tried: an ensemble whose step
+        # failed to load. Settled once that has lasted 5 s (instead of waiting out the timeout).
+        if index and all(m.get("state") in (None, "") for m in unsettled):
+            stateless_since = stateless_since or time.time()
+            if time.time() - stateless_since >= 5:
+                break
+        else:
+            stateless_since = None
     except (urllib.error.URLError, ConnectionError, OSError, ValueError):
         pass
     time.sleep(1)

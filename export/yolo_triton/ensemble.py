@@ -5,9 +5,11 @@
   autoserializes at load time (dali_backend precedence: ``model.dali``, then ``dali.py``). No
   ``model.dali`` is written: a GPU pipeline cannot be serialized without CUDA, and a file serialized
   elsewhere ties the export image's DALI version to the server's.
-* :func:`ensemble_config` chains that model into ``<name>_trt_end2end``. Every tensor name, dtype
-  and dim is READ from the two step models' own ``config.pbtxt`` files and checked against each
-  other; ``max_batch_size`` is the smallest of the steps'.
+* :func:`ensemble_config` chains that model into the detector step that ENSEMBLE_DETECTOR names
+  (:data:`DETECTORS`): ``<name>_trt_end2end``, the TensorRT plan (the default), or ``<name>_end2end``,
+  the end2end ONNX served by ONNX Runtime (a server without TensorRT). Every tensor name, dtype and
+  dim is READ from the two step models' own ``config.pbtxt`` files and checked against each other;
+  ``max_batch_size`` is the smallest of the steps' (a padded ONNX detector, ORT_BATCHING=pad: its pad).
 * :func:`letterbox_infos` turns the ensemble's ``letterbox`` output into ``LetterboxInfo`` objects for
   ``postprocess.postprocess_end2end``.
 """
@@ -29,6 +31,7 @@ from yolo_triton.settings import (
     TASK_PARAMETER,
     VERSION_DIR,
     dali_threads,
+    ensemble_detector,
     ensemble_name,
     model_dir_name,
     preprocess_model_name,
@@ -50,8 +53,20 @@ class EnsembleError(StepError, ValueError):
     """A step model's config does not fit the chain; the message names the tensor and the fix."""
 
 
+# ENSEMBLE_DETECTOR: the detector step's artefact kind (settings.ARTEFACTS) -> what serves it
+DETECTORS = {"trt_end2end": "TensorRT plan (Track C)", "end2end": "end2end ONNX, ONNX Runtime"}
+
+
 def trt_end2end_name(model_name: str) -> str:
     return model_dir_name(model_name, "trt_end2end")
+
+
+def detector_name(model_name: str, detector: str) -> str:
+    """The detector step of ``model_name``'s ensemble: ``<name>_trt_end2end`` or ``<name>_end2end``."""
+    if detector not in DETECTORS:
+        choices = "; ".join(f"{kind} = <name>_{kind}, the {what}" for kind, what in DETECTORS.items())
+        raise EnsembleError(f"ENSEMBLE_DETECTOR={detector!r} is not one of {', '.join(DETECTORS)} ({choices})")
+    return model_dir_name(model_name, detector)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -156,7 +171,8 @@ def _describe(t) -> str:
 
 
 def ensemble_config(name: str, preprocess: mc.ModelConfig, detector: mc.ModelConfig) -> mc.ModelConfig:
-    """``platform: "ensemble"`` of ``preprocess`` (DALI) then ``detector`` (TensorRT end2end), from their configs."""
+    """``platform: "ensemble"`` of ``preprocess`` (DALI) then ``detector`` (an end2end model: the TensorRT
+    plan or the ONNX), from their configs; ``max_batch_size`` is the smaller of the two steps'."""
     for step in (preprocess, detector):
         if step.max_batch_size <= 0:
             raise EnsembleError(f"{step.name}: max_batch_size {step.max_batch_size}; the ensemble needs batching steps")
@@ -193,22 +209,29 @@ def ensemble_config(name: str, preprocess: mc.ModelConfig, detector: mc.ModelCon
     return config
 
 
-def write_ensemble(models_dir: str | Path, model_name: str, imgsz: int) -> Path:
-    """Read the two step configs under ``models_dir``, write ``<model_name>_ensemble/config.pbtxt`` and ``1/``."""
+def write_ensemble(models_dir: str | Path, model_name: str, imgsz: int, detector: str | None = None) -> Path:
+    """Read the two step configs under ``models_dir``, write ``<model_name>_ensemble/config.pbtxt`` and ``1/``.
+
+    ``detector``: the detector step's kind, one of :data:`DETECTORS` (None: ENSEMBLE_DETECTOR's default)."""
     models_dir = Path(models_dir)
+    detector = detector or ensemble_detector()
     paths = [models_dir / preprocess_model_name(imgsz) / CONFIG_FILE,
-             models_dir / trt_end2end_name(model_name) / CONFIG_FILE]
+             models_dir / detector_name(model_name, detector) / CONFIG_FILE]
     for path in paths:
         if not path.is_file():
             raise EnsembleError(f"{path} not found: build it first (make {path})")
-    preprocess, detector = (tc.parse_config(p) for p in paths)
+    preprocess, step = (tc.parse_config(p) for p in paths)
     name = ensemble_name(model_name)
-    config = ensemble_config(name, preprocess, detector)
+    config = ensemble_config(name, preprocess, step)
     model_dir = models_dir / name
     (model_dir / VERSION_DIR).mkdir(parents=True, exist_ok=True)  # Triton wants a version dir, even empty
     path = tc.write_model_config(model_dir, config)
-    LOG.info("wrote %s: %s -> %s, max_batch_size %d (steps %d, %d)", path, preprocess.name, detector.name,
-             config.max_batch_size, preprocess.max_batch_size, detector.max_batch_size)
+    LOG.info("wrote %s: %s -> %s (ENSEMBLE_DETECTOR=%s: %s), max_batch_size %d (steps %d, %d)", path,
+             preprocess.name, step.name, detector, DETECTORS[detector], config.max_batch_size,
+             preprocess.max_batch_size, step.max_batch_size)
+    if step.optimization.execution_accelerators.gpu_execution_accelerator:
+        LOG.warning("%s runs through ONNX Runtime's TensorRT execution provider (NMS=efficient): the server needs "
+                    "TensorRT after all; without it build the detector with NMS=ultralytics, onnx or free", step.name)
     remove_stale_preprocess_models(models_dir, imgsz)
     for t in config.input:
         LOG.info("  input  %s", _describe(t))

@@ -30,7 +30,7 @@ ARTEFACTS = {
     "trt": ("_trt", PLAN_FILE),  # Track B
     "trt_end2end": ("_trt_end2end", PLAN_FILE),  # Track C
 }
-ENSEMBLE_SUFFIX = "_ensemble"  # Track D: <name>_ensemble chains the DALI model into <name>_trt_end2end
+ENSEMBLE_SUFFIX = "_ensemble"  # Track D: <name>_ensemble chains the DALI model into <name>_<ENSEMBLE_DETECTOR>
 
 # ---- tensor names ---------------------------------------------------------------------------------
 TRACK_A_OUTPUT = "output0"  # ultralytics' raw head output [B, 4+nc, anchors]
@@ -114,6 +114,11 @@ def opt_batch(max_batch: int) -> int:
 def dali_threads() -> int:
     """CPU worker threads of the DALI letterbox pipeline (DALI_THREADS)."""
     return int(defaults()["DALI_THREADS"])
+
+
+def ensemble_detector() -> str:
+    """The artefact kind of Track D's detector step (ENSEMBLE_DETECTOR; yolo_triton.ensemble checks it)."""
+    return defaults()["ENSEMBLE_DETECTOR"]
 
 
 def directory(setting: str) -> Path:
