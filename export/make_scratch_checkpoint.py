@@ -22,7 +22,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "yolo11n-seg, yolo26n-pose, yolo11n-obb, yolo11n-cls")
     parser.add_argument("--out", required=True)
     parser.add_argument("--nc", type=int, default=None,
-                        help="class count (default: the task's dataset: COCO 80, COCO-pose 1, DOTAv1 15, ImageNet 1000)")
+                        help="class count (default: the task's dataset's: COCO 80, COCO-pose 1, DOTAv1 15, "
+                        "ImageNet 1000)")
     parser.add_argument("--imgsz", type=int, default=640,
                         help="IMGSZ: the size the outputs are calibrated at (and at half of it)")
     parser.add_argument("--kpt-shape", default=None,

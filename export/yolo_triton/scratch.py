@@ -333,7 +333,7 @@ def build_model(arch: str, task: str, num_classes: int | None, kpt_shape: tuple[
     nc = num_classes or len(data["names"])
     cfg = f"{arch}.yaml"
     if task == "pose":
-        kpt_shape = tuple(kpt_shape or data["kpt_shape"])
+        kpt_shape = [int(v) for v in (kpt_shape or data["kpt_shape"])]  # a list, as ultralytics reads it from yaml
         model = models.PoseModel(cfg=cfg, nc=nc, data_kpt_shape=kpt_shape, verbose=False)
         if list(kpt_shape) == list(data["kpt_shape"]) and nc == len(data["names"]) and data.get("kpt_names"):
             model.kpt_names = data["kpt_names"]
