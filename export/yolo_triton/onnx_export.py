@@ -89,7 +89,8 @@ def ultralytics_onnx(yolo, imgsz: int, one2one: bool, topk: int | None) -> onnx.
     exported file lands there and nothing is written beside the user's .pt).
 
     ``one2one`` selects the NMS-free one-to-one head (ultralytics ``nms=False``) with ``max_det=topk``;
-    otherwise ``nms=None`` keeps the one-to-many head with output ``[B, 4+nc, anchors]``.
+    otherwise ``nms=None`` keeps the one-to-many head (``output0`` ``[B, 4+nc+extra, anchors]``; classify:
+    ``[B, nc]``; segment adds ``output1``).
     """
     extra = {"max_det": topk} if one2one else {}
     exported = yolo.export(
