@@ -206,9 +206,11 @@ $(WEIGHTS_DIR)/%.pt:
 
 MODEL ?=
 NC ?=
-scratch: ## Write an UNTRAINED test checkpoint: make scratch MODEL=yolo11n [NC=3]
-	@test -n "$(MODEL)" || { echo "usage: make scratch MODEL=yolo11n (or yolov8n, yolo12n, yolo26n, yolov10n) [NC=3]" >&2; exit 2; }
-	$(PYTHON) export/make_scratch_checkpoint.py --arch $(MODEL) --out $(WEIGHTS_DIR)/$(MODEL)_untrained.pt $(if $(NC),--nc $(NC))
+KPT_SHAPE ?=
+scratch: ## Write an UNTRAINED test checkpoint: make scratch MODEL=yolo11n|yolo11n-seg|yolo26n-pose|yolo11n-obb|yolo11n-cls [NC=3] [KPT_SHAPE=5,3]
+	@test -n "$(MODEL)" || { echo "usage: make scratch MODEL=yolo11n (or yolov8n, yolo12n, yolo26n, yolov10n; any task: yolo11n-seg, yolo26n-pose, yolo11n-obb, yolo11n-cls) [NC=3] [KPT_SHAPE=5,3]" >&2; exit 2; }
+	$(PYTHON) export/make_scratch_checkpoint.py --arch $(MODEL) --out $(WEIGHTS_DIR)/$(MODEL)_untrained.pt --imgsz $(IMGSZ) $(if $(NC),--nc $(NC)) \
+	  $(if $(KPT_SHAPE),--kpt-shape $(KPT_SHAPE))
 
 # ---- Track A: ONNX ----------------------------------------------------------------------------------
 # ORT_BATCHING (defaults.mk): how GPU Triton runs these graphs; pad wraps the graph (yolo_triton.batch_pad)

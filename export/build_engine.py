@@ -1,4 +1,4 @@
-"""Build a TensorRT plan from an ONNX detector (Track B: plain; Track C: with EfficientNMS_TRT).
+"""Build a TensorRT plan from a model's ONNX (Track B: plain; Track C: with EfficientNMS_TRT), any task.
 
     python export/build_engine.py --onnx models/yolov11_nano/1/model.onnx \
         --plan models/yolov11_nano_trt/1/model.plan --max-batch 128 --imgsz 640 \
@@ -9,7 +9,12 @@ TensorRT Python API; TensorRT 10.x and 11.x, detected at run time. The network i
 so precision is whatever the ONNX graph holds (AutoCast FP16, Q/DQ INT8 or FP32). One optimization
 profile: batch 1 / MAX_BATCH//2 / MAX_BATCH at IMGSZ. The timing cache is one file per GPU model,
 compute capability and TensorRT version in ``--cache-dir``. The plan is written atomically, with a
-``model.plan.json`` sidecar (TensorRT version, GPU, ONNX SHA-256, profile, precision, builder).
+``model.plan.json`` sidecar (TensorRT version, GPU, ONNX SHA-256, profile, precision, builder, and what
+the plan serves: every input and output with dtype and shape, and the ONNX metadata with the task and
+class names; write_config.py writes the plan's config from it).
+
+Every task's graph (detect, segment with its prototypes ``output1``, pose, obb, classify) has one image
+input ``[B, 3, IMGSZ, IMGSZ]``; the profile is on it, whatever and however many outputs the graph has.
 
 GPUs (``--gpus``, Make's ``GPUS``; default every GPU nvidia-smi lists): a build waits for a free GPU
 (one build per GPU at a time, a lock per GPU in ``--lock-dir``) and is pinned to it (trtexec
@@ -69,7 +74,9 @@ from yolo_triton.engine_fleet import (
     plan_targets,
     sibling_plans,
 )
+from yolo_triton.batch_pad import META_KEY as BATCH_PAD_KEY
 from yolo_triton.errors import StepError
+from yolo_triton.onnx_io import metadata
 from yolo_triton.settings import defaults
 
 log = logging.getLogger("build_engine")
@@ -82,12 +89,14 @@ def build(args: argparse.Namespace) -> Path:
     if not onnx_path.is_file():
         raise StepError(f"{onnx_path} does not exist; build it first (make onnx)")
     model, inputs, outputs = onnx_summary(onnx_path)
+    served = served_metadata(model)
     spec = image_input(inputs)
     profile = make_profile(spec, args.max_batch, args.imgsz)
     precision = onnx_precision(model)
-    track = "C (EfficientNMS_TRT in graph)" if has_efficient_nms(model) else "B (plain detector)"
+    track = "C (EfficientNMS_TRT in graph)" if has_efficient_nms(model) else "B (plain graph)"
     del model
-    log.info("onnx: %s, track %s, precision from graph: %s", onnx_path, track, precision)
+    log.info("onnx: %s, track %s, task %s, precision from graph: %s", onnx_path, track,
+             served.get("task", "unknown"), precision)
     for tensor in inputs + outputs:
         log.info("  %-6s %-18s %-8s %s", "input" if tensor in inputs else "output", tensor.name,
                  tensor.dtype, tensor.shape)
@@ -96,7 +105,7 @@ def build(args: argparse.Namespace) -> Path:
     targets = fleet_targets(plan_path, args.gpus, args.hw_compat)
     fleet = json.loads(args.cc_model_filenames) if args.cc_model_filenames else cc_model_filenames(targets)
     if len(targets) == 1:
-        build_target(args, targets[0], profile, precision, fleet)
+        build_target(args, targets[0], profile, precision, fleet, (inputs, outputs), served)
     else:
         log.info("GPUs of %d compute capabilities: one plan each (%s)", len(targets),
                  ", ".join(f"sm {t.compute_capability} -> {t.plan.name}" for t in targets))
@@ -143,9 +152,16 @@ def visible_device(gpu: Gpu | None):
                 os.environ[key] = value
 
 
+def served_metadata(model) -> dict[str, str]:
+    """The ONNX metadata a plan serves with: the graph's own, less the ORT_BATCHING=pad padding that the
+    plan is built without (engine.plain_onnx)."""
+    return {key: value for key, value in metadata(model).items() if key != BATCH_PAD_KEY}
+
+
 def build_target(args: argparse.Namespace, target: PlanTarget, profile, precision: str,
-                 fleet: dict[str, str]) -> Path:
-    """Wait for a free GPU of ``target``, build its plan there, write the sidecar."""
+                 fleet: dict[str, str], io=None, served: dict[str, str] | None = None) -> Path:
+    """Wait for a free GPU of ``target``, build its plan there, write the sidecar (with the plan's inputs,
+    outputs and metadata, ``io`` and ``served``)."""
     plan_path = target.plan
     lock_dir = Path(args.lock_dir or Path(args.cache_dir) / "locks")
     default = Gpu(-1, "default", "", "")  # no nvidia-smi: one lock for "the" GPU of this machine
@@ -178,7 +194,7 @@ def build_target(args: argparse.Namespace, target: PlanTarget, profile, precisio
                 result = build_plan(replace(request, onnx=source), builder)
     size = plan_path.stat().st_size
     write_sidecar(plan_path, sidecar_record(request, result, gpu, precision, onnx_sha, size,
-                                            pinned.uuid if pinned else None, fleet))
+                                            pinned.uuid if pinned else None, fleet, io, served))
     log.info("built %s in %.1f s: %.1f MiB (%s, TensorRT %s, %s)", plan_path, time.monotonic() - start,
              size / (1 << 20), result.builder, result.trt_version, precision)
     return plan_path

@@ -1,12 +1,19 @@
 #!/usr/bin/env python3
 """Config step: ``models/<dir>/1/model.{onnx,plan}`` -> ``models/<dir>/config.pbtxt`` + ``labels.txt``.
 
-Everything comes from the artefact: tensor names, dtypes and dims from the ONNX file (or, for a plan,
-from the engine itself when TensorRT is importable, else from the ONNX it was built from), class
-names from the ONNX metadata that the export step copied from the checkpoint; for models that
-ultralytics' own Triton client can use (one float image in, ``output0`` out) that metadata also goes
-into the config's ``metadata`` parameter, which the client reads (for the others, a ``metadata`` that
-makes it refuse the model with the reason). Written through Triton's ModelConfig protobuf.
+Everything comes from the artefact, for every task (detect, segment, pose, obb, classify): every
+input and output with its dtype and dims from the ONNX file (segment's prototypes ``output1`` too) or,
+for a plan, from the engine itself when TensorRT is importable, else from the plan's sidecar
+(``model.plan.json``, written by build_engine.py from the ONNX the plan was built from; a sidecar of an
+older build without them: that ONNX, ``--source-onnx``); class names (``labels.txt``) and the task from
+the ONNX metadata that the export step copied from the checkpoint (for a plan: its sidecar's copy).
+``labels.txt`` is the ``label_filename`` of ``det_classes`` (end2end) or, for classify, of ``output0``
+(the class probabilities: Triton's classification extension then answers ``class_count`` requests with
+names). For models that ultralytics' own Triton client can use (one float image in, its own ``output0``
+[+ ``output1``] out: Tracks A and B of every task) that metadata also goes into the config's
+``metadata`` parameter, which the client reads (names, task, stride, imgsz, kpt_shape, ...); for the
+others, a ``metadata`` that makes it refuse the model with the reason. Written through Triton's
+ModelConfig protobuf.
 """
 from __future__ import annotations
 
@@ -23,13 +30,16 @@ from yolo_triton.errors import StepError
 from yolo_triton.options import check_options
 from yolo_triton.onnx_io import TensorSpec, class_names, has_efficient_nms, onnx_io, onnx_metadata, onnx_precision
 from yolo_triton.batch_pad import padded_size
-from yolo_triton.settings import LABEL_OUTPUT, ORT_BATCHING_MODES, ort_batching
+from yolo_triton.settings import ORT_BATCHING_MODES, ort_batching
 
 LOG = logging.getLogger("write_config")
 
 
-def plan_io(plan: Path, source_onnx: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """I/O of a plan: engine inspection when TensorRT is present, else the source ONNX's."""
+def plan_io(plan: Path, source_onnx: Path | None) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """I/O of a plan: engine inspection when TensorRT is present, else the plan's sidecar, else (a sidecar
+    without them) the source ONNX's."""
+    from yolo_triton.engine import read_sidecar, sidecar_path, tensor_specs  # noqa: PLC0415 - plans only
+
     try:
         from yolo_triton.engine_build import engine_io
     except ImportError:
@@ -38,8 +48,31 @@ def plan_io(plan: Path, source_onnx: Path) -> tuple[list[TensorSpec], list[Tenso
     if io is not None:
         LOG.info("I/O read from the engine %s", plan)
         return io
+    record = read_sidecar(plan) or {}
+    if record.get("inputs") and record.get("outputs"):
+        LOG.info("TensorRT not importable here: I/O read from %s (written when the plan was built)", sidecar_path(plan))
+        return tensor_specs(record["inputs"]), tensor_specs(record["outputs"])
+    if source_onnx is None:
+        raise StepError(f"{plan}: neither TensorRT nor the plan's sidecar tells its inputs and outputs; pass "
+                        "--source-onnx (the ONNX it was built from) or rebuild the plan")
     LOG.info("TensorRT not importable here: I/O read from %s (the plan's source)", source_onnx)
     return onnx_io(source_onnx)
+
+
+def plan_metadata(plan: Path, source_onnx: Path | None) -> dict[str, str]:
+    """The ONNX metadata a plan serves with: its sidecar's copy, else (an older sidecar) the source ONNX's."""
+    from yolo_triton.engine import read_sidecar, sha256_file  # noqa: PLC0415 - plans only
+
+    record = read_sidecar(plan) or {}
+    if record.get("onnx_metadata"):
+        if source_onnx is not None and source_onnx.is_file() and record.get("onnx_sha256") not in (
+                None, sha256_file(source_onnx)):
+            LOG.warning("%s was built from another %s than the one there now (its sidecar's SHA-256 differs); "
+                        "the config describes the plan (make %s rebuilds it)", plan, source_onnx, plan)
+        return dict(record["onnx_metadata"])
+    if source_onnx is None:
+        raise StepError(f"{plan}: its sidecar has no ONNX metadata (class names, task); pass --source-onnx")
+    return onnx_metadata(source_onnx)
 
 
 def plan_fleet(plan: Path) -> dict[str, str]:
@@ -101,18 +134,19 @@ def build_config(artefact: Path, max_batch: int, queue_delay_us: int, source_onn
     elif artefact.suffix == ".plan":
         if kind != "gpu":
             raise StepError(f"{artefact}: a TensorRT plan runs on GPU instances only, not INSTANCE_KIND={kind}")
-        if source_onnx is None:
-            raise StepError(f"{artefact}: a plan's config needs --source-onnx (the ONNX it was built from)")
-        platform, onnx_path = tc.TENSORRT_PLATFORM, source_onnx
+        platform, onnx_path = tc.TENSORRT_PLATFORM, source_onnx or artefact
         inputs, outputs = plan_io(artefact, source_onnx)
         fleet = plan_fleet(artefact)
     else:
         raise StepError(f"{artefact}: expected model.onnx or model.plan")
     if artefact.suffix != ".plan":
         fleet = {}
-    meta = onnx_metadata(onnx_path)
-    names = class_names(meta)
-    label_output = LABEL_OUTPUT if any(o.name == LABEL_OUTPUT for o in outputs) else None
+    meta = plan_metadata(artefact, source_onnx) if artefact.suffix == ".plan" else onnx_metadata(onnx_path)
+    try:
+        names = class_names(meta)
+    except KeyError as err:
+        raise StepError(f"{onnx_path}: {err.args[0]}") from None
+    label_output = tc.label_output(outputs, meta.get("task"))
     try:
         config = tc.model_config(model_dir.name, platform, inputs, outputs, max_batch, queue_delay_us, label_output,
                                  kind, accelerator, instances_per_gpu, gpus if kind == "gpu" else None, fleet,
@@ -197,6 +231,9 @@ def write_config(artefact: str, max_batch: int, queue_delay_us: int, source_onnx
     where = f"GPUs {list(group.gpus)}" if group.gpus else ("every GPU" if kind == "gpu" else "the CPU")
     LOG.info("wrote %s (%s, max_batch_size %d, %d classes, %d %s instance(s) on %s)", path, config.platform,
              config.max_batch_size, len(names), group.count, kind, where)
+    for output in config.output:
+        LOG.info("  output %-16s %-10s %s%s", output.name, tc.mc.DataType.Name(output.data_type), list(output.dims),
+                 f" (labels: {output.label_filename})" if output.label_filename else "")
     if config.cc_model_filenames:
         LOG.info("cc_model_filenames: %s", dict(sorted(config.cc_model_filenames.items())))
     for accelerator in config.optimization.execution_accelerators.gpu_execution_accelerator:
@@ -209,7 +246,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--artefact", required=True, help="models/<dir>/1/model.onnx or model.plan")
     parser.add_argument("--max-batch", type=int, required=True)
     parser.add_argument("--queue-delay-us", type=int, required=True)
-    parser.add_argument("--source-onnx", help="for a plan: the ONNX it was built from")
+    parser.add_argument("--source-onnx", help="for a plan: the ONNX it was built from (used where the plan's "
+                        "sidecar lacks its I/O or metadata)")
     parser.add_argument("--instance-kind", choices=tuple(tc.INSTANCE_KINDS), default="gpu",
                         help="Triton instance group kind (INSTANCE_KIND; cpu for a Triton without GPUs)")
     parser.add_argument("--workspace", help="TensorRT workspace (WORKSPACE, e.g. 4G) for ONNX Runtime's TensorRT "

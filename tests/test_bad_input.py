@@ -62,15 +62,17 @@ def test_random_bytes_as_checkpoint(tmp_path):
     assert not list(tmp_path.glob("m.onnx*"))
 
 
-def test_unsupported_task_is_refused(tmp_path):
+def test_unsupported_head_is_refused(tmp_path):
+    """Every YOLO task is served (tests/test_tasks_export.py); a head of another family (RT-DETR here) is
+    refused in one line before anything is written."""
     import torch
-    from ultralytics.nn.tasks import SegmentationModel
+    from ultralytics.nn.tasks import RTDETRDetectionModel
 
-    seg = tmp_path / "seg.pt"
-    torch.save({"model": SegmentationModel(cfg="yolo11n-seg.yaml", verbose=False), "train_args": {}}, seg)
-    result = run_step("export_onnx.py", "--weights", str(seg), "--out", str(tmp_path / "m.onnx"),
+    rtdetr = tmp_path / "rtdetr.pt"
+    torch.save({"model": RTDETRDetectionModel(cfg="rtdetr-l.yaml", verbose=False), "train_args": {}}, rtdetr)
+    result = run_step("export_onnx.py", "--weights", str(rtdetr), "--out", str(tmp_path / "m.onnx"),
                       "--imgsz", "640", "--precision", "fp32")
-    assert_one_line_failure(result, "task 'segment'", "not supported")
+    assert_one_line_failure(result, "head 'RTDETRDecoder'", "not supported")
     assert not list(tmp_path.glob("m.onnx*"))
 
 

@@ -1,8 +1,24 @@
-"""Load an ultralytics checkpoint and decide whether this pipeline can serve it.
+"""Load an ultralytics checkpoint, name its task from its head module, and decide whether this pipeline
+can serve it.
 
-Served: detection models whose last module is ultralytics' ``Detect`` (YOLOv8, YOLO11, YOLO12,
-YOLO26) or ``v10Detect`` (YOLOv10). Everything else (segment, pose, classify, OBB, RT-DETR,
-world/open-vocabulary heads) is refused with one line, before any graph is written.
+Served, by the class of the last module (ultralytics 8.4, ``ultralytics.nn.modules.head``; exact class
+names, so a subclass with other outputs is not taken for its parent):
+
+=========  ===============================  ====================================================
+task       heads                            families
+=========  ===============================  ====================================================
+detect     ``Detect``, ``v10Detect``        YOLOv8, YOLOv10, YOLO11, YOLO12, YOLO26
+segment    ``Segment``, ``Segment26``       YOLOv8/11/12-seg, YOLO26-seg
+pose       ``Pose``, ``Pose26``             YOLOv8/11/12-pose, YOLO26-pose (any ``kpt_shape``)
+obb        ``OBB``, ``OBB26``               YOLOv8/11/12-obb, YOLO26-obb
+classify   ``Classify``                     YOLOv8/11/12/26-cls
+=========  ===============================  ====================================================
+
+Everything else (RT-DETR, YOLO-World, YOLOE, depth and semantic-segmentation heads) is refused with one
+line, before any graph is written. :func:`inspect` returns the head's facts as a :class:`CheckpointInfo`
+whose ``shape`` is the :class:`yolo_triton.task_base.TaskShape` every task module decodes with (class
+count, mask coefficients of a segment head, keypoint shape of a pose head), and whether the head has a
+one-to-one (NMS-free) branch (YOLO26, YOLOv10: ``NMS=free``).
 """
 from __future__ import annotations
 
@@ -11,22 +27,33 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from yolo_triton.errors import StepError
+from yolo_triton.task_base import TaskShape
 
 LOG = logging.getLogger(__name__)
 
-SERVED_HEADS = ("Detect", "v10Detect")
+# head class name -> task (tests/test_tasks_export.py checks every class of ultralytics' head module is
+# either here or refused)
+HEAD_TASKS = {
+    "Detect": "detect", "v10Detect": "detect",
+    "Segment": "segment", "Segment26": "segment",
+    "Pose": "pose", "Pose26": "pose",
+    "OBB": "obb", "OBB26": "obb",
+    "Classify": "classify",
+}
+SERVED_HEADS = tuple(HEAD_TASKS)
 
 
 @dataclass(frozen=True)
 class CheckpointInfo:
-    """What the pipeline needs to know about a detector checkpoint."""
+    """What the pipeline needs to know about a checkpoint."""
 
     path: Path
-    task: str
-    head: str
+    task: str  # task_base.TASK_NAMES
+    head: str  # the head's class name, e.g. "Segment26"
     names: tuple[str, ...]
-    stride: int
+    stride: int  # the largest stride (1 for classify)
     has_one2one_head: bool
+    shape: TaskShape
 
     @property
     def num_classes(self) -> int:
@@ -54,24 +81,48 @@ def load_yolo(path: str | Path, shown_as: str | Path | None = None):
         raise StepError(f"cannot load {shown} as an ultralytics checkpoint: {first_line}") from err
 
 
-def inspect(yolo, path: str | Path) -> CheckpointInfo:
-    """Checkpoint facts from a loaded ``YOLO``; refuses what the pipeline cannot serve correctly."""
-    from ultralytics.nn.tasks import guess_model_task
+def head_module(model):
+    """The last module of an ultralytics model (its head), or None for a foreign model."""
+    layers = getattr(model, "model", None)
+    try:
+        return layers[-1]
+    except (TypeError, IndexError, KeyError):
+        return None
 
+
+def task_shape(task: str, head, path: str | Path) -> TaskShape:
+    """The TaskShape of a served ``head`` of ``task``."""
+    if task == "classify":
+        return TaskShape(task, int(head.linear.out_features))
+    if task == "segment":
+        return TaskShape(task, int(head.nc), num_masks=int(head.nm))
+    if task == "pose":
+        kpt_shape = tuple(int(v) for v in head.kpt_shape)
+        if len(kpt_shape) != 2 or kpt_shape[0] < 1 or kpt_shape[1] not in (2, 3):
+            raise StepError(f"{path}: pose head with kpt_shape {list(head.kpt_shape)}; expected [keypoints, 2 or 3]")
+        return TaskShape(task, int(head.nc), kpt_shape=kpt_shape)
+    return TaskShape(task, int(head.nc))
+
+
+def inspect(yolo, path: str | Path) -> CheckpointInfo:
+    """Checkpoint facts from a loaded ``YOLO``; refuses (one line) a head the pipeline cannot serve."""
     model = yolo.model
-    # From the architecture (its head module), not from what the checkpoint's train args claim.
-    task = guess_model_task(model.yaml if isinstance(getattr(model, "yaml", None), dict) else model)
-    head = model.model[-1] if hasattr(model, "model") else None
+    head = head_module(model)
     head_name = type(head).__name__ if head is not None else type(model).__name__
-    if task != "detect" or head_name not in SERVED_HEADS:
+    task = HEAD_TASKS.get(head_name)
+    if task is None:
+        from ultralytics.nn.tasks import guess_model_task
+
+        claimed = guess_model_task(model.yaml if isinstance(getattr(model, "yaml", None), dict) else model)
         raise StepError(
-            f"{path}: task '{task}' with head '{head_name}' is not supported; this pipeline serves detection "
-            f"checkpoints with a {' or '.join(SERVED_HEADS)} head (YOLOv8/v10/11/12/26 detect)"
+            f"{path}: head '{head_name}' (task '{claimed}') is not supported; this pipeline serves the heads "
+            f"{', '.join(SERVED_HEADS)} (YOLOv8/v10/11/12/26 detect, segment, pose, obb, classify)"
         )
+    shape = task_shape(task, head, path)
     names = model.names
     ordered = tuple(str(names[i]) for i in sorted(names)) if isinstance(names, dict) else tuple(map(str, names))
-    if len(ordered) != head.nc:
-        raise StepError(f"{path}: {len(ordered)} class names but the head predicts {head.nc} classes")
+    if len(ordered) != shape.num_classes:
+        raise StepError(f"{path}: {len(ordered)} class names but the head predicts {shape.num_classes} classes")
     return CheckpointInfo(
         path=Path(path),
         task=task,
@@ -79,4 +130,5 @@ def inspect(yolo, path: str | Path) -> CheckpointInfo:
         names=ordered,
         stride=int(max(model.stride)),
         has_one2one_head=getattr(head, "one2one_cv2", None) is not None,
+        shape=shape,
     )

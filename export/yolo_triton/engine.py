@@ -260,12 +260,31 @@ def sidecar_path(plan_path: Path) -> Path:
     return Path(str(plan_path) + ".json")
 
 
+def tensor_records(specs: list[TensorSpec]) -> list[dict]:
+    """TensorSpecs as JSON (the sidecar's ``inputs`` / ``outputs``)."""
+    return [{"name": s.name, "dtype": s.dtype, "shape": list(s.shape)} for s in specs]
+
+
+def tensor_specs(records: list[dict]) -> list[TensorSpec]:
+    """Inverse of :func:`tensor_records`."""
+    return [TensorSpec(str(r["name"]), str(r["dtype"]), tuple(int(d) for d in r["shape"])) for r in records]
+
+
 def sidecar_record(request: BuildRequest, result: BuildResult, gpu: GpuInfo, precision: str,
                    onnx_sha256: str, plan_bytes: int, gpu_uuid: str | None = None,
-                   cc_model_filenames: dict[str, str] | None = None) -> dict:
-    """What a plan was built from and on: the GPU (its nvidia-smi index and UUID when known), and for a
-    mixed fleet the capability -> plan file map of the whole set (the config step reads it)."""
+                   cc_model_filenames: dict[str, str] | None = None,
+                   io: tuple[list[TensorSpec], list[TensorSpec]] | None = None,
+                   onnx_metadata: dict[str, str] | None = None) -> dict:
+    """What a plan was built from and on: the GPU (its nvidia-smi index and UUID when known), for a
+    mixed fleet the capability -> plan file map of the whole set, and what the plan serves: its inputs and
+    outputs (``io``: names, numpy dtypes, shapes with -1 for the dynamic batch; the plain ONNX's, which a
+    strongly typed build keeps) and the ONNX's metadata (task, class names, kpt_shape, ...). The config step
+    reads these, so a plan's config comes from the plan's own record."""
+    inputs, outputs = io if io is not None else ([], [])
     return {
+        "inputs": tensor_records(inputs),
+        "outputs": tensor_records(outputs),
+        "onnx_metadata": dict(onnx_metadata or {}),
         "gpu_index": request.gpu_index,
         "gpu_uuid": gpu_uuid,
         "hardware_compatibility_level": request.hw_compat,

@@ -11,6 +11,18 @@ TensorRT gets one clean profile axis). Precision:
 ``input_dtype="uint8"`` (INPUT_DTYPE) then makes the image input UINT8, cast and divided by 255 inside
 the graph (``yolo_triton.input_uint8``), after the precision step; the end2end graphs made from this
 file inherit it.
+
+Every task (``checkpoint.inspect``) exports the outputs ultralytics exports for it: ``output0``
+``[B, 4+nc+extra, anchors]`` for detect, segment (extra: 32 mask coefficients; plus the prototypes
+``output1`` ``[B, 32, S/4, S/4]``), pose (extra: K x 2|3 keypoint values) and obb (extra: the angle);
+``output0`` ``[B, nc]`` softmax probabilities for classify. ``one2one`` (NMS=free, a YOLO26/v10 head of
+any task) exports the NMS-free head instead: ``output0`` ``[B, topk, 6+extra]`` (segment: + ``output1``).
+The ONNX metadata keeps ultralytics' own (task, names, stride, kpt_shape, kpt_names, ...) and adds the
+pipeline's (precision, head, input_dtype, one2one, and ``batch_pad`` when padded).
+
+Image size: IMGSZ applies to every task, classify included (one setting for the graph, the plans'
+profiles and the DALI preprocessing). A classifier is usually trained at 224 px; exporting it at
+another size is allowed (its head pools globally) and logged as a warning naming its training size.
 """
 from __future__ import annotations
 
@@ -25,7 +37,7 @@ from yolo_triton.batch_pad import pad_batch
 from yolo_triton.errors import StepError
 from yolo_triton.files import atomic_path
 from yolo_triton.input_uint8 import check_input_dtype, uint8_input
-from yolo_triton.onnx_io import metadata, set_metadata
+from yolo_triton.onnx_io import metadata, model_io, set_metadata
 from yolo_triton.options import check_options
 
 LOG = logging.getLogger(__name__)
@@ -77,7 +89,8 @@ def ultralytics_onnx(yolo, imgsz: int, one2one: bool, topk: int | None) -> onnx.
     exported file lands there and nothing is written beside the user's .pt).
 
     ``one2one`` selects the NMS-free one-to-one head (ultralytics ``nms=False``) with ``max_det=topk``;
-    otherwise ``nms=None`` keeps the one-to-many head with output ``[B, 4+nc, anchors]``.
+    otherwise ``nms=None`` keeps the one-to-many head (``output0`` ``[B, 4+nc+extra, anchors]``; classify:
+    ``[B, nc]``; segment adds ``output1``).
     """
     extra = {"max_det": topk} if one2one else {}
     exported = yolo.export(
@@ -120,6 +133,10 @@ def export_onnx(
                           has_one2one_head=info.has_one2one_head)
         except StepError as err:
             raise StepError(f"{pt_path} ({info.head} head): {err}") from None
+        trained_at = train_imgsz(yolo)
+        if info.task == "classify" and trained_at and trained_at != imgsz:
+            LOG.warning("%s is a classifier trained at %d px, exported at IMGSZ=%d (every task uses IMGSZ; "
+                        "make IMGSZ=%d ... serves it at its training size)", pt_path, trained_at, imgsz, trained_at)
         model = ultralytics_onnx(yolo, imgsz, one2one, topk)
         meta = metadata(model)
         fix_image_size(model, imgsz)
@@ -146,6 +163,17 @@ def export_onnx(
                      batch_pad, batch_pad, imgsz, imgsz)
         with atomic_path(out_path) as tmp_out:
             onnx.save(model, str(tmp_out))
-    LOG.info("wrote %s (%.1f MB, %s, imgsz %d, input %s)", out_path, out_path.stat().st_size / 1e6, precision, imgsz,
-             input_dtype)
+    LOG.info("wrote %s (%.1f MB, %s, imgsz %d, input %s, task %s, head %s%s)", out_path, out_path.stat().st_size / 1e6,
+             precision, imgsz, input_dtype, info.task, info.head, ", one-to-one" if one2one else "")
+    for spec in model_io(model)[1]:
+        LOG.info("  output %-8s %-8s %s", spec.name, spec.dtype, list(spec.shape))
     return meta
+
+
+def train_imgsz(yolo) -> int | None:
+    """The image size a checkpoint was trained at (its ``train_args``), when it says so as one number."""
+    args = (getattr(yolo, "ckpt", None) or {}).get("train_args") or {}
+    size = args.get("imgsz") if isinstance(args, dict) else None
+    if isinstance(size, (list, tuple)) and len(set(size)) == 1:
+        size = size[0]
+    return int(size) if isinstance(size, int) and size > 0 else None

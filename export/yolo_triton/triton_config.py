@@ -14,7 +14,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from yolo_triton.files import atomic_write_text
 from yolo_triton.onnx_io import TensorSpec
-from yolo_triton.settings import LABELS_FILE, TRACK_A_OUTPUT, opt_batch
+from yolo_triton.settings import LABEL_OUTPUT, LABELS_FILE, TRACK_A_OUTPUT, opt_batch
 
 ONNX_PLATFORM = "onnxruntime_onnx"
 TENSORRT_PLATFORM = "tensorrt_plan"
@@ -87,6 +87,18 @@ BATCHING = ("dynamic", "pad", "fixed")  # the effective ORT_BATCHING modes (sett
 def preferred_batch_sizes(max_batch: int) -> list[int]:
     """Half the maximum and the maximum: the profile's opt and max shapes of the engines."""
     return sorted({opt_batch(max_batch), max_batch})
+
+
+def label_output(outputs: list[TensorSpec], task: str | None) -> str | None:
+    """The output whose values ``labels.txt`` names: ``det_classes`` (end2end graphs, class ids), else for
+    classify ``output0`` (``[B, nc]`` probabilities: Triton's classification extension, ``class_count``,
+    then returns names); None for a raw detection head."""
+    names = [o.name for o in outputs]
+    if LABEL_OUTPUT in names:
+        return LABEL_OUTPUT
+    if task == "classify" and TRACK_A_OUTPUT in names:
+        return TRACK_A_OUTPUT
+    return None
 
 
 def _tensor(spec: TensorSpec, batched: bool, message):
