@@ -154,6 +154,7 @@ def build_config(artefact: Path, max_batch: int, queue_delay_us: int, source_onn
     except ValueError as err:  # the artefact's tensors or the settings do not fit a Triton config
         raise StepError(f"{artefact}: {err}") from None
     add_ultralytics_metadata(config, meta, inputs, outputs, onnx_path)
+    tc.set_task_parameter(config, tc.task_parameter(meta, outputs, len(names)))
     keep_pinned_versions(config, model_dir / "config.pbtxt")
     return model_dir, config, names
 

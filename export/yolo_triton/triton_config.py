@@ -6,6 +6,7 @@ from a string template; :func:`parse_config` reads one back through the same sch
 from __future__ import annotations
 
 import ast
+import json
 import re
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from yolo_triton.files import atomic_write_text
 from yolo_triton.onnx_io import TensorSpec
-from yolo_triton.settings import LABEL_OUTPUT, LABELS_FILE, TRACK_A_OUTPUT, opt_batch
+from yolo_triton.settings import LABEL_OUTPUT, LABELS_FILE, PROTOS_OUTPUT, TASK_PARAMETER, TRACK_A_OUTPUT, opt_batch
 
 ONNX_PLATFORM = "onnxruntime_onnx"
 TENSORRT_PLATFORM = "tensorrt_plan"
@@ -236,6 +237,23 @@ def ultralytics_metadata(onnx_meta: dict[str, str], image: TensorSpec) -> dict:
     meta["batch"] = 1
     meta["args"] = {**meta.get("args", {}), "batch": 1, "dynamic": False}
     return meta
+
+
+def task_parameter(meta: dict[str, str], outputs: list[TensorSpec], num_classes: int) -> dict:
+    """The ``yolo_task`` parameter (settings.TASK_PARAMETER) our client reads: the task of the model's ONNX
+    metadata, its class count, mask channels (segment: the prototypes' channels), keypoint shape (pose) and
+    whether ``output0`` holds NMS-free rows (one2one)."""
+    task = meta.get("task", "detect")
+    protos = [o for o in outputs if o.name == PROTOS_OUTPUT]
+    kpt = ast.literal_eval(meta["kpt_shape"]) if task == "pose" and meta.get("kpt_shape") else None
+    return {"task": task, "num_classes": num_classes,
+            "num_masks": int(protos[0].shape[1]) if task == "segment" and protos else 0,
+            "kpt_shape": list(kpt) if kpt else None, "one2one": meta.get("one2one") == "True"}
+
+
+def set_task_parameter(config: mc.ModelConfig, value: dict) -> mc.ModelConfig:
+    config.parameters[TASK_PARAMETER].string_value = json.dumps(value, sort_keys=True)
+    return config
 
 
 def set_ultralytics_metadata(config: mc.ModelConfig, meta: dict) -> mc.ModelConfig:
