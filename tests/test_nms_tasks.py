@@ -32,7 +32,6 @@ IMGSZ = 320
 # CONF below the default 0.25: the untrained heads score zidane.jpg low, and every image must have detections
 # (and some images fewer than TOPK, so that the padding rows are checked too).
 CONF, IOU, TOPK = 0.2, 0.45, 100
-FREE_CONF = 0.1  # the one-to-one heads' scores on zidane.jpg are lower still
 TASK_OF = {"yolo11n-seg": "segment", "yolo11n-pose": "pose", "yolo26n-seg": "segment", "yolo26n-pose": "pose",
            "yolo26n-obb": "obb"}
 # Operators TensorRT's ONNX parser imports natively (onnx/onnx-tensorrt docs/operators.md, 10.x): the
@@ -62,8 +61,8 @@ def build_checkpoint(arch: str, out: Path) -> Path:
             return path
     except Exception:  # noqa: BLE001 - scratch does not know this head yet: build it here
         pass
+    torch.manual_seed(0)  # the random initialisation too: the same checkpoint every run
     yolo = YOLO(f"{arch}.yaml")
-    torch.manual_seed(0)
     scratch.vary_outputs(yolo.model, IMGSZ)
     torch.save({"model": yolo.model, "train_args": {"task": yolo.task, "imgsz": IMGSZ, "model": f"{arch}.yaml"},
                 "version": ultralytics.__version__, "untrained": True}, path)
@@ -186,7 +185,7 @@ def check_track_a(end2end: onnx.ModelProto, track_a: onnx.ModelProto, images: np
     anchors = pp.kept_anchors(boxes, scores, CONF, IOU, TOPK, mode)
     nums = got["num_dets"][:, 0]
     assert [len(a) for a in anchors] == nums.tolist()
-    assert nums.sum() >= min_dets and nums.min() < TOPK, nums  # many detections, and padding rows too
+    assert nums.sum() >= min_dets and nums.min() >= 5 and nums.min() < TOPK, nums  # many, and padding rows too
     for b, a in enumerate(anchors):  # the helper's anchors are the detections' own (boxes bit-equal)
         assert_equal(got["det_boxes"][b, :len(a)], pp.xywh_to_xyxy(boxes[b, a]), "boxes of the kept anchors")
     if task == "segment":
@@ -255,12 +254,16 @@ def test_free_mode_thresholds_the_one2one_rows(artefacts, batch, arch):
     score >= CONF (a prefix: sorted by score), their task values, zeros after num_dets."""
     task = TASK_OF[arch]
     one2one = artefacts.onnx(arch, one2one=True)
-    end2end = add_nms(one2one, "free", FREE_CONF, IOU, TOPK, 0)
+    raw = run(one2one, batch)
+    rows = raw["output0"]  # [B, TOPK, 6 + extra]
+    # CONF from the untrained head's own scores: every image keeps about TOPK/2 rows or more, one image fewer
+    # than TOPK (padding rows checked too).
+    conf = float(rows[:, TOPK // 2, 4].min())
+    end2end = add_nms(one2one, "free", conf, IOU, TOPK, 0)
     assert_contract(end2end, task, one2one, {"segment": (32,), "pose": (17, 3), "obb": (5,)}[task])
     assert not added_ops(end2end, one2one) & {"NonMaxSuppression", "TopK"}
-    got, raw = run(end2end, batch), run(one2one, batch)
-    rows = raw["output0"]  # [B, TOPK, 6 + extra]
-    keep = rows[..., 4] >= np.float32(FREE_CONF)
+    got = run(end2end, batch)
+    keep = rows[..., 4] >= np.float32(conf)
     nums = keep.sum(axis=1)
     assert all(keep[b, :n].all() for b, n in enumerate(nums))  # sorted: the kept rows come first
     assert got["num_dets"][:, 0].tolist() == nums.tolist() and nums.min() >= 5 and nums.min() < TOPK, nums

@@ -10,9 +10,16 @@ sigmoid class scores, then the task's per-anchor values) is transposed and split
 followed by the task's ``settings.END2END_TASK_OUTPUTS`` (rows past num_dets zero too):
 
 * segment: ``det_mask_coeffs [B, TOPK, nm]`` (each kept anchor's mask coefficients) and the prototypes
-  ``output1 [B, nm, S/4, S/4]`` passed through; the client assembles the masks (``coeffs @ protos``).
-  Measured against masks assembled in the graph at a fixed resolution (README, "Segment end2end"):
-  the prototypes are fewer bytes and less time.
+  ``output1 [B, nm, S/4, S/4]`` passed through; the client assembles its ``num_dets`` masks
+  (``coeffs @ protos``, upsampling, ``> 0``, crop: ultralytics' ``process_mask``). Chosen by measurement
+  against masks assembled in the graph for all TOPK rows (scripts/bench_seg_masks.py,
+  benchmarks/cpu_seg_masks.json; yolo11n-seg, S=640, TOPK=100, onnxruntime CPU): 3.29 MB per image,
+  against 10.2 MB for FP32 mask logits at S/4 (the same masks after the client's upsampling) and 41.0 MB
+  for binary masks at S; only binary masks at S/4 are smaller (2.56 MB), with coarser edges (thresholded
+  before upsampling) and still an upsampling in the client. Graph time: the same within noise as the
+  S/4 variants, 1.8x less than binary masks at S (62 against 111 ms per image at batch 4); the client's
+  assembly took 18 ms per image (61 detections). Masks in the graph also grow with TOPK, the
+  prototypes do not.
 * pose: ``det_keypoints [B, TOPK, K, 3]`` (x, y in input pixels, confidence; 1.0 when the head predicts
   only x, y).
 * obb: ``det_xywhr [B, TOPK, 5]`` (centre, size, angle in radians, as the head writes them) and
@@ -30,6 +37,9 @@ YOLO26/YOLOv10 (``output0 [B, TOPK, 6+extra]``: x1, y1, x2, y2 (obb: centre x, c
 class, extra; sorted by score) and only thresholds it: no plugin, no NMS, so the same file runs in
 onnxruntime and TensorRT 10/11. Refused (``options.RULES``, before anything is written): segment and pose
 with ``efficient``, OBB other than ``free`` (no standard-op rotated NMS), classify (no NMS at all).
+Every operator the surgery adds is native to TensorRT's ONNX parser (onnx/onnx-tensorrt
+docs/operators.md: ``NonMaxSuppression`` -> ``INMSLayer``, ``GatherND`` with ``batch_dims``, ``Pad``,
+``Cos``/``Sin``/``Abs`` for the OBB hull; tests/test_nms_tasks.py checks the list).
 """
 from __future__ import annotations
 
@@ -206,7 +216,7 @@ def threshold_one2one(graph: gs.Graph, head: Head, conf: float, topk: int) -> li
     Returns the four outputs, then the task's (:func:`task_outputs`).
     """
     head_out = graph.tensors()[TRACK_A_OUTPUT]
-    if head_out.shape[1] != topk:
+    if isinstance(head_out.shape[1], int) and head_out.shape[1] != topk:
         raise StepError(f"the one-to-one head was exported with max_det={head_out.shape[1]}, but TOPK={topk}")
     rows = ["batch", topk]
     xyxy = head.task != "obb"  # obb rows carry the rotated box as centre, size (and the angle last)
