@@ -212,7 +212,7 @@ def threshold_one2one(graph: gs.Graph, head: Head, conf: float, topk: int) -> li
     """``free`` mode: the one-to-one head's ``[B, TOPK, 6+extra]`` rows, kept where score >= CONF.
 
     The head's TopK output is sorted by descending score, so the kept rows are the first
-    ``num_dets``; the others are multiplied to zero (class 0), exactly like EfficientNMS padding.
+    ``num_dets``; the others are set to +0 (class 0), exactly like EfficientNMS padding.
     Returns the four outputs, then the task's (:func:`task_outputs`).
     """
     head_out = graph.tensors()[TRACK_A_OUTPUT]
@@ -255,8 +255,9 @@ def threshold_one2one(graph: gs.Graph, head: Head, conf: float, topk: int) -> li
         gs.Node("Cast", "count_to_int32", attrs={"to": onnx.TensorProto.INT32}, inputs=[count_f],
                 outputs=[num_dets]),
     ]
-    if xyxy:
-        graph.nodes.append(gs.Node("Mul", "mask_boxes", inputs=[boxes, keep_f], outputs=[det_boxes]))
+    if xyxy:  # Where, not Mul: +0 past num_dets also for negative coordinates (Mul would give -0)
+        graph.nodes.append(gs.Node("Where", "mask_boxes", inputs=[keep, boxes, gs.Constant(
+            "zero_box", np.array(0, dtype=np.float32))], outputs=[det_boxes]))
     outputs = [num_dets, det_boxes, det_scores, det_classes]
     if head.task == "detect":
         return outputs
