@@ -133,7 +133,7 @@ LIB := export/yolo_triton
 BASE := $(LIB)/settings.py $(LIB)/files.py
 ONNX_STEP := export/export_onnx.py $(LIB)/onnx_export.py $(LIB)/batch_pad.py $(LIB)/input_uint8.py $(LIB)/checkpoint.py $(LIB)/onnx_io.py $(LIB)/options.py \
   $(BASE) $(if $(filter int8,$(PRECISION)),$(LIB)/int8.py $(LIB)/postprocess.py)
-NMS_STEP := export/add_nms.py $(LIB)/nms_graph.py $(LIB)/batch_pad.py $(wildcard $(LIB)/nms_onnx.py) $(BASE)
+NMS_STEP := export/add_nms.py $(LIB)/nms_graph.py $(LIB)/batch_pad.py $(LIB)/nms_onnx.py $(LIB)/options.py $(LIB)/onnx_io.py $(BASE)
 CONFIG_STEP := export/write_config.py $(LIB)/triton_config.py $(LIB)/onnx_io.py $(BASE)
 ENGINE_STEP := export/build_engine.py $(wildcard $(LIB)/engine*.py) $(LIB)/batch_pad.py $(BASE)
 

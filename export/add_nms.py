@@ -2,7 +2,9 @@
 """End2end step: ``models/<name>/1/model.onnx`` -> ``models/<name>_end2end/1/model.onnx``.
 
 Graph surgery on the Track A ONNX: boxes and scores split from the head, then one NMS stage
-(EfficientNMS_TRT plugin, or standard ONNX NonMaxSuppression) with exactly four outputs.
+(EfficientNMS_TRT plugin, or standard ONNX NonMaxSuppression) with four outputs, plus the task's
+(segment: mask coefficients and prototypes, pose: keypoints, obb: rotated boxes; the task is read from
+the ONNX). NMS=free thresholds a one-to-one (NMS-free) export instead.
 """
 from __future__ import annotations
 

@@ -34,8 +34,14 @@ exact ties:
 
 ``yolo_triton.postprocess.efficient_nms(..., strict_thresholds=True)`` is the NumPy model of this graph.
 Scores must lie in [0, 1] (sigmoid outputs): -1 marks "not selected".
+
+:func:`select_onnx_nms` also hands back which anchor each output row came from (the ``NonMaxSuppression``
+indices after the TopK), so a task's per-anchor values (mask coefficients, keypoints) are gathered with
+exactly the indices the NMS kept (:func:`gather_rows`, :func:`zero_past_num_dets`).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import onnx_graphsurgeon as gs
@@ -50,7 +56,16 @@ ULTRALYTICS_MAX_WH = 7680  # per-class box offset (max_wh)
 ULTRALYTICS_MAX_NMS = 30000  # candidates kept before NMS (max_nms)
 
 
-class _Builder:
+@dataclass(frozen=True)
+class Selection:
+    """What the NMS stage kept: the four outputs, and per output row its anchor and whether it is a detection."""
+
+    outputs: list  # num_dets, det_boxes, det_scores, det_classes (gs.Variable)
+    anchor_index: gs.Variable  # [B, TOPK, 1] int64: the anchor of each row (0 past num_dets)
+    valid: gs.Variable  # [B, TOPK] bool: True for the first num_dets rows
+
+
+class Builder:
     """Appends nodes to ``graph`` with unique, prefixed names."""
 
     def __init__(self, graph: gs.Graph, prefix: str = "onnx_nms"):
@@ -76,7 +91,7 @@ class _Builder:
         return outputs
 
 
-def _corners(b: _Builder, boxes_xywh: gs.Variable, anchors) -> gs.Variable:
+def _corners(b: Builder, boxes_xywh: gs.Variable, anchors) -> gs.Variable:
     """``[B, A, 4]`` centre-size -> corners (x1, y1, x2, y2)."""
     f32 = np.float32
     xy = gs.Variable(b.name("xy"), dtype=f32, shape=["batch", anchors, 2])
@@ -98,7 +113,22 @@ def add_onnx_nms(
     agnostic: bool,
     multi_label: bool = True,
 ) -> list[gs.Variable]:
-    """Append the standard-op NMS stage to ``graph``; return ``[num_dets, det_boxes, det_scores, det_classes]``.
+    """Append the standard-op NMS stage to ``graph``; return ``[num_dets, det_boxes, det_scores, det_classes]``
+    (:func:`select_onnx_nms`, without the selection)."""
+    return select_onnx_nms(graph, boxes_xywh, scores, conf, iou, topk, agnostic, multi_label).outputs
+
+
+def select_onnx_nms(
+    graph: gs.Graph,
+    boxes_xywh: gs.Variable,
+    scores: gs.Variable,
+    conf: float,
+    iou: float,
+    topk: int,
+    agnostic: bool,
+    multi_label: bool = True,
+) -> Selection:
+    """Append the standard-op NMS stage to ``graph``; return its four outputs and the selection.
 
     ``boxes_xywh [B, A, 4]`` (centre x, centre y, w, h in input pixels) and ``scores [B, A, nc]`` (sigmoid
     probabilities) are float32 variables of ``graph``. The caller sets ``graph.outputs`` and cleans up.
@@ -108,7 +138,7 @@ def add_onnx_nms(
     if topk <= 0:
         raise ValueError(f"topk must be positive, got {topk}")
     f32, i64, i32 = np.float32, np.int64, np.int32
-    b = _Builder(graph)
+    b = Builder(graph)
     anchors = boxes_xywh.shape[1] if boxes_xywh.shape else "anchors"
     nc = scores.shape[2] if scores.shape else "classes"
     corners = _corners(b, boxes_xywh, anchors)
@@ -194,10 +224,29 @@ def add_onnx_nms(
     b.op("Where", [valid3, picked_boxes, zero_f], None, None, out=det_boxes)  # padding rows -> 0
     b.op("Where", [valid, top_scores, zero_f], None, None, out=det_scores)  # -1 -> 0
     b.op("Where", [valid, cls32, zero_i], None, None, out=det_classes)  # padding class -> 0
-    return [num_dets, det_boxes, det_scores, det_classes]
+    return Selection([num_dets, det_boxes, det_scores, det_classes], anchor_idx, valid)
 
 
-def _class_offset(b: _Builder, corners: gs.Variable, labels: gs.Variable, anchors) -> gs.Variable:
+def gather_rows(b: Builder, data: gs.Variable, anchor_index: gs.Variable, topk: int) -> gs.Variable:
+    """``data [B, A, ...]`` -> ``[B, TOPK, ...]``: each output row's anchor (``GatherND``, batch_dims 1)."""
+    rest = list(data.shape[2:]) if data.shape else []
+    return b.op("GatherND", [data, anchor_index], data.dtype, ["batch", topk, *rest], {"batch_dims": 1},
+                label="gather_rows")
+
+
+def zero_past_num_dets(b: Builder, rows: gs.Variable, valid: gs.Variable, out: gs.Variable | None = None
+                       ) -> gs.Variable:
+    """``rows [B, TOPK, ...]`` with every row past ``num_dets`` (``valid [B, TOPK]`` False) set to +0."""
+    rank = len(rows.shape) if rows.shape else 3
+    mask = valid
+    if rank > 2:
+        mask = b.op("Unsqueeze", [valid, b.const("row_axes", np.arange(2, rank, dtype=np.int64))], bool,
+                    ["batch", valid.shape[1] if valid.shape else "topk", *([1] * (rank - 2))])
+    zero = b.const("zero_row", np.array(0, rows.dtype or np.float32))
+    return b.op("Where", [mask, rows, zero], rows.dtype, rows.shape, out=out, label="zero_past_num_dets")
+
+
+def _class_offset(b: Builder, corners: gs.Variable, labels: gs.Variable, anchors) -> gs.Variable:
     """``corners + class * 7680`` in float32, the same two roundings as ultralytics (``max_wh``) and
     ``postprocess.ultralytics_nms``: boxes of different classes never overlap, so one NMS class is per class."""
     f32 = np.float32
@@ -206,7 +255,7 @@ def _class_offset(b: _Builder, corners: gs.Variable, labels: gs.Variable, anchor
     return b.op("Add", [corners, offset], f32, ["batch", anchors, 4], label="offset_corners")
 
 
-def _keep_best(b: _Builder, scores_1a: gs.Variable, anchors) -> gs.Variable:
+def _keep_best(b: Builder, scores_1a: gs.Variable, anchors) -> gs.Variable:
     """ultralytics' ``max_nms``: only the best 30000 anchors (ties: lower anchor) enter NMS; the others get
     score 0, which never passes ``score > CONF``. Only graphs with more anchors than that need it."""
     f32, i64 = np.float32, np.int64

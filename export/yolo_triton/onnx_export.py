@@ -130,7 +130,7 @@ def export_onnx(
         info = ckpt.inspect(yolo, pt_path)
         try:  # what the checkpoint says, against the settings: before anything is exported
             check_options(precision=precision, calib_dir=calib_dir or "", nms=nms, imgsz=imgsz, stride=info.stride,
-                          has_one2one_head=info.has_one2one_head)
+                          has_one2one_head=info.has_one2one_head, task=info.task)
         except StepError as err:
             raise StepError(f"{pt_path} ({info.head} head): {err}") from None
         trained_at = train_imgsz(yolo)

@@ -19,6 +19,7 @@ class Options:
     """What a step knows; None = not known to this step (rules on it are skipped)."""
 
     nms: str | None = None  # NMS: efficient | onnx | ultralytics | free
+    task: str | None = None  # read from the checkpoint or the ONNX metadata: detect | segment | pose | obb | classify
     precision: str | None = None  # PRECISION: fp32 | fp16 | int8
     calib_dir: str | None = None  # CALIB_DIR ("" = none)
     instance_kind: str | None = None  # INSTANCE_KIND of the Triton configs: gpu | cpu
@@ -40,9 +41,22 @@ RULES = (
     Rule(("nms", "instance_kind"), lambda o: o.nms == "efficient" and o.instance_kind == "cpu",
          lambda o: "NMS=efficient puts TensorRT's EfficientNMS_TRT plugin in the graph, which only a GPU instance "
                    "runs; use NMS=onnx with INSTANCE_KIND=cpu"),
-    Rule(("nms", "has_one2one_head"), lambda o: o.nms == "free" and not o.has_one2one_head,
+    Rule(("nms", "has_one2one_head"), lambda o: o.nms == "free" and not o.has_one2one_head and o.task != "classify",
          lambda o: "NMS=free needs a one-to-one (NMS-free) head (YOLO26, YOLOv10); this checkpoint has none "
-                   "(use NMS=efficient or NMS=onnx)"),
+                   + ("(an OBB model without one has no end2end graph: serve its Track A)" if o.task == "obb"
+                      else "(use NMS=efficient or NMS=onnx)")),
+    # End2end per task (nms_graph): what the NMS stage cannot carry through.
+    Rule(("nms", "task"), lambda o: o.nms == "efficient" and o.task in ("segment", "pose"),
+         lambda o: f"NMS=efficient with a {o.task} model: EfficientNMS_TRT returns no indices, so the "
+                   f"{'masks' if o.task == 'segment' else 'keypoints'} of the kept boxes cannot be gathered; "
+                   "use NMS=onnx or ultralytics"),
+    Rule(("nms", "task"), lambda o: o.task == "obb" and o.nms != "free",
+         lambda o: f"NMS={o.nms} with an OBB model: there is no standard-operator rotated NMS (NonMaxSuppression "
+                   "and EfficientNMS_TRT overlap axis-aligned boxes); YOLO26-OBB works with NMS=free, a YOLO11/v8-OBB "
+                   "is served as Track A (client NMS)"),
+    Rule(("nms", "task"), lambda o: o.task == "classify",
+         lambda o: "a classify model has no NMS, so there is no end2end graph to make: its Track A model "
+                   "(models/<name>) is the model"),
     Rule(("precision", "calib_dir"), lambda o: o.precision == "int8" and not o.calib_dir,
          lambda o: "PRECISION=int8 needs calibration images: set CALIB_DIR to a folder of representative images"),
     Rule(("imgsz", "stride"), lambda o: o.imgsz <= 0 or o.imgsz % o.stride != 0,
