@@ -89,16 +89,18 @@ def samples():
 
 @pytest.fixture(scope="module")
 def references(built, samples):
-    """ultralytics' predict per architecture on the samples (the task's own reference); for the NMS=free
-    builds (whose Track A is the one-to-one export too) the one-to-one head: predict with nms=False."""
+    """ultralytics' predict per architecture on the samples (the task's own reference): ``(arch, False)`` the
+    one-to-many head and its NMS (what Track A serves), ``(arch, True)`` the NMS-free one-to-one head
+    (predict with nms=False; what an NMS=free end2end model serves)."""
     from ultralytics import YOLO
 
     _, images = samples
     found = {}
     for arch, (task, nms) in ARCHS.items():
         yolo = YOLO(str(built.weights / f"{name_of(arch)}.pt"))
-        yolo.overrides["nms"] = False if nms == "free" else None
-        found[arch] = for_task(task).reference(yolo, images, IMGSZ, PARAMS)
+        for one2one in (False, True) if nms == "free" else (False,):
+            yolo.overrides["nms"] = False if one2one else None
+            found[arch, one2one] = for_task(task).reference(yolo, images, IMGSZ, PARAMS)
     return found
 
 
@@ -113,7 +115,7 @@ def test_every_task_model_is_ready(server):
 def test_the_references_are_varied(references):
     """Untrained checkpoints: the comparisons below prove something only if there is something to compare."""
     for arch, (task, _) in ARCHS.items():
-        results = references[arch]
+        results = references[arch, False]
         if task == "classify":
             top = [r.top(5) for r in results]
             assert all(p[0] > 0.05 and p[0] > p[4] + 1e-3 for _, p in top), (arch, top)
@@ -139,7 +141,7 @@ def test_track_a_equals_ultralytics_predict(clients, samples, references, arch, 
     served = yc.describe_model(clients[protocol], name_of(arch))
     assert served.task == task
     results = yc.infer(clients[protocol], served, images, PARAMS.conf, PARAMS.iou, PARAMS.topk, "ultralytics")
-    assert for_task(task).compare(references[arch], results, TOL, PARAMS) == []
+    assert for_task(task).compare(references[arch, False], results, TOL, PARAMS) == []
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -158,7 +160,7 @@ def test_end2end_equals_its_reference(clients, samples, references, arch, protoc
         assert for_task(task).compare(expected, results, TOL, NmsParams(PARAMS.conf, PARAMS.iou, PARAMS.topk, "onnx")
                                       ) == []
     else:
-        assert for_task(task).compare(references[arch], results, TOL, PARAMS) == []
+        assert for_task(task).compare(references[arch, nms == "free"], results, TOL, PARAMS) == []
 
 
 @pytest.mark.parametrize("arch", list(ARCHS))
@@ -171,7 +173,7 @@ def test_ultralytics_own_triton_client_reads_what_we_serve(server, samples, refe
     paths, images = samples
     remote = YOLO(f"http://{server.url('http')}/{name_of(arch)}", task=task)
     theirs = for_task(task).reference(remote, images, IMGSZ, PARAMS)
-    assert for_task(task).compare(references[arch], theirs, TOL, PARAMS) == []
+    assert for_task(task).compare(references[arch, False], theirs, TOL, PARAMS) == []
     names = remote.predict(images[0], imgsz=IMGSZ, verbose=False)[0].names
     assert names[0] != "class0" and len(names) == len(built_names(server, arch)), names
 
