@@ -319,8 +319,13 @@ trackd: dali
 
 # ---- operating the result ---------------------------------------------------------------------------
 .PHONY: validate bench-postprocess
-validate: $(if $(MODEL),$(MODELS_DIR)/$(MODEL)/1/model.onnx $(MODELS_DIR)/$(MODEL)_end2end/1/model.onnx) ## Compare PyTorch, ONNX, end2end (+ plans on a GPU): make validate MODEL=yolov11_small [IMAGES=dir]
+# The end2end model too, where the checkpoint has one under NMS (export/end2end_refusal.py says why not:
+# classify, YOLO11/v8 OBB, segment/pose with NMS=efficient).
+validate: $(if $(MODEL),$(MODELS_DIR)/$(MODEL)/1/model.onnx) ## Compare PyTorch, ONNX, end2end (+ plans on a GPU): make validate MODEL=yolov11_small [IMAGES=dir]
 	@test -n "$(MODEL)" || { echo "usage: make validate MODEL=<name> [IMAGES=dir] (e.g. MODEL=yolov11_small)" >&2; exit 2; }
+	@why_not=$$($(PYTHON) export/end2end_refusal.py $(call weights_for,$(MODEL)) --nms $(NMS)); \
+	if [ -z "$$why_not" ]; then $(MAKE) --no-print-directory $(MODELS_DIR)/$(MODEL)_end2end/1/model.onnx; \
+	else echo "[validate] $(MODEL): no end2end model: $$why_not" >&2; fi
 	$(PYTHON) scripts/validate.py --model $(MODEL) --models-dir $(MODELS_DIR) --weights-dir $(WEIGHTS_DIR) \
 	  --conf $(CONF) --iou $(IOU) --topk $(TOPK) --agnostic $(AGNOSTIC) $(if $(IMAGES),--images $(IMAGES)) \
 	  --json results/validate_$(MODEL).json

@@ -55,6 +55,44 @@ class Tree:
         return self.models / model_dir / "1" / filename
 
 
+# Every task through make (tests/test_tasks_served.py, test_tasks_validate.py): scratch architecture ->
+# (task, NMS of its end2end model, or None where the task has none)
+TASK_IMGSZ = 320
+TASK_ARCHS = {
+    "yolo11n-seg": ("segment", "ultralytics"),
+    "yolov8n-seg": ("segment", "onnx"),
+    "yolo26n-seg": ("segment", "free"),
+    "yolo11n-pose": ("pose", "onnx"),
+    "yolo26n-pose": ("pose", "free"),
+    "yolo11n-obb": ("obb", None),
+    "yolo26n-obb": ("obb", "free"),
+    "yolo11n-cls": ("classify", None),
+}
+
+
+def task_model_name(arch: str) -> str:
+    return f"{arch}_untrained"
+
+
+def task_make_settings(nms: str | None) -> list[str]:
+    return [f"NMS={nms or 'onnx'}", "PRECISION=fp32", "INSTANCE_KIND=cpu", f"IMGSZ={TASK_IMGSZ}"]
+
+
+@pytest.fixture(scope="session")
+def task_tree(tmp_path_factory) -> Tree:
+    """``make scratch`` per TASK_ARCHS architecture, then Track A and (where the task has one) end2end,
+    FP32, INSTANCE_KIND=cpu, TASK_IMGSZ: built once, served and validated by several modules."""
+    tree = Tree(tmp_path_factory.mktemp("tasks"))
+    for arch in TASK_ARCHS:
+        tree.make("scratch", f"MODEL={arch}")
+    for arch, (_, nms) in TASK_ARCHS.items():
+        goals = [f"{tree.models}/{task_model_name(arch)}/config.pbtxt"]
+        if nms:
+            goals.append(f"{tree.models}/{task_model_name(arch)}_end2end/config.pbtxt")
+        tree.make(*goals, *task_make_settings(nms))
+    return tree
+
+
 @pytest.fixture(scope="session")
 def scratch_weights(tmp_path_factory) -> Path:
     """``yolo11n_untrained.pt`` written by ``make scratch`` (BN recalibrated, head rescaled)."""

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import Tree, skip_without_real_triton
+from conftest import TASK_ARCHS, TASK_IMGSZ, skip_without_real_triton, task_model_name as name_of
 from yolo_triton import client as yc
 from yolo_triton import triton_server as ts
 from yolo_triton.settings import defaults
@@ -25,42 +25,18 @@ from yolo_triton.validate_tasks import TASK_TOLERANCES
 import triton_client as client_script  # scripts/triton_client.py (pytest's pythonpath)
 
 pytestmark = pytest.mark.slow
-IMGSZ = 320
+IMGSZ = TASK_IMGSZ
 D = defaults()
 PARAMS = NmsParams(float(D["CONF"]), float(D["IOU"]), int(D["TOPK"]), "ultralytics", False)
 TOL = TASK_TOLERANCES["fp32"]
 PROTOCOLS = ("http", "grpc")
-# scratch architecture -> (task, NMS of its end2end model, or None where end2end is refused)
-ARCHS = {
-    "yolo11n-seg": ("segment", "ultralytics"),
-    "yolov8n-seg": ("segment", "onnx"),
-    "yolo26n-seg": ("segment", "free"),
-    "yolo11n-pose": ("pose", "onnx"),
-    "yolo26n-pose": ("pose", "free"),
-    "yolo11n-obb": ("obb", None),
-    "yolo26n-obb": ("obb", "free"),
-    "yolo11n-cls": ("classify", None),
-}
-
-
-def name_of(arch: str) -> str:
-    return f"{arch}_untrained"
+ARCHS = TASK_ARCHS
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """``make scratch`` per architecture, then Track A and (where the task allows) end2end, FP32, CPU."""
+def built(task_tree):
     skip_without_real_triton()
-    tree = Tree(tmp_path_factory.mktemp("tasks_served"))
-    for arch in ARCHS:
-        tree.make("scratch", f"MODEL={arch}")
-    m = tree.models
-    for arch, (task, nms) in ARCHS.items():
-        goals = [f"{m}/{name_of(arch)}/config.pbtxt"]
-        if nms:
-            goals.append(f"{m}/{name_of(arch)}_end2end/config.pbtxt")
-        tree.make(*goals, f"NMS={nms or 'onnx'}", "PRECISION=fp32", "INSTANCE_KIND=cpu", f"IMGSZ={IMGSZ}")
-    return tree
+    return task_tree
 
 
 @pytest.fixture(scope="module")

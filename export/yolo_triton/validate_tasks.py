@@ -79,6 +79,15 @@ def run_graph(path: Path, task, images, imgsz: int, chunk: int) -> tuple[dict[st
     return {name: np.concatenate(values) for name, values in outputs.items()}, infos, metadata(model)
 
 
+def _number(meta: dict[str, str], key: str, default: float) -> float:
+    """A numeric NMS setting add_nms wrote into the graph's metadata; ``default`` where it has none or
+    writes a note instead (the IoU of an NMS-free graph)."""
+    try:
+        return float(meta[key])
+    except (KeyError, ValueError):
+        return float(default)
+
+
 def _check(result: TaskResult, task, ref, test, tol: Tolerance, params: NmsParams) -> TaskResult:
     problems = task.compare(ref, test, tol, params)
     result.counts = {"reference": sum(len(r) for r in ref), "test": sum(len(t) for t in test)}
@@ -132,8 +141,9 @@ def validate_task(name: str, task_name: str, paths: dict[str, Path], weights: Pa
                 continue
             mode = meta.get("nms", "onnx")
             reference = reference_of(mode == "free")
-            graph_params = NmsParams(float(meta.get("conf", params.conf)), float(meta.get("iou", params.iou)),
-                                     int(meta.get("topk", params.topk)), mode, bool(int(meta.get("agnostic", "0"))))
+            graph_params = NmsParams(_number(meta, "conf", params.conf), _number(meta, "iou", params.iou),
+                                     int(_number(meta, "topk", params.topk)), mode,
+                                     bool(int(_number(meta, "agnostic", 0))))
             test = task.decode(outputs, infos, shape, graph_params, "end2end")
             if mode in ("ultralytics", "free") or track_a is None:
                 results.append(_check(result, task, reference, test, tol, graph_params))
