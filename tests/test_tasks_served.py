@@ -187,3 +187,25 @@ def test_client_json_and_pictures(server, built, samples, tmp_path, arch, capsys
     for path in paths:
         drawn = out_png.with_name(f"out_{path.stem}.png")
         assert drawn.is_file() and drawn.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("arch", ["yolo11n-seg", "yolo11n-pose", "yolo26n-obb"])
+def test_track_d_ensemble_of_a_task_passes_its_outputs_through(built, tmp_path, arch):
+    """Track D's ensemble config (ENSEMBLE_DETECTOR=end2end) from a task's end2end config: every detector
+    output (the task's extras too) and the yolo_task parameter reach the client."""
+    import shutil
+
+    from yolo_triton import ensemble as ens
+    from yolo_triton import triton_config as tc
+    from yolo_triton.settings import END2END_OUTPUTS, END2END_TASK_OUTPUTS, TASK_PARAMETER
+
+    task, _ = ARCHS[arch]
+    detector = f"{name_of(arch)}_end2end"
+    shutil.copytree(built.models / detector, tmp_path / detector)
+    ens.write_preprocess_model(tmp_path, IMGSZ, 8, 100, device="cpu")
+    config = tc.parse_config(ens.write_ensemble(tmp_path, name_of(arch), IMGSZ, "end2end"))
+    outputs = [o.name for o in config.output]
+    assert outputs == [*END2END_OUTPUTS, *END2END_TASK_OUTPUTS[task], "letterbox"]
+    assert json.loads(config.parameters[TASK_PARAMETER].string_value)["task"] == task
+    served = yc.served_task(config, [(o.name, "FP32", tuple(o.dims)) for o in config.output])[0]
+    assert served.task == task
