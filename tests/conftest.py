@@ -78,19 +78,69 @@ def task_make_settings(nms: str | None) -> list[str]:
     return [f"NMS={nms or 'onnx'}", "PRECISION=fp32", "INSTANCE_KIND=cpu", f"IMGSZ={TASK_IMGSZ}"]
 
 
+# pytest-xdist (make test: -n 2 --dist loadgroup): a test module runs on one worker, so its module fixtures are
+# built once; the modules sharing one of these session fixtures run on one worker too, so it is built once.
+XDIST_GROUPS = {
+    "task_tree": ("test_tasks_served.py", "test_tasks_validate.py", "test_tasks_export.py"),
+    "task_artefacts": ("test_task_pose.py", "test_task_obb.py", "test_nms_tasks.py"),
+}
+
+
+# The longest groups first (xdist hands groups out in collection order; one started last is the run's tail).
+XDIST_LONGEST_FIRST = ("task_tree", "test_served_repository.py", "test_input_uint8.py", "test_nms_free.py",
+                       "task_artefacts", "test_soak.py", "test_batch_pad.py", "test_versions.py")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks
+def pytest_collection_modifyitems(config, items):
+    group_of = {module: group for group, modules in XDIST_GROUPS.items() for module in modules}
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            module = item.path.name
+            item.add_marker(pytest.mark.xdist_group(group_of.get(module, module)))
+    if getattr(config.option, "dist", "no") == "loadgroup":  # only then: a plain run keeps the file order
+        rank = {group: i for i, group in enumerate(XDIST_LONGEST_FIRST)}
+        items.sort(key=lambda item: rank.get(item.get_closest_marker("xdist_group").args[0], len(rank)))
+
+
 @pytest.fixture(scope="session")
-def task_tree(tmp_path_factory) -> Tree:
-    """``make scratch`` per TASK_ARCHS architecture, then Track A and (where the task has one) end2end,
-    FP32, INSTANCE_KIND=cpu, TASK_IMGSZ: built once, served and validated by several modules."""
-    tree = Tree(tmp_path_factory.mktemp("tasks"))
+def task_weights(tmp_path_factory) -> Path:
+    """``make scratch IMGSZ=TASK_IMGSZ`` per TASK_ARCHS architecture: the folder of ``<arch>_untrained.pt``
+    (outputs varied at the size the task tests run at), shared by the task tree and tests/test_tasks_export.py."""
+    tree = Tree(tmp_path_factory.mktemp("task_weights"))
     for arch in TASK_ARCHS:
-        tree.make("scratch", f"MODEL={arch}")
+        tree.make("scratch", f"MODEL={arch}", f"IMGSZ={TASK_IMGSZ}")
+    return tree.weights
+
+
+def link_weights(tree: Tree, weights: Path) -> None:
+    """``tree``'s weights folder holds links to every checkpoint in ``weights`` (make reads them as its own)."""
+    tree.weights.mkdir(parents=True, exist_ok=True)
+    for pt in sorted(weights.glob("*.pt")):
+        (tree.weights / pt.name).symlink_to(pt)
+
+
+@pytest.fixture(scope="session")
+def task_tree(tmp_path_factory, task_weights) -> Tree:
+    """The task_weights checkpoints, then Track A and (where the task has one) end2end, FP32,
+    INSTANCE_KIND=cpu, TASK_IMGSZ: built once, served and validated by several modules."""
+    tree = Tree(tmp_path_factory.mktemp("tasks"))
+    link_weights(tree, task_weights)
     for arch, (_, nms) in TASK_ARCHS.items():
         goals = [f"{tree.models}/{task_model_name(arch)}/config.pbtxt"]
         if nms:
             goals.append(f"{tree.models}/{task_model_name(arch)}_end2end/config.pbtxt")
         tree.make(*goals, *task_make_settings(nms))
     return tree
+
+
+@pytest.fixture(scope="session")
+def task_artefacts(tmp_path_factory):
+    """scratch_tasks' checkpoints and ultralytics ONNX exports (seed scratch_tasks.SEED, IMGSZ 320), built on
+    first use and shared by tests/test_task_pose.py, test_task_obb.py and test_nms_tasks.py."""
+    from scratch_tasks import TaskArtefacts
+
+    return TaskArtefacts(tmp_path_factory.mktemp("task_artefacts"))
 
 
 @pytest.fixture(scope="session")
