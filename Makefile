@@ -164,11 +164,8 @@ system-tools:
 	.venv/bin/pip install --quiet -e . --no-deps
 	touch $@
 
-# TEST_WORKERS: pytest-xdist processes (tests/conftest.py keeps a module, and the modules sharing one built
-# tree, on one worker); 0 runs every test in one process.
-TEST_WORKERS ?= 2
-test: ## Run the test suite (CPU; TensorRT through honest doubles) [TEST_WORKERS=2]
-	$(PYTHON) -m pytest -q $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup) tests
+test: ## Run the test suite (CPU; TensorRT through honest doubles)
+	$(PYTHON) -m pytest -q tests
 
 # ---- checkpoints ------------------------------------------------------------------------------------
 # WEIGHTS_BASE_URL: a mirror serving the same yolo11n/s/m.pt (checksums still pinned); empty = the script's.

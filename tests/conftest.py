@@ -78,31 +78,6 @@ def task_make_settings(nms: str | None) -> list[str]:
     return [f"NMS={nms or 'onnx'}", "PRECISION=fp32", "INSTANCE_KIND=cpu", f"IMGSZ={TASK_IMGSZ}"]
 
 
-# pytest-xdist (make test: -n 2 --dist loadgroup): a test module runs on one worker, so its module fixtures are
-# built once; the modules sharing one of these session fixtures run on one worker too, so it is built once.
-XDIST_GROUPS = {
-    "task_tree": ("test_tasks_served.py", "test_tasks_validate.py", "test_tasks_export.py"),
-    "task_artefacts": ("test_task_pose.py", "test_task_obb.py", "test_nms_tasks.py"),
-}
-
-
-# The longest groups first (xdist hands groups out in collection order; one started last is the run's tail).
-XDIST_LONGEST_FIRST = ("task_tree", "test_served_repository.py", "test_input_uint8.py", "test_nms_free.py",
-                       "task_artefacts", "test_soak.py", "test_batch_pad.py", "test_versions.py")
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks
-def pytest_collection_modifyitems(config, items):
-    group_of = {module: group for group, modules in XDIST_GROUPS.items() for module in modules}
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            module = item.path.name
-            item.add_marker(pytest.mark.xdist_group(group_of.get(module, module)))
-    if getattr(config.option, "dist", "no") == "loadgroup":  # only then: a plain run keeps the file order
-        rank = {group: i for i, group in enumerate(XDIST_LONGEST_FIRST)}
-        items.sort(key=lambda item: rank.get(item.get_closest_marker("xdist_group").args[0], len(rank)))
-
-
 @pytest.fixture(scope="session")
 def task_weights(tmp_path_factory) -> Path:
     """``make scratch IMGSZ=TASK_IMGSZ`` per TASK_ARCHS architecture: the folder of ``<arch>_untrained.pt``
