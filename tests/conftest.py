@@ -79,18 +79,43 @@ def task_make_settings(nms: str | None) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def task_tree(tmp_path_factory) -> Tree:
-    """``make scratch`` per TASK_ARCHS architecture, then Track A and (where the task has one) end2end,
-    FP32, INSTANCE_KIND=cpu, TASK_IMGSZ: built once, served and validated by several modules."""
-    tree = Tree(tmp_path_factory.mktemp("tasks"))
+def task_weights(tmp_path_factory) -> Path:
+    """``make scratch IMGSZ=TASK_IMGSZ`` per TASK_ARCHS architecture: the folder of ``<arch>_untrained.pt``
+    (outputs varied at the size the task tests run at), shared by the task tree and tests/test_tasks_export.py."""
+    tree = Tree(tmp_path_factory.mktemp("task_weights"))
     for arch in TASK_ARCHS:
-        tree.make("scratch", f"MODEL={arch}")
+        tree.make("scratch", f"MODEL={arch}", f"IMGSZ={TASK_IMGSZ}")
+    return tree.weights
+
+
+def link_weights(tree: Tree, weights: Path) -> None:
+    """``tree``'s weights folder holds links to every checkpoint in ``weights`` (make reads them as its own)."""
+    tree.weights.mkdir(parents=True, exist_ok=True)
+    for pt in sorted(weights.glob("*.pt")):
+        (tree.weights / pt.name).symlink_to(pt)
+
+
+@pytest.fixture(scope="session")
+def task_tree(tmp_path_factory, task_weights) -> Tree:
+    """The task_weights checkpoints, then Track A and (where the task has one) end2end, FP32,
+    INSTANCE_KIND=cpu, TASK_IMGSZ: built once, served and validated by several modules."""
+    tree = Tree(tmp_path_factory.mktemp("tasks"))
+    link_weights(tree, task_weights)
     for arch, (_, nms) in TASK_ARCHS.items():
         goals = [f"{tree.models}/{task_model_name(arch)}/config.pbtxt"]
         if nms:
             goals.append(f"{tree.models}/{task_model_name(arch)}_end2end/config.pbtxt")
         tree.make(*goals, *task_make_settings(nms))
     return tree
+
+
+@pytest.fixture(scope="session")
+def task_artefacts(tmp_path_factory):
+    """scratch_tasks' checkpoints and ultralytics ONNX exports (seed scratch_tasks.SEED, IMGSZ 320), built on
+    first use and shared by tests/test_task_pose.py, test_task_obb.py and test_nms_tasks.py."""
+    from scratch_tasks import TaskArtefacts
+
+    return TaskArtefacts(tmp_path_factory.mktemp("task_artefacts"))
 
 
 @pytest.fixture(scope="session")

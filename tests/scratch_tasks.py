@@ -1,5 +1,5 @@
-"""Untrained pose / OBB checkpoints and their ultralytics ONNX exports, for tests/test_task_pose.py and
-tests/test_task_obb.py.
+"""Untrained pose / OBB / segment checkpoints and their ultralytics ONNX exports, for tests/test_task_pose.py,
+tests/test_task_obb.py and tests/test_nms_tasks.py (built once per session: conftest's ``task_artefacts``).
 
 ``scratch.make_scratch_checkpoint`` builds a ``DetectionModel`` with task ``detect`` whatever the yaml's
 head (a pose yaml gives a checkpoint ultralytics loads as a detector), so the task checkpoints are built
@@ -64,3 +64,29 @@ def sample_images() -> list[np.ndarray]:
     from ultralytics.utils import ASSETS
 
     return [cv2.imread(str(Path(ASSETS) / name)) for name in ("bus.jpg", "zidane.jpg")]
+
+
+class TaskArtefacts:
+    """``task_checkpoint`` per architecture and ``export_onnx`` per (architecture, one2one, topk), each built
+    on first use and kept for the session (conftest's ``task_artefacts``): the pose, OBB and task-NMS test
+    modules compare against the same checkpoints and exports instead of building their own."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._checkpoints: dict[str, Path] = {}
+        self._exports: dict[tuple[str, bool, int], Path] = {}
+
+    def checkpoint(self, arch: str) -> Path:
+        if arch not in self._checkpoints:
+            folder = self.root / arch
+            folder.mkdir(parents=True, exist_ok=True)
+            self._checkpoints[arch] = task_checkpoint(arch, folder)
+        return self._checkpoints[arch]
+
+    def export(self, arch: str, one2one: bool, topk: int) -> Path:
+        """The ONNX file (dynamic batch and size, simplified); callers must not write to it."""
+        key = (arch, one2one, topk)
+        if key not in self._exports:
+            out = self.root / f"{arch}-{'one2one' if one2one else 'track_a'}-{topk}"
+            self._exports[key] = export_onnx(self.checkpoint(arch), out, one2one, topk)
+        return self._exports[key]

@@ -109,8 +109,8 @@ def test_a_step_killed_midway_leaves_nothing_make_takes_as_built(built_copy):
     before = target.read_bytes()
     cmd = ["make", "--no-print-directory", "-C", str(REPO), *built_copy.make_vars(), "onnx",
            f"NAMES={SCRATCH_NAME}", "PRECISION=fp32", "IMGSZ=256"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    _wait_until_exporting(proc)
+    proc, temp = _start(cmd, built_copy)
+    _wait_until_exporting(proc, temp)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert target.read_bytes() == before
@@ -120,13 +120,20 @@ def test_a_step_killed_midway_leaves_nothing_make_takes_as_built(built_copy):
     assert {p.name for p in target.parent.iterdir()} == {"model.onnx"}
 
 
-def _wait_until_exporting(proc, timeout: float = 60.0) -> None:
-    """Until the export step's work folder (in the system temp dir) exists, then a second more."""
-    import tempfile
+def _start(cmd: list[str], tree: Tree) -> tuple[subprocess.Popen, Path]:
+    """``cmd`` in its own process group with a temp dir of its own (TMPDIR): the export's work folder is
+    seen there, never another run's (other tests, other pytest workers) in the system temp dir."""
+    temp = tree.root / "tmp"
+    temp.mkdir(exist_ok=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, "TMPDIR": str(temp)})
+    return proc, temp
 
-    seen = set(Path(tempfile.gettempdir()).glob("yolo-triton-export-*"))
+
+def _wait_until_exporting(proc, temp: Path, timeout: float = 60.0) -> None:
+    """Until the export step's work folder (in ``temp``, the step's TMPDIR) exists, then a second more."""
     deadline = time.monotonic() + timeout
-    while set(Path(tempfile.gettempdir()).glob("yolo-triton-export-*")) <= seen:
+    while not any(temp.glob("yolo-triton-export-*")):
         assert proc.poll() is None and time.monotonic() < deadline, "the export never started"
         time.sleep(0.05)
     time.sleep(1.0)  # inside ultralytics' export
@@ -139,8 +146,8 @@ def test_an_interrupted_first_export_leaves_no_model_folder(built_copy, sig):
     (built_copy.weights / "fresh.pt").symlink_to((built_copy.weights / f"{SCRATCH_NAME}.pt").resolve())
     cmd = ["make", "--no-print-directory", "-C", str(REPO), *built_copy.make_vars(),
            str(built_copy.artefact("fresh")), "PRECISION=fp32", "IMGSZ=256"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    _wait_until_exporting(proc)
+    proc, temp = _start(cmd, built_copy)
+    _wait_until_exporting(proc, temp)
     os.killpg(proc.pid, sig)
     assert proc.wait(timeout=60) != 0
     assert not (built_copy.models / "fresh").exists()

@@ -20,7 +20,6 @@ import pytest
 from onnx import TensorProto, helper
 
 from conftest import REPO, Tree
-from scratch_tasks import task_checkpoint
 from yolo_triton import postprocess as pp
 from yolo_triton.task_base import NmsParams, TaskShape
 from yolo_triton.tasks import for_task
@@ -50,28 +49,26 @@ TENSORRT_NATIVE_OPS = {
 
 # ------------------------------------------------------------------------------------------ artefacts
 class Artefacts:
-    """Checkpoints and ultralytics ONNX exports, built once per module and on first use."""
+    """The session's checkpoints and ultralytics ONNX exports (conftest's ``task_artefacts``), given the
+    pipeline's fixed image size, simplification and precision once per module and on first use."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, shared):
         self.root = root
+        self.shared = shared
         self.cache: dict = {}
 
     def checkpoint(self, arch: str) -> Path:
-        if arch not in self.cache:
-            self.cache[arch] = task_checkpoint(arch, self.root)
-        return self.cache[arch]
+        return self.shared.checkpoint(arch)
 
     def onnx(self, arch: str, one2one: bool = False, precision: str = "fp32") -> onnx.ModelProto:
         """ultralytics' export (dynamic batch; ``one2one``: nms=False, max_det=TOPK), then the pipeline's
         fixed image size, simplification and precision (onnx_export's own functions)."""
         key = (arch, one2one, precision)
         if key not in self.cache:
-            from ultralytics import YOLO
-
             from yolo_triton import onnx_export
 
-            yolo = YOLO(str(self.checkpoint(arch)))
-            model = onnx_export.ultralytics_onnx(yolo, IMGSZ, one2one, TOPK)
+            # onnx_export.ultralytics_onnx's export (the same ultralytics arguments), loaded afresh: not shared
+            model = onnx.load(str(self.shared.export(arch, one2one, TOPK)))
             meta = metadata(model)
             onnx_export.fix_image_size(model, IMGSZ)
             model = onnx_export.simplify(model)
@@ -85,8 +82,8 @@ class Artefacts:
 
 
 @pytest.fixture(scope="module")
-def artefacts(tmp_path_factory) -> Artefacts:
-    return Artefacts(tmp_path_factory.mktemp("tasks"))
+def artefacts(tmp_path_factory, task_artefacts) -> Artefacts:
+    return Artefacts(tmp_path_factory.mktemp("tasks"), task_artefacts)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from scratch_tasks import IMGSZ, export_onnx, run_onnx, sample_images, task_checkpoint
+from scratch_tasks import IMGSZ, run_onnx, sample_images
 from yolo_triton import postprocess as pp
 from yolo_triton import task_obb
 from yolo_triton.errors import StepError
@@ -98,7 +98,7 @@ def test_fast_nms_suppresses_with_suppressed_boxes_like_ultralytics():
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(task_artefacts):
     """A memo: arch -> (checkpoint, {one2one: (ONNX outputs, infos)}, shape), built on first use."""
     from ultralytics import YOLO
 
@@ -106,11 +106,11 @@ def built(tmp_path_factory):
 
     def get(arch: str, one2one: bool = False):
         if arch not in cache:
-            pt = task_checkpoint(arch, tmp_path_factory.mktemp(arch))
+            pt = task_artefacts.checkpoint(arch)
             cache[arch] = (pt, {}, TaskShape("obb", YOLO(str(pt)).model.model[-1].nc))
         pt, outputs, shape = cache[arch]
         if one2one not in outputs:
-            path = export_onnx(pt, tmp_path_factory.mktemp(f"{arch}-onnx"), one2one, PARAMS.topk)
+            path = task_artefacts.export(arch, one2one, PARAMS.topk)
             batch, infos = TASK.preprocess(sample_images(), IMGSZ)
             outputs[one2one] = (run_onnx(path, batch), infos)
         return pt, outputs[one2one][0], outputs[one2one][1], shape

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scratch_tasks import IMGSZ, export_onnx, run_onnx, sample_images, task_checkpoint
+from scratch_tasks import IMGSZ, run_onnx, sample_images
 from yolo_triton import postprocess as pp
 from yolo_triton import task_pose
 from yolo_triton.errors import StepError
@@ -23,7 +23,7 @@ TASK = for_task("pose")
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(task_artefacts):
     """A memo: arch -> (checkpoint, {one2one: decoded ONNX outputs}, shape), built on first use."""
     from ultralytics import YOLO
 
@@ -31,12 +31,12 @@ def built(tmp_path_factory):
 
     def get(arch: str, one2one: bool = False):
         if arch not in cache:
-            pt = task_checkpoint(arch, tmp_path_factory.mktemp(arch))
+            pt = task_artefacts.checkpoint(arch)
             head = YOLO(str(pt)).model.model[-1]
             cache[arch] = (pt, {}, TaskShape("pose", head.nc, kpt_shape=tuple(head.kpt_shape)))
         pt, outputs, shape = cache[arch]
         if one2one not in outputs:
-            path = export_onnx(pt, tmp_path_factory.mktemp(f"{arch}-onnx"), one2one, PARAMS.topk)
+            path = task_artefacts.export(arch, one2one, PARAMS.topk)
             batch, infos = TASK.preprocess(sample_images(), IMGSZ)
             outputs[one2one] = (run_onnx(path, batch), infos)
         return pt, outputs[one2one][0], outputs[one2one][1], shape

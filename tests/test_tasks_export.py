@@ -21,7 +21,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from conftest import REPO, Tree
+from conftest import REPO, TASK_IMGSZ, Tree, link_weights
 from yolo_triton import checkpoint as ckpt
 from yolo_triton import triton_config as tc
 from yolo_triton.engine import read_sidecar, tensor_specs
@@ -55,10 +55,12 @@ def name(arch: str) -> str:
 
 
 class Tasks:
-    """One temporary tree: each scratch checkpoint and each Track A artefact is made at most once."""
+    """One temporary tree: each scratch checkpoint and each Track A artefact is made at most once; the
+    session's ``make scratch IMGSZ=320`` checkpoints (conftest's task_weights) are linked in, not made again."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, shared_weights: Path):
         self.tree = Tree(root)
+        link_weights(self.tree, shared_weights)
         self.settings = (f"IMGSZ={IMGSZ}", "PRECISION=fp32")
         self._made: set[str] = set()
 
@@ -87,8 +89,9 @@ class Tasks:
 
 
 @pytest.fixture(scope="session")
-def tasks(tmp_path_factory) -> Tasks:
-    return Tasks(tmp_path_factory.mktemp("tasks"))
+def tasks(tmp_path_factory, task_weights) -> Tasks:
+    assert IMGSZ == TASK_IMGSZ  # the shared checkpoints are varied at this size
+    return Tasks(tmp_path_factory.mktemp("tasks"), task_weights)
 
 
 @pytest.fixture(scope="session")
@@ -307,12 +310,17 @@ def test_classify_exports_at_imgsz_and_names_its_training_size(tasks, tmp_path, 
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
 
 
-def test_nms_free_is_refused_for_a_head_without_one(tasks):
-    bad = tasks.tree.make(str(tasks.tree.root / "build" / "one2one" / f"{name('yolo11n-cls')}.onnx"), *tasks.settings,
+@pytest.mark.parametrize("arch,cause,head", [
+    ("yolo11n-obb", "NMS=free needs a one-to-one (NMS-free) head", "OBB head"),
+    ("yolo11n-cls", "a classify model has no NMS, so there is no end2end graph to make", "Classify head"),
+])
+def test_nms_free_is_refused_for_a_head_without_one(tasks, arch, cause, head):
+    tasks.weights(arch)
+    bad = tasks.tree.make(str(tasks.tree.root / "build" / "one2one" / f"{name(arch)}.onnx"), *tasks.settings,
                           "NMS=free", check=False)
     errors = [line for line in bad.stderr.splitlines() if "error" in line.lower()]
-    assert bad.returncode != 0 and "NMS=free needs a one-to-one (NMS-free) head" in bad.stderr, bad.stderr
-    assert "Classify head" in errors[0] and "Traceback" not in bad.stderr
+    assert bad.returncode != 0 and cause in bad.stderr, bad.stderr
+    assert head in errors[0] and "Traceback" not in bad.stderr
 
 
 def test_fp16_segment_export_keeps_float32_outputs_and_close_masks(tasks, tmp_path, images):
