@@ -153,5 +153,20 @@ def label(names: Sequence[str] | None, class_id: int) -> str:
     return names[class_id] if names is not None and 0 <= class_id < len(names) else str(class_id)
 
 
+def greedy_pairs(similarity: np.ndarray, minimum: float) -> list[tuple[int, int]]:
+    """Greedy one-to-one pairs (row, column) of a similarity matrix, most similar first, each at least
+    ``minimum`` (NaN never pairs); how every task matches reference and test instances."""
+    pairs, used_r, used_t = [], set(), set()
+    for flat in np.argsort(-similarity, axis=None, kind="stable"):
+        i, j = divmod(int(flat), similarity.shape[1])
+        if not similarity[i, j] >= minimum:
+            break
+        if i not in used_r and j not in used_t:
+            pairs.append((i, j))
+            used_r.add(i)
+            used_t.add(j)
+    return pairs
+
+
 def empty_instances() -> Instances:
     return Instances(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32))

@@ -12,7 +12,7 @@ import numpy as np
 
 from yolo_triton import postprocess as pp
 from yolo_triton.settings import END2END_OUTPUTS, TRACK_A_OUTPUT
-from yolo_triton.task_base import Instances, NmsParams, Task, TaskShape, Tolerance, label
+from yolo_triton.task_base import Instances, NmsParams, Task, TaskShape, Tolerance, label, greedy_pairs
 
 
 def colour(class_id: int) -> tuple[int, int, int]:
@@ -99,16 +99,7 @@ def match(ref: Instances, test: Instances, iou_min: float = 0.9) -> list[tuple[i
         return []
     iou = box_iou(ref.boxes, test.boxes)
     iou[ref.classes[:, None] != test.classes[None, :]] = 0
-    pairs, used_r, used_t = [], set(), set()
-    for flat in np.argsort(-iou, axis=None, kind="stable"):
-        i, j = divmod(int(flat), iou.shape[1])
-        if iou[i, j] < iou_min:
-            break
-        if i not in used_r and j not in used_t:
-            pairs.append((i, j))
-            used_r.add(i)
-            used_t.add(j)
-    return pairs
+    return greedy_pairs(iou, iou_min)
 
 
 def unmatched_problems(ref: Instances, test: Instances, pairs, tol: Tolerance, params: NmsParams) -> list[str]:

@@ -27,7 +27,7 @@ import numpy as np
 from yolo_triton import postprocess as pp
 from yolo_triton.errors import StepError
 from yolo_triton.settings import END2END_OUTPUTS, END2END_TASK_OUTPUTS, TRACK_A_OUTPUT
-from yolo_triton.task_base import Instances, NmsParams, Task, TaskShape, Tolerance, label
+from yolo_triton.task_base import Instances, NmsParams, Task, TaskShape, Tolerance, label, greedy_pairs
 from yolo_triton.task_detect import colour, line_width, unmatched_problems
 
 XYWHR_OUTPUT = END2END_TASK_OUTPUTS["obb"][0]  # det_xywhr
@@ -237,16 +237,7 @@ def match(ref: Instances, test: Instances, probiou_min: float) -> list[tuple[int
         return []
     sim = batch_probiou(ref.xywhr, test.xywhr)
     sim[ref.classes[:, None] != test.classes[None, :]] = -1
-    pairs, used_r, used_t = [], set(), set()
-    for flat in np.argsort(-sim, axis=None, kind="stable"):
-        i, j = divmod(int(flat), sim.shape[1])
-        if not sim[i, j] >= probiou_min:
-            break
-        if i not in used_r and j not in used_t:
-            pairs.append((i, j))
-            used_r.add(i)
-            used_t.add(j)
-    return pairs
+    return greedy_pairs(sim, probiou_min)
 
 
 def draw_rotated(image_bgr: np.ndarray, result: Instances, names: Sequence[str] | None) -> np.ndarray:

@@ -24,7 +24,7 @@ import numpy as np
 from yolo_triton import postprocess as pp
 from yolo_triton.errors import StepError
 from yolo_triton.settings import END2END_OUTPUTS, END2END_TASK_OUTPUTS, TRACK_A_OUTPUT
-from yolo_triton.task_base import Instances, NmsParams, Task, TaskShape, Tolerance
+from yolo_triton.task_base import Instances, NmsParams, Task, TaskShape, Tolerance, greedy_pairs
 from yolo_triton.task_detect import box_iou, draw_boxes, line_width, unmatched_problems
 
 KEYPOINTS_OUTPUT = END2END_TASK_OUTPUTS["pose"][0]  # det_keypoints
@@ -152,16 +152,7 @@ def match(ref: Instances, test: Instances, same_px: float, iou_min: float = 0.9)
     sim = box_iou(ordered(ref.boxes), ordered(test.boxes))
     sim[np.abs(ref.boxes[:, None] - test.boxes[None]).max(axis=-1) <= same_px] = 1.0
     sim[ref.classes[:, None] != test.classes[None, :]] = 0.0
-    pairs, used_r, used_t = [], set(), set()
-    for flat in np.argsort(-sim, axis=None, kind="stable"):
-        i, j = divmod(int(flat), sim.shape[1])
-        if not sim[i, j] >= iou_min:
-            break
-        if i not in used_r and j not in used_t:
-            pairs.append((i, j))
-            used_r.add(i)
-            used_t.add(j)
-    return pairs
+    return greedy_pairs(sim, iou_min)
 
 
 def tolerance_px(ref: Instances, test: Instances, tol: Tolerance) -> tuple[float, float]:
