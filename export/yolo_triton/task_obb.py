@@ -231,11 +231,19 @@ def angle_difference(a: np.ndarray, b: np.ndarray) -> float:
     return straight if abs(wa - wb) + abs(ha - hb) <= abs(wa - hb) + abs(ha - wb) else swapped
 
 
+SAME_BOX_PX = 0.5  # original-image pixels
+SAME_ANGLE_RAD = 1e-3
+
+
 def match(ref: Instances, test: Instances, probiou_min: float) -> list[tuple[int, int]]:
-    """Greedy pairs (ref index, test index) of the same class with probiou >= ``probiou_min``, best first."""
+    """Greedy pairs (ref index, test index) of the same class with probiou >= ``probiou_min``, best first.
+    Boxes equal within SAME_BOX_PX (and SAME_ANGLE_RAD) pair whatever their probiou: a box a few pixels thin
+    has a near-singular covariance, whose probiou is unreliable even against itself."""
     if not len(ref) or not len(test):
         return []
     sim = batch_probiou(ref.xywhr, test.xywhr)
+    diff = np.abs(ref.xywhr[:, None] - test.xywhr[None])
+    sim[(diff[..., :4].max(axis=-1) <= SAME_BOX_PX) & (diff[..., 4] <= SAME_ANGLE_RAD)] = 1.0
     sim[ref.classes[:, None] != test.classes[None, :]] = -1
     return greedy_pairs(sim, probiou_min)
 
