@@ -164,8 +164,11 @@ system-tools:
 	.venv/bin/pip install --quiet -e . --no-deps
 	touch $@
 
+# TEST_WORKERS: pytest-xdist processes, each running whole test files (tests/conftest.py orders them, and
+# shares the session's built artefacts between them: tests/shared_build.py); 0 = one process.
+TEST_WORKERS ?= 2
 test: ## Run the test suite (CPU; TensorRT through honest doubles)
-	$(PYTHON) -m pytest -q tests
+	$(PYTHON) -m pytest -q $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder) tests
 
 # ---- checkpoints ------------------------------------------------------------------------------------
 # WEIGHTS_BASE_URL: a mirror serving the same yolo11n/s/m.pt (checksums still pinned); empty = the script's.

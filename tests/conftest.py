@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from shared_build import built_once, shared_root
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("YOLO_VERBOSE", "False")
@@ -79,13 +80,20 @@ def task_make_settings(nms: str | None) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def task_weights(tmp_path_factory) -> Path:
+def session_dir(tmp_path_factory) -> Path:
+    """The session's folder shared by every pytest-xdist worker (tests/shared_build.py)."""
+    return shared_root(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def task_weights(session_dir) -> Path:
     """``make scratch IMGSZ=TASK_IMGSZ`` per TASK_ARCHS architecture: the folder of ``<arch>_untrained.pt``
     (outputs varied at the size the task tests run at), shared by the task tree and tests/test_tasks_export.py."""
-    tree = Tree(tmp_path_factory.mktemp("task_weights"))
-    for arch in TASK_ARCHS:
-        tree.make("scratch", f"MODEL={arch}", f"IMGSZ={TASK_IMGSZ}")
-    return tree.weights
+    def build(folder: Path) -> None:
+        for arch in TASK_ARCHS:
+            Tree(folder).make("scratch", f"MODEL={arch}", f"IMGSZ={TASK_IMGSZ}")
+
+    return Tree(built_once(session_dir / "task_weights", build)).weights
 
 
 def link_weights(tree: Tree, weights: Path) -> None:
@@ -96,59 +104,79 @@ def link_weights(tree: Tree, weights: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def task_tree(tmp_path_factory, task_weights) -> Tree:
+def task_tree(session_dir, task_weights) -> Tree:
     """The task_weights checkpoints, then Track A and (where the task has one) end2end, FP32,
-    INSTANCE_KIND=cpu, TASK_IMGSZ: built once, served and validated by several modules."""
-    tree = Tree(tmp_path_factory.mktemp("tasks"))
-    link_weights(tree, task_weights)
-    for arch, (_, nms) in TASK_ARCHS.items():
-        goals = [f"{tree.models}/{task_model_name(arch)}/config.pbtxt"]
-        if nms:
-            goals.append(f"{tree.models}/{task_model_name(arch)}_end2end/config.pbtxt")
-        tree.make(*goals, *task_make_settings(nms))
-    return tree
+    INSTANCE_KIND=cpu, TASK_IMGSZ: built once, served and validated by several modules (read-only to them)."""
+    def build(folder: Path) -> None:
+        tree = Tree(folder)
+        link_weights(tree, task_weights)
+        for arch, (_, nms) in TASK_ARCHS.items():
+            goals = [f"{tree.models}/{task_model_name(arch)}/config.pbtxt"]
+            if nms:
+                goals.append(f"{tree.models}/{task_model_name(arch)}_end2end/config.pbtxt")
+            tree.make(*goals, *task_make_settings(nms))
+
+    return Tree(built_once(session_dir / "tasks", build))
 
 
 @pytest.fixture(scope="session")
-def task_artefacts(tmp_path_factory):
+def task_artefacts(session_dir):
     """scratch_tasks' checkpoints and ultralytics ONNX exports (seed scratch_tasks.SEED, IMGSZ 320), built on
     first use and shared by tests/test_task_pose.py, test_task_obb.py and test_nms_tasks.py."""
     from scratch_tasks import TaskArtefacts
 
-    return TaskArtefacts(tmp_path_factory.mktemp("task_artefacts"))
+    return TaskArtefacts(session_dir / "task_artefacts")
 
 
 @pytest.fixture(scope="session")
-def scratch_weights(tmp_path_factory) -> Path:
+def scratch_checkpoint(session_dir):
+    """``scratch_checkpoint(arch)``: the path of ``<arch>_untrained.pt`` from ``make scratch MODEL=<arch>``
+    (default size), made once per session for every module that needs that architecture; link it in."""
+    def get(arch: str) -> Path:
+        folder = built_once(session_dir / f"scratch-{arch}", lambda f: Tree(f).make("scratch", f"MODEL={arch}"))
+        return Tree(folder).weights / f"{arch}_untrained.pt"
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def scratch_weights(session_dir) -> Path:
     """``yolo11n_untrained.pt`` written by ``make scratch`` (BN recalibrated, head rescaled)."""
-    tree = Tree(tmp_path_factory.mktemp("scratch"))
-    tree.make("scratch", f"MODEL={SCRATCH_ARCH}")
-    path = tree.weights / f"{SCRATCH_NAME}.pt"
+    folder = built_once(session_dir / "scratch", lambda f: Tree(f).make("scratch", f"MODEL={SCRATCH_ARCH}"))
+    path = Tree(folder).weights / f"{SCRATCH_NAME}.pt"
     assert path.is_file()
     return path
 
 
 def _tree_with_weights(tmp_path_factory, scratch_weights: Path, label: str) -> Tree:
+    """A tree of this worker whose weights folder links to ``scratch_weights`` (nothing built yet)."""
     tree = Tree(tmp_path_factory.mktemp(label))
     tree.weights.mkdir()
     (tree.weights / scratch_weights.name).symlink_to(scratch_weights)
     return tree
 
 
+def _session_onnx_tree(session_dir: Path, scratch_weights: Path, label: str, *settings: str) -> Tree:
+    """``make onnx NAMES=<scratch> *settings`` in a session tree whose weights link to ``scratch_weights``."""
+    def build(folder: Path) -> None:
+        tree = Tree(folder)
+        tree.weights.mkdir()
+        (tree.weights / scratch_weights.name).symlink_to(scratch_weights)
+        tree.make("onnx", f"NAMES={SCRATCH_NAME}", *settings)
+
+    return Tree(built_once(session_dir / label, build))
+
+
 @pytest.fixture(scope="session")
-def fp32_tree(tmp_path_factory, scratch_weights) -> Tree:
+def fp32_tree(session_dir, scratch_weights) -> Tree:
     """``make onnx`` for the scratch checkpoint at FP32 and TEST_IMGSZ: Track A, end2end, configs."""
-    tree = _tree_with_weights(tmp_path_factory, scratch_weights, "fp32")
-    tree.make("onnx", f"NAMES={SCRATCH_NAME}", "PRECISION=fp32", f"IMGSZ={TEST_IMGSZ}")
-    return tree
+    return _session_onnx_tree(session_dir, scratch_weights, "fp32", "PRECISION=fp32", f"IMGSZ={TEST_IMGSZ}")
 
 
 @pytest.fixture(scope="session")
-def fp16_tree(tmp_path_factory, scratch_weights) -> Tree:
+def fp16_tree(session_dir, scratch_weights) -> Tree:
     """The default precision (ModelOpt AutoCast FP16 inside, FP32 I/O) at TEST_IMGSZ."""
-    tree = _tree_with_weights(tmp_path_factory, scratch_weights, "fp16")
-    tree.make("onnx", f"NAMES={SCRATCH_NAME}", f"IMGSZ={TEST_IMGSZ}")
-    return tree
+    return _session_onnx_tree(session_dir, scratch_weights, "fp16", f"IMGSZ={TEST_IMGSZ}")
 
 
 @pytest.fixture(scope="session")
@@ -236,3 +264,20 @@ def leaked_shm_files(since: float) -> list[str]:
         if made >= since - 1 and not Path(f"/proc/{pid}").exists():
             leaked.append(name)
     return leaked
+
+
+# `make test` runs two pytest-xdist workers, a file at a time each (--dist loadfile --no-loadscope-reorder):
+# the modules that build or serve the most go first, so the two workers finish together; the first two
+# need different session artefacts (neither waits on the other's build). Only the order of whole files
+# changes; the rest follow in their usual order. (A module missing here is only scheduled later.)
+HEAVY_MODULES_FIRST = (
+    "test_tasks_served.py", "test_served_repository.py", "test_nms_free.py", "test_versions.py",
+    "test_tasks_export.py", "test_bench_serving.py", "test_soak.py", "test_multi_gpu_build.py",
+    "test_batch_pad.py", "test_input_uint8.py", "test_tasks_validate.py", "test_nms_tasks.py",
+    "test_download.py", "test_demo.py", "test_bad_input.py", "test_task_segment.py", "test_pipeline.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(HEAVY_MODULES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's own order is kept

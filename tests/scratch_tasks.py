@@ -13,6 +13,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from shared_build import built_once
 
 IMGSZ = 320
 SEED = 1  # with it every arch here has instances above CONF in both sample images (seed 0: none in zidane.jpg)
@@ -68,7 +69,7 @@ def sample_images() -> list[np.ndarray]:
 
 class TaskArtefacts:
     """``task_checkpoint`` per architecture and ``export_onnx`` per (architecture, one2one, topk), each built
-    on first use and kept for the session (conftest's ``task_artefacts``): the pose, OBB and task-NMS test
+    on first use and kept for the session, shared by the xdist workers (conftest's ``task_artefacts``): the pose, OBB and task-NMS test
     modules compare against the same checkpoints and exports instead of building their own."""
 
     def __init__(self, root: Path):
@@ -78,9 +79,8 @@ class TaskArtefacts:
 
     def checkpoint(self, arch: str) -> Path:
         if arch not in self._checkpoints:
-            folder = self.root / arch
-            folder.mkdir(parents=True, exist_ok=True)
-            self._checkpoints[arch] = task_checkpoint(arch, folder)
+            folder = built_once(self.root / arch, lambda f: task_checkpoint(arch, f))
+            self._checkpoints[arch] = folder / f"{arch}_untrained.pt"
         return self._checkpoints[arch]
 
     def export(self, arch: str, one2one: bool, topk: int) -> Path:
@@ -88,5 +88,5 @@ class TaskArtefacts:
         key = (arch, one2one, topk)
         if key not in self._exports:
             out = self.root / f"{arch}-{'one2one' if one2one else 'track_a'}-{topk}"
-            self._exports[key] = export_onnx(self.checkpoint(arch), out, one2one, topk)
+            self._exports[key] = built_once(out, lambda f: export_onnx(self.checkpoint(arch), f, one2one, topk)) / "model.onnx"
         return self._exports[key]

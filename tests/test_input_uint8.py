@@ -250,11 +250,12 @@ def test_uint8_export_equals_the_float32_export(uint8_trees, fp32_tree, pixels):
 
 
 @pytest.mark.slow
-def test_nms_free_end2end_uint8(tmp_path, pixels):
+def test_nms_free_end2end_uint8(tmp_path, pixels, scratch_checkpoint):
     """YOLO26's one-to-one export (NMS=free) takes uint8 too, and equals its float32 twin."""
     tree = Tree(tmp_path)
-    tree.make("scratch", "MODEL=yolo26n")
     name = "yolo26n_untrained"
+    tree.weights.mkdir()
+    (tree.weights / f"{name}.pt").symlink_to(scratch_checkpoint("yolo26n"))
     tree.make(f"{tree.models}/{name}_end2end/1/model.onnx", "NMS=free", "PRECISION=fp32", f"IMGSZ={IMGSZ}",
               "INPUT_DTYPE=uint8")
     path = tree.artefact(f"{name}_end2end")

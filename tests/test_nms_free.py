@@ -2,6 +2,8 @@
 against ultralytics' own predictor on real images."""
 from __future__ import annotations
 
+import shutil
+
 import cv2
 import numpy as np
 import onnx
@@ -24,19 +26,21 @@ END2END_IO = [("num_dets", "int32", (-1, 1)), ("det_boxes", "float32", (-1, TOPK
 
 
 @pytest.fixture(scope="module", params=ARCHS)
-def nms_free_tree(request, tmp_path_factory):
+def nms_free_tree(request, tmp_path_factory, scratch_checkpoint):
     """One scratch checkpoint of the architecture, built through the Make targets in all three modes
-    (each mode in its own model repository)."""
+    (each mode in its own model repository, a copy of the previous one: make keeps its Track A, which no
+    NMS mode changes, and writes the end2end model again)."""
     arch = request.param
     root = tmp_path_factory.mktemp(arch)
-    weights = Tree(root / "scratch")
-    weights.make("scratch", f"MODEL={arch}")
     name = f"{arch}_untrained"
     trees = {}
     for mode in ("efficient", "onnx", "free"):
         tree = Tree(root / mode)
-        tree.weights.mkdir(parents=True)
-        (tree.weights / f"{name}.pt").symlink_to(weights.weights / f"{name}.pt")
+        if trees:
+            shutil.copytree(list(trees.values())[-1].root, tree.root, symlinks=True)
+        else:
+            tree.weights.mkdir(parents=True)
+            (tree.weights / f"{name}.pt").symlink_to(scratch_checkpoint(arch))
         tree.make("onnx", f"NAMES={name}", f"NMS={mode}", "PRECISION=fp32", f"IMGSZ={IMGSZ}")
         trees[mode] = tree
     return arch, name, trees

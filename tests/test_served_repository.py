@@ -73,7 +73,7 @@ def as_standin(model_dir: Path, standin: str, name: str | None = None) -> None:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory, scratch_weights):
+def built(tmp_path_factory, scratch_weights, scratch_checkpoint):
     """``make`` writes the repository: Track A (FP32, FP16, INT8), end2end NMS=onnx, YOLO26 NMS=free,
     Track D (generated DALI + ensemble configs), all with INSTANCE_KIND=cpu; plus a failed export."""
     skip_without_real_triton()
@@ -84,7 +84,7 @@ def built(tmp_path_factory, scratch_weights):
     for stem in (SCRATCH_NAME, FP16, INT8, UINT8):
         (tree.weights / f"{stem}.pt").symlink_to(scratch_weights)
     (tree.weights / f"{BROKEN}.pt").write_bytes(os.urandom(4096))
-    tree.make("scratch", "MODEL=yolo26n")
+    (tree.weights / "yolo26n_untrained.pt").symlink_to(scratch_checkpoint("yolo26n"))
     common = ("INSTANCE_KIND=cpu", f"IMGSZ={IMGSZ}")
     m = tree.models
     tree.make(f"{m}/{SCRATCH_NAME}/config.pbtxt", f"{m}/{SCRATCH_NAME}_end2end/config.pbtxt", "NMS=onnx",

@@ -10,6 +10,7 @@ DOUBLE of tritonclient's HTTP client that answers from our config.pbtxt and runs
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from conftest import REPO, TASK_IMGSZ, Tree, link_weights
+from conftest import REPO, TASK_IMGSZ, Tree
 from yolo_triton import checkpoint as ckpt
 from yolo_triton import triton_config as tc
 from yolo_triton.engine import read_sidecar, tensor_specs
@@ -55,12 +56,13 @@ def name(arch: str) -> str:
 
 
 class Tasks:
-    """One temporary tree: each scratch checkpoint and each Track A artefact is made at most once; the
-    session's ``make scratch IMGSZ=320`` checkpoints (conftest's task_weights) are linked in, not made again."""
+    """One temporary tree: each scratch checkpoint and each Track A artefact is made at most once. It starts
+    as a copy of the session's task tree (conftest's task_tree: its checkpoints linked, its Track A exports
+    copied, which make keeps: only a config whose settings differ is written again)."""
 
-    def __init__(self, root: Path, shared_weights: Path):
+    def __init__(self, root: Path, task_tree: Tree):
+        shutil.copytree(task_tree.root, root, symlinks=True, dirs_exist_ok=True)
         self.tree = Tree(root)
-        link_weights(self.tree, shared_weights)
         self.settings = (f"IMGSZ={IMGSZ}", "PRECISION=fp32")
         self._made: set[str] = set()
 
@@ -83,15 +85,16 @@ class Tasks:
         """The NMS-free export (``$(BUILD_DIR)/one2one/<name>.onnx``, ultralytics nms=False) at TOPK."""
         self.weights(arch)
         path = self.tree.root / "build" / "one2one" / f"{name(arch)}.onnx"
-        if not path.is_file():
+        if str(path) not in self._made:  # make decides: the copied task tree's may be at another TOPK
             self.tree.make(str(path), *self.settings, "NMS=free", f"TOPK={TOPK}")
+            self._made.add(str(path))
         return path
 
 
 @pytest.fixture(scope="session")
-def tasks(tmp_path_factory, task_weights) -> Tasks:
+def tasks(tmp_path_factory, task_tree) -> Tasks:
     assert IMGSZ == TASK_IMGSZ  # the shared checkpoints are varied at this size
-    return Tasks(tmp_path_factory.mktemp("tasks"), task_weights)
+    return Tasks(tmp_path_factory.mktemp("tasks"), task_tree)
 
 
 @pytest.fixture(scope="session")
