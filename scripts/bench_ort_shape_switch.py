@@ -56,8 +56,9 @@ def interleaved(sizes: list[int], count: int, seed: int = 0) -> list[int]:
 
 
 def timed_sequence(run_one, images: np.ndarray, sizes: list[int], repeat: int, switches: int,
-                   budget_s: float) -> dict:
-    """Latency (ms) of each run of the three phases; stops a phase early past ``budget_s`` (says so)."""
+                   budget_s: float, min_switches: int = 0) -> dict:
+    """Latency (ms) of each run of the three phases; stops a phase early past ``budget_s`` (says so), except
+    for the first ``min_switches`` runs of the interleaved phase (so that a stalling pair still has some)."""
     start = time.perf_counter()
     big = min(8, max(sizes))  # the "repeated batch 8" phase (a graph padded to less repeats its pad)
     inputs = {n: batch_of(images, n) for n in sorted(set(sizes) | {1, big})}
@@ -66,7 +67,8 @@ def timed_sequence(run_one, images: np.ndarray, sizes: list[int], repeat: int, s
     def go(phase: str, n: int) -> bool:
         if time.perf_counter() - start > budget_s:
             record["cut_short"] = True
-            return False
+            if not (phase == "switch" and len(record["switch"]) < min_switches):
+                return False
         t0 = time.perf_counter()
         run_one(inputs[n])
         record[phase].append({"batch": n, "ms": (time.perf_counter() - t0) * 1e3})
@@ -242,6 +244,8 @@ def parse_args(argv):
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--switches", type=int, default=16)
     parser.add_argument("--budget-s", type=float, default=120.0, help="per model x algo")
+    parser.add_argument("--min-switches", type=int, default=0,
+                        help="interleaved runs made even past the budget (the earlier phases are cut short first)")
     parser.add_argument("--provider", choices=("cuda", "cpu"), default="cuda", help="cpu: a check of the script")
     parser.add_argument("--anchor-batches", nargs="*", type=int, default=[1, 16, 32, 64],
                         help="PyTorch FP16 throughput at these batches (input on the GPU); empty: skip")
@@ -279,6 +283,7 @@ def main(argv=None) -> int:
     results = {"label": args.label, "onnxruntime": ort.__version__, "onnxruntime_path": ort.__file__,
                "python": platform.python_version(), "provider": args.provider, "no_torch": args.no_torch,
                "sizes": args.sizes, "repeat": args.repeat, "switches": args.switches, "budget_s": args.budget_s,
+               "min_switches": args.min_switches,
                "runs": []}
     if torch is not None and torch.cuda.is_available():
         results["gpu"] = torch.cuda.get_device_name(0)
@@ -296,7 +301,8 @@ def main(argv=None) -> int:
         try:
             runner, pad = (torch_runner(path), None) if algo == "torch" else ort_runner(path, algo, args.provider)
             sizes = [n for n in args.sizes if pad is None or n <= pad]  # a padded graph serves up to its pad
-            record = timed_sequence(runner, images, sizes, args.repeat, args.switches, args.budget_s)
+            record = timed_sequence(runner, images, sizes, args.repeat, args.switches, args.budget_s,
+                                    args.min_switches)
         except Exception as e:  # a pair that cannot run (no CUDA EP, a cuDNN error) is a result too
             failed += 1
             results["runs"].append({"model": label, "path": path, "algo": algo, "error": f"{type(e).__name__}: {e}"})

@@ -90,6 +90,18 @@ def test_no_torch_refuses_a_torchscript_anchor(bundle):
     assert result.returncode == 2 and "--torchscript needs torch" in result.stderr and not data
 
 
+def test_a_spent_budget_cuts_every_phase_short_but_owes_min_switches():
+    images = np.zeros((2, 3, 4, 4), np.uint8)
+    seen = []
+    record = bench.timed_sequence(lambda x: seen.append(len(x)), images, [1, 2, 4], repeat=5, switches=6,
+                                  budget_s=0.0, min_switches=3)
+    assert record["cut_short"] and not record["warm"] and not record["repeat_b1"] and not record["repeat_b8"]
+    assert [r["batch"] for r in record["switch"]] == seen == bench.interleaved([1, 2, 4], 6)[:3]
+    assert bench.timed_sequence(lambda x: None, images, [1, 2], 5, 6, budget_s=0.0)["switch"] == []
+    full = bench.timed_sequence(lambda x: None, images, [1, 2], 5, 6, budget_s=60.0, min_switches=3)
+    assert not full["cut_short"] and len(full["switch"]) == 6 and len(full["warm"]) == 4
+
+
 def test_loaded_libraries_reads_the_maps_and_keeps_cuda_libraries_only():
     maps = "\n".join([
         "7f00-7f10 r-xp 00000000 08:01 11 /opt/x/nvidia/cu13/lib/libcublasLt.so.13",

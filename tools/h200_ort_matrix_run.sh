@@ -10,7 +10,8 @@
 #   start [SRC]  copy SRC to OM, start `queue` in its own session (it outlives the call while the machine is warm)
 #   queue        for each pair in order: unpack the components it needs as soon as their parts are in STASH
 #                (each a separate xz stream: in parallel, sha256 checked), then run the bench (BUDGET_S a
-#                model x algo); OM/queue.log; OM/results/<label>.json; OM/results/DONE at the end
+#                model x algo, but at least MIN_SWITCHES interleaved runs); OM/queue.log;
+#                OM/results/<label>.json; OM/results/DONE at the end
 #   wait [S]     say that no more parts come (pairs still missing parts are skipped), wait up to S seconds
 #                (default 540) for the queue, then collect
 #   collect      OM/results + queue.log into OUT/ortm_results.tar.gz; the loaded cuDNN of each JSON; the summary
@@ -18,13 +19,14 @@
 #   check        per pair whose components are unpacked: onnxruntime imports under that pair's environment and
 #                runs a CPU session, the cuDNN directory's libcudnn.so.9 reports its version, and what the
 #                CUDA provider's NEEDED libraries resolve to (on a machine without a GPU libcuda.so.1 is missing)
-# env: STASH (/root/stash), OM (/root/om), BUDGET_S (45), PY (python3: the H200's torch venv; its
+# env: STASH (/root/stash), OM (/root/om), BUDGET_S (40), MIN_SWITCHES (3), PY (python3: the H200's torch venv; its
 #      site-packages, TORCH_SP, holds nvidia/cu13/lib and nvidia/cudnn/lib, cuDNN 9.19)
 set -uo pipefail
 
 STASH=${STASH:-/root/stash}
 OM=${OM:-/root/om}
-BUDGET_S=${BUDGET_S:-45}
+BUDGET_S=${BUDGET_S:-40}
+MIN_SWITCHES=${MIN_SWITCHES:-3}
 PY=${PY:-python3}
 # label  onnxruntime  cuDNN (a component, or torch: the venv's)  CUDA libraries (cu12, or torch: cu13)
 PAIRS=(
@@ -140,7 +142,7 @@ run_pair() {  # LABEL ORT CUDNN CUDA
   LD_LIBRARY_PATH=${LDP} PYTHONPATH=${PP} PYTHONUNBUFFERED=1 timeout 420 "${PY}" "${OM}/tools/bench_ort_shape_switch.py" \
     --no-torch --label "${label}" --model plain="${OM}/models/plain.onnx" --model pad16="${OM}/models/pad16.onnx" \
     --images "${OM}/models/images_uint8.npy" --algos EXHAUSTIVE HEURISTIC --budget-s "${BUDGET_S}" \
-    --json "${OM}/results/${label}.json" 2>&1 | grep -vE '^\s*$'
+    --min-switches "${MIN_SWITCHES}" --json "${OM}/results/${label}.json" 2>&1 | grep -vE '^\s*$'
   log "${label}: exit ${PIPESTATUS[0]}"
 }
 
@@ -171,7 +173,9 @@ collect() {
 print(d["label"], "onnxruntime", d["onnxruntime"], "loaded cuDNN", l.get("cudnn"), l.get("cudnn_path"))' "${j}"
   done
   "${PY}" "${OM}/tools/bench_ort_shape_switch.py" --summarise "${OM}"/results/*.json
-  tar -C "${OM}" -czf "${OUT:?}/ortm_results.tar.gz" results queue.log
+  local files=(results)
+  [[ -f "${OM}/queue.log" ]] && files+=(queue.log)
+  tar -C "${OM}" -czf "${OUT:?}/ortm_results.tar.gz" "${files[@]}"
 }
 
 main() {
