@@ -19,14 +19,14 @@
 #   check        per pair whose components are unpacked: onnxruntime imports under that pair's environment and
 #                runs a CPU session, the cuDNN directory's libcudnn.so.9 reports its version, and what the
 #                CUDA provider's NEEDED libraries resolve to (on a machine without a GPU libcuda.so.1 is missing)
-# env: STASH (/root/stash), OM (/root/om), BUDGET_S (40), MIN_SWITCHES (3), PY (python3: the H200's torch venv; its
+# env: STASH (/root/stash), OM (/root/om), BUDGET_S (30), MIN_SWITCHES (4), PY (python3: the H200's torch venv; its
 #      site-packages, TORCH_SP, holds nvidia/cu13/lib and nvidia/cudnn/lib, cuDNN 9.19)
 set -uo pipefail
 
 STASH=${STASH:-/root/stash}
 OM=${OM:-/root/om}
-BUDGET_S=${BUDGET_S:-40}
-MIN_SWITCHES=${MIN_SWITCHES:-3}
+BUDGET_S=${BUDGET_S:-30}
+MIN_SWITCHES=${MIN_SWITCHES:-4}
 PY=${PY:-python3}
 # label  onnxruntime  cuDNN (a component, or torch: the venv's)  CUDA libraries (cu12, or torch: cu13)
 PAIRS=(
