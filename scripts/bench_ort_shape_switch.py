@@ -208,20 +208,40 @@ def torch_throughput(path: str, images: np.ndarray, batches: list[int], seconds:
     return rows
 
 
+def switch_runs(raw: dict) -> tuple[list[float], list[float]]:
+    """The interleaved phase's ms after a batch-size change, split: changes to a size this sequence had run
+    before (a stall there is a re-plan) and to a size seen for the first time (every version searches then;
+    a cut-short warm phase leaves such sizes to the interleaved one). A run of the size just run (the
+    phase's first run can repeat the last phase's size) is no change and is left out."""
+    earlier = [r["batch"] for phase in ("warm", "repeat_b1", "repeat_b8") for r in raw[phase]]
+    seen, prev = set(earlier), (earlier[-1] if earlier else None)
+    again, first = [], []
+    for r in raw["switch"]:
+        if r["batch"] != prev:
+            (again if r["batch"] in seen else first).append(r["ms"])
+        seen.add(r["batch"])
+        prev = r["batch"]
+    return again, first
+
+
 def cell(row: dict | None) -> str:
-    """One matrix cell: the switch phase's median / max ms (runs; cut short), or the error."""
+    """One matrix cell: median / max ms of the interleaved runs after a change to a size already run (how
+    many; cut short), plus the first-time sizes' range where there were any; or the error."""
     if row is None:
         return "-"
     if row.get("error"):
         return f"error: {row['error'][:60]}"
-    s = row["switch"]
-    if not s:
-        return "no switch run (cut short)" if row["cut_short"] else "-"
-    return f"{s['median_ms']:,.1f} / {s['max_ms']:,.1f} ({s['n']}{', cut short' if row['cut_short'] else ''})"
+    again, first = switch_runs(row["raw"])
+    text = f"{statistics.median(again):,.1f} / {max(again):,.1f} ({len(again)}" if again else "- (0"
+    text += ", cut short)" if row["cut_short"] else ")"
+    if first:
+        text += f"; {len(first)} first-time sizes {min(first):,.0f}-{max(first):,.0f}"
+    return text
 
 
 def summarise(paths: list[str]) -> str:
-    """A markdown table: one line per JSON (ONNX Runtime, the cuDNN it loaded), one column per model x algo."""
+    """A markdown table: one line per JSON (ONNX Runtime, the cuDNN it loaded), one column per model x algo;
+    each cell: a run after a batch-size change, to a size already run (``cell``)."""
     files = [json.loads(Path(p).read_text()) for p in paths]
     columns = list(dict.fromkeys((r["model"], r["algo"]) for f in files for r in f["runs"]))
     lines = ["| label | onnxruntime | cuDNN loaded | " + " | ".join(f"{m} {a}" for m, a in columns) + " |",

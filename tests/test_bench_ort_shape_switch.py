@@ -102,6 +102,20 @@ def test_a_spent_budget_cuts_every_phase_short_but_owes_min_switches():
     assert not full["cut_short"] and len(full["switch"]) == 6 and len(full["warm"]) == 4
 
 
+def test_a_cell_counts_only_changes_to_sizes_already_run_and_names_first_time_ones():
+    """A cut-short warm phase leaves first-time sizes to the interleaved one: their search is not a re-plan;
+    a run of the size just run is no change."""
+    raw = {"warm": [{"batch": 1, "ms": 42684.0}], "repeat_b1": [], "repeat_b8": [],
+           "switch": [{"batch": 1, "ms": 5.0}, {"batch": 8, "ms": 866.0}, {"batch": 1, "ms": 6.0}, {"batch": 4, "ms": 838.0},
+                      {"batch": 8, "ms": 9.0}, {"batch": 16, "ms": 936.0}]}
+    assert bench.switch_runs(raw) == ([6.0, 9.0], [866.0, 838.0, 936.0])
+    row = {"raw": raw, "cut_short": True}
+    assert bench.cell(row) == "7.5 / 9.0 (2, cut short); 3 first-time sizes 838-936"
+    raw["switch"] = raw["switch"][:2]  # batch 1 after batch 1 is no change: left out
+    assert bench.cell(row) == "- (0, cut short); 1 first-time sizes 866-866"
+    assert bench.cell(None) == "-" and bench.cell({"error": "RuntimeError: x"}) == "error: RuntimeError: x"
+
+
 def test_loaded_libraries_reads_the_maps_and_keeps_cuda_libraries_only():
     maps = "\n".join([
         "7f00-7f10 r-xp 00000000 08:01 11 /opt/x/nvidia/cu13/lib/libcublasLt.so.13",
@@ -153,9 +167,12 @@ def test_summarise_prints_one_matrix_line_per_json(bundle, tmp_path):
                         "| pad4 HEURISTIC |")
     assert len(lines) == 5 and lines[1].count("|") == lines[0].count("|")
     assert lines[2].startswith(f"| cpu_sum_a | {a['onnxruntime']} | - | ")
+    # every size ran in the warm phase: each interleaved run that changes the size is to a size already run
+    changes = [sum(x["batch"] != y["batch"] for x, y in zip(r["raw"]["repeat_b8"][-1:] + r["raw"]["switch"],
+                                                             r["raw"]["switch"])) for r in a["runs"]]
     cells = [c.strip() for c in lines[2].strip("|").split("|")][3:]
-    assert all(re.fullmatch(r"[\d,]+\.\d / [\d,]+\.\d \(5\)", c) for c in cells), cells
+    assert [int(re.fullmatch(r"[\d,]+\.\d / [\d,]+\.\d \((\d)\)", c).group(1)) for c in cells] == changes, cells
     b_cells = [c.strip() for c in lines[3].strip("|").split("|")][3:]
-    assert b_cells[0] == "-" and b_cells[2] == "-" and re.fullmatch(r"[\d,.]+ / [\d,.]+ \(5\)", b_cells[1])
+    assert b_cells[0] == "-" and b_cells[2] == "-" and re.fullmatch(r"[\d,.]+ / [\d,.]+ \(\d\)", b_cells[1])
     assert "error: RuntimeError: no CUDA EP" in lines[4]
     assert len(b["runs"]) == 2  # HEURISTIC only: plain and pad4

@@ -19,8 +19,15 @@
 #   check        per pair whose components are unpacked: onnxruntime imports under that pair's environment and
 #                runs a CPU session, the cuDNN directory's libcudnn.so.9 reports its version, and what the
 #                CUDA provider's NEEDED libraries resolve to (on a machine without a GPU libcuda.so.1 is missing)
-# env: STASH (/root/stash), OM (/root/om), BUDGET_S (30), MIN_SWITCHES (4), PY (python3: the H200's torch venv; its
-#      site-packages, TORCH_SP, holds nvidia/cu13/lib and nvidia/cudnn/lib, cuDNN 9.19)
+# env: STASH (/root/stash), OM (/root/om), BUDGET_S (30), MIN_SWITCHES (4), ONLY (labels: run just those),
+#      PY (python3: the H200's torch venv; its site-packages, TORCH_SP, holds nvidia/cu13/lib and
+#      nvidia/cudnn/lib, cuDNN 9.19)
+# Device calls of 2026-12-03 (benchmarks/h200_2026-12-03_ort_matrix/): `BUDGET_S=30 MIN_SWITCHES=4 bash
+# .h200/ortm/h200_ort_matrix_run.sh start` carrying .h200/ortm, then one call a part, carrying
+# .h200/mparts/ortm.tar.xz.partNN: `mv` it to STASH/.in, then to STASH/ortm.tar.xz.partNN (whole files only),
+# then `wait`. The five pairs ran while the later parts arrived (about 4 min of runs, 8 min held in all).
+# Verified on the CPU machine first: the parts unpack, every pair imports its onnxruntime and runs a CPU
+# session, each cuDNN directory reports its version, 1.19.2's CUDA provider resolves every NEEDED library.
 set -uo pipefail
 
 STASH=${STASH:-/root/stash}
@@ -153,6 +160,7 @@ queue() {
   "${PY}" -c 'import platform, numpy, torch; print("python", platform.python_version(), "numpy", numpy.__version__, "torch", torch.__version__, "torch cuDNN", torch.backends.cudnn.version())'
   for p in "${PAIRS[@]}"; do
     read -r label ort cudnn cuda <<< "${p}"
+    [[ -n "${ONLY:-}" && " ${ONLY} " != *" ${label} "* ]] && continue
     pair_env "${label}" "${ort}" "${cudnn}" "${cuda}"
     until unpacked "${NEED[@]}"; do
       unpack

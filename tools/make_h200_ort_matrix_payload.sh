@@ -20,6 +20,9 @@
 # component's offset, size and sha256 in that byte stream, so the H200 unpacks each one (in parallel) as
 # soon as its bytes have arrived. DEST/ortm.MANIFEST.txt: wheels and sha256 of every library.
 # Nothing is stripped: every library is the wheel's own file.
+# Made 2026-12-03 with the defaults (xz -6 -T2, about 25 min on the shared 2 cores): 32 parts, 1.92 GB
+# (ort-1.31.1 204 MB, cudnn-cu13-9.12 207 MB, ort-1.19.2 84 MB, cu12 476 MB, cudnn-cu12 9.19 318 MB,
+# 9.1 326 MB, 9.12 301 MB); tools/h200_ort_matrix_run.sh unpack + check verified them on the CPU machine.
 #
 # Usage: make_h200_ort_matrix_payload.sh DEST
 #   env: WHEELS      where the wheels are downloaded (default /work/main/.h200/ortm-wheels)
