@@ -26,6 +26,10 @@
 # .h200/ortm/h200_ort_matrix_run.sh start` carrying .h200/ortm, then one call a part, carrying
 # .h200/mparts/ortm.tar.xz.partNN: `mv` it to STASH/.in, then to STASH/ortm.tar.xz.partNN (whole files only),
 # then `wait`. The five pairs ran while the later parts arrived (about 4 min of runs, 8 min held in all).
+# Re-run of one pair (ort1.19.2_cudnn9.19, 120 s; 3.7 min held): `ONLY=ort1.19.2_cudnn9.19 BUDGET_S=120 bash
+# tools/h200_ort_matrix_run.sh start SRC` (SRC: .h200/ortm with this script and the bench copied over), then
+# parts 06-21 only. `unpack` takes the part length from part00, so that start first made a sparse stand-in,
+# `truncate -s 60817408 STASH/ortm.tar.xz.part00` (no component read from it; each is sha256-checked).
 # Verified on the CPU machine first: the parts unpack, every pair imports its onnxruntime and runs a CPU
 # session, each cuDNN directory reports its version, 1.19.2's CUDA provider resolves every NEEDED library.
 set -uo pipefail
