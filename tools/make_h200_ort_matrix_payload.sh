@@ -68,6 +68,13 @@ main() {
   trap 'rm -rf "${work}"' EXIT
   local comps=() v w lib c
 
+  cudnn_component() {  # CUDA_MAJOR VERSION: cuDNN's libraries from its wheel (no adv: ORT does not NEED it)
+    local w dir="${work}/cudnn-$1-$2"
+    w=$(fetch "nvidia-cudnn-$1==$2")
+    mkdir -p "${dir}/lib"
+    unzip -q -j "${w}" 'nvidia/cudnn/lib/libcudnn*.so.9' -x '*libcudnn_adv*' -d "${dir}/lib"
+    comps+=("cudnn-$1-$2")
+  }
   for v in "${ORT_VERSIONS[@]}"; do
     w=$(fetch "onnxruntime-gpu==${v}")
     "${PY}" -m pip install -q --no-deps --no-index --no-compile --only-binary=:all: --python-version 3.12 \
@@ -76,12 +83,7 @@ main() {
       "${work}/ort-${v}/onnxruntime/capi/libonnxruntime_providers_tensorrt.so"
     comps+=("ort-${v}")
     if [[ "${v}" == 1.31.1 ]]; then  # the CUDA 13 pairs first: their cuDNN 9.19 is already on the H200
-      for c in "${cu13[@]}"; do
-        w=$(fetch "nvidia-cudnn-cu13==${c}")
-        mkdir -p "${work}/cudnn-cu13-${c}/lib"
-        unzip -q -j "${w}" 'nvidia/cudnn/lib/libcudnn*.so.9' -x '*libcudnn_adv*' -d "${work}/cudnn-cu13-${c}/lib"
-        comps+=("cudnn-cu13-${c}")
-      done
+      for c in "${cu13[@]}"; do cudnn_component cu13 "${c}"; done
     fi
   done
   mkdir -p "${work}/cu12/lib"
@@ -95,12 +97,7 @@ main() {
     compgen -G "${work}/cu12/lib/${lib}" > /dev/null || { echo "error: ${lib} not in the CUDA 12 wheels" >&2; exit 1; }
   done
   comps+=(cu12)
-  for v in "${cu12[@]}"; do
-    w=$(fetch "nvidia-cudnn-cu12==${v}")
-    mkdir -p "${work}/cudnn-cu12-${v}/lib"
-    unzip -q -j "${w}" 'nvidia/cudnn/lib/libcudnn*.so.9' -x '*libcudnn_adv*' -d "${work}/cudnn-cu12-${v}/lib"
-    comps+=("cudnn-cu12-${v}")
-  done
+  for v in "${cu12[@]}"; do cudnn_component cu12 "${v}"; done
   find "${work}" -name __pycache__ -prune -exec rm -rf {} +
 
   { echo "made $(date -u +%FT%TZ) by make_h200_ort_matrix_payload.sh"
