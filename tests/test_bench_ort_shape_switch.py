@@ -18,8 +18,7 @@ from onnx import TensorProto, helper
 from conftest import REPO
 
 SCRIPT = REPO / "scripts" / "bench_ort_shape_switch.py"
-sys.path.insert(0, str(SCRIPT.parent))
-import bench_ort_shape_switch as bench  # noqa: E402
+import bench_ort_shape_switch as bench  # scripts/ is on pytest's pythonpath (pyproject.toml)
 
 
 def tiny_conv(path: Path, batch_pad: int | None = None) -> Path:
