@@ -11,7 +11,8 @@
 #
 # Usage: make_h200_ort131_payload.sh DEST
 #   env: PYTRITON_WHL  nvidia_pytriton-0.7.0 wheel          (default /work/main/.h200/nvidia_pytriton-0.7.0-*.whl)
-#        ORT_GPU_WHL   onnxruntime_gpu wheel, cp312        (default /work/main/.h200/onnxruntime_gpu-1.31.1-*.whl)
+#        ORT_GPU_WHL   onnxruntime_gpu wheel, cp312        (default /work/main/.h200/onnxruntime_gpu-1.31.1-*.whl,
+#                      else /work/main/.h200/ortm-wheels/onnxruntime_gpu-1.31.1-*.whl)
 #        BACKEND_DIR   the build's backends/onnxruntime    (default /work/main/.h200/backend/backends/onnxruntime)
 #        CLIENT_WHEELS dir of cp312 wheels for the client  (default /work/main/.h200/client-wheels: tritonclient
 #                      2.73.0, python-rapidjson, geventhttpclient, gevent, greenlet<3.4, zope.event,
@@ -36,13 +37,21 @@
 #                                libonnxruntime_providers_{shared,cuda}.so -> site/onnxruntime/capi
 #                                (one copy of the 284 MB CUDA provider for both)
 #   MANIFEST.txt                 versions, sha256 of the libraries
+# Getting the inputs: nvidia-pytriton 0.7.0 is tagged py3-none-manylinux_2_35_x86_64 (a download with
+# --platform manylinux_2_28_x86_64 finds nothing): pip download --no-deps --only-binary=:all:
+# --python-version 3.12 --platform manylinux_2_35_x86_64 nvidia-pytriton==0.7.0; the client wheels with
+# --platform manylinux_2_28_x86_64 (+ _2_24, _2_17, 2014, 1, _2_5) --no-deps.
+# Not packed, taken from the image's Python (torch's venv there; a bare 3.12 venv lacks them):
+# numpy, flatbuffers, packaging (onnxruntime), typing_extensions (grpcio 1.85), ml_dtypes (tritonclient
+# 2.73 utils; onnx brings it).
+# Rebuilt 2026-12-03 from fresh downloads: again 4 parts of 58,550,255 bytes (234,201,020), same checks.
 # Verified on the CPU machine (2026-12-02; 4 parts of 58.55 MB, 234.2 MB): the parts unpack with tools/h200_unpack.sh into a
 # working server + backend that serves a KIND_CPU model equal to onnxruntime in Python.
 set -euo pipefail
 DEST=${1:?usage: make_h200_ort131_payload.sh DEST}
 H=/work/main/.h200
 PYTRITON_WHL=${PYTRITON_WHL:-$(ls $H/nvidia_pytriton-0.7.0-*.whl 2>/dev/null | head -1)}
-ORT_GPU_WHL=${ORT_GPU_WHL:-$(ls $H/onnxruntime_gpu-1.31.1-*.whl 2>/dev/null | head -1)}
+ORT_GPU_WHL=${ORT_GPU_WHL:-$(ls $H/onnxruntime_gpu-1.31.1-*.whl $H/ortm-wheels/onnxruntime_gpu-1.31.1-*.whl 2>/dev/null | head -1)}
 BACKEND_DIR=${BACKEND_DIR:-$H/backend/backends/onnxruntime}
 CLIENT_WHEELS=${CLIENT_WHEELS:-$H/client-wheels}
 XZ_LEVEL=${XZ_LEVEL:--9}
