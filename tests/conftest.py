@@ -148,21 +148,22 @@ def scratch_weights(session_dir) -> Path:
     return path
 
 
-def _tree_with_weights(tmp_path_factory, scratch_weights: Path, label: str) -> Tree:
-    """A tree of this worker whose weights folder links to ``scratch_weights`` (nothing built yet)."""
-    tree = Tree(tmp_path_factory.mktemp(label))
+def _link_scratch(tree: Tree, scratch_weights: Path) -> Tree:
+    """``tree`` with a weights folder that links to ``scratch_weights`` (nothing built yet)."""
     tree.weights.mkdir()
     (tree.weights / scratch_weights.name).symlink_to(scratch_weights)
     return tree
 
 
+def _tree_with_weights(tmp_path_factory, scratch_weights: Path, label: str) -> Tree:
+    """A tree of this worker whose weights folder links to ``scratch_weights`` (nothing built yet)."""
+    return _link_scratch(Tree(tmp_path_factory.mktemp(label)), scratch_weights)
+
+
 def _session_onnx_tree(session_dir: Path, scratch_weights: Path, label: str, *settings: str) -> Tree:
     """``make onnx NAMES=<scratch> *settings`` in a session tree whose weights link to ``scratch_weights``."""
     def build(folder: Path) -> None:
-        tree = Tree(folder)
-        tree.weights.mkdir()
-        (tree.weights / scratch_weights.name).symlink_to(scratch_weights)
-        tree.make("onnx", f"NAMES={SCRATCH_NAME}", *settings)
+        _link_scratch(Tree(folder), scratch_weights).make("onnx", f"NAMES={SCRATCH_NAME}", *settings)
 
     return Tree(built_once(session_dir / label, build))
 

@@ -69,8 +69,9 @@ def sample_images() -> list[np.ndarray]:
 
 class TaskArtefacts:
     """``task_checkpoint`` per architecture and ``export_onnx`` per (architecture, one2one, topk), each built
-    on first use and kept for the session, shared by the xdist workers (conftest's ``task_artefacts``): the pose, OBB and task-NMS test
-    modules compare against the same checkpoints and exports instead of building their own."""
+    on first use and kept for the session, shared by the xdist workers (conftest's ``task_artefacts``): the
+    pose, OBB and task-NMS test modules compare against the same checkpoints and exports instead of building
+    their own."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -88,5 +89,6 @@ class TaskArtefacts:
         key = (arch, one2one, topk)
         if key not in self._exports:
             out = self.root / f"{arch}-{'one2one' if one2one else 'track_a'}-{topk}"
-            self._exports[key] = built_once(out, lambda f: export_onnx(self.checkpoint(arch), f, one2one, topk)) / "model.onnx"
+            folder = built_once(out, lambda f: export_onnx(self.checkpoint(arch), f, one2one, topk))
+            self._exports[key] = folder / "model.onnx"
         return self._exports[key]
