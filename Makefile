@@ -47,6 +47,7 @@ ort_mode = $(if $(filter auto,$(ORT_BATCHING)),$(if $(filter gpu,$(INSTANCE_KIND
 ort_pad_params = $(if $(filter pad,$(ort_mode)),pad:$(ORT_PAD_BATCH):max$(call max_batch_for,$(1)),$(ORT_BATCHING))
 ONNX_PARAMS = imgsz=$(IMGSZ) precision=$(PRECISION) calib=$(CALIB_DIR) input_dtype=$(INPUT_DTYPE) batching=$(call ort_pad_params,$(1))
 ONE2ONE_PARAMS = $(call ONNX_PARAMS,$(1)) max_det=$(TOPK)
+TRACK_A_PARAMS = $(call ONNX_PARAMS,$(1)) output_dtype=$(OUTPUT_DTYPE)
 END2END_PARAMS = nms=$(NMS) conf=$(CONF) iou=$(IOU) topk=$(TOPK) agnostic=$(AGNOSTIC)
 CONFIG_PARAMS = max_batch=$(call max_batch_for,$(1)) queue_delay_us=$(QUEUE_DELAY_US) kind=$(INSTANCE_KIND) \
   workspace=$(WORKSPACE) ort_trt_cache=$(ORT_TRT_CACHE_DIR) instances_per_gpu=$(INSTANCES_PER_GPU) gpus=$(GPUS) \
@@ -66,7 +67,7 @@ goal_names = $(foreach g,$(filter $(MODELS_DIR)/%,$(MAKECMDGOALS)),$(call base_o
 STAMPED_NAMES := $(sort $(NAMES) $(basename $(notdir $(wildcard $(WEIGHTS_DIR)/*.pt))) $(goal_names) \
   $(if $(filter version,$(MAKECMDGOALS)),$(MODEL)))
 $(foreach n,$(STAMPED_NAMES),\
-  $(call stamp,$(STAMPS)/$(n).onnx,$(call ONNX_PARAMS,$(n)))\
+  $(call stamp,$(STAMPS)/$(n).onnx,$(call TRACK_A_PARAMS,$(n)))\
   $(if $(filter free,$(NMS)),$(call stamp,$(STAMPS)/$(n).one2one,$(call ONE2ONE_PARAMS,$(n))))\
   $(call stamp,$(STAMPS)/$(n).end2end,$(END2END_PARAMS))\
   $(call stamp,$(STAMPS)/$(n).config,$(call CONFIG_PARAMS,$(n)))\
@@ -84,6 +85,9 @@ $(error ORT_BATCHING=$(ORT_BATCHING) is not auto, pad, fixed or dynamic)
 endif
 ifeq ($(filter float32 uint8,$(INPUT_DTYPE)),)
 $(error INPUT_DTYPE=$(INPUT_DTYPE) is not float32 or uint8)
+endif
+ifeq ($(filter float32 float16,$(OUTPUT_DTYPE)),)
+$(error OUTPUT_DTYPE=$(OUTPUT_DTYPE) is not float32 or float16)
 endif
 ifeq ($(filter trt_end2end end2end,$(ENSEMBLE_DETECTOR)),)
 $(error ENSEMBLE_DETECTOR=$(ENSEMBLE_DETECTOR) is not trt_end2end (the TensorRT plan) or end2end (the ONNX, ONNX Runtime))
@@ -131,9 +135,9 @@ endif
 LIB := export/yolo_triton
 # Each step's command and the library modules it runs (ARCHITECTURE.md): editing one rebuilds what it makes.
 BASE := $(LIB)/settings.py $(LIB)/files.py
-ONNX_STEP := export/export_onnx.py $(LIB)/onnx_export.py $(LIB)/batch_pad.py $(LIB)/input_uint8.py $(LIB)/checkpoint.py $(LIB)/onnx_io.py $(LIB)/options.py \
+ONNX_STEP := export/export_onnx.py $(LIB)/onnx_export.py $(LIB)/batch_pad.py $(LIB)/input_uint8.py $(LIB)/output_dtype.py $(LIB)/checkpoint.py $(LIB)/onnx_io.py $(LIB)/options.py \
   $(BASE) $(if $(filter int8,$(PRECISION)),$(LIB)/int8.py $(LIB)/postprocess.py)
-NMS_STEP := export/add_nms.py $(LIB)/nms_graph.py $(LIB)/batch_pad.py $(LIB)/nms_onnx.py $(LIB)/options.py $(LIB)/onnx_io.py $(BASE)
+NMS_STEP := export/add_nms.py $(LIB)/nms_graph.py $(LIB)/output_dtype.py $(LIB)/batch_pad.py $(LIB)/nms_onnx.py $(LIB)/options.py $(LIB)/onnx_io.py $(BASE)
 CONFIG_STEP := export/write_config.py $(LIB)/triton_config.py $(LIB)/onnx_io.py $(BASE)
 ENGINE_STEP := export/build_engine.py $(wildcard $(LIB)/engine*.py) $(LIB)/batch_pad.py $(BASE)
 
@@ -141,7 +145,7 @@ ENGINE_STEP := export/build_engine.py $(wildcard $(LIB)/engine*.py) $(LIB)/batch
 .PHONY: help
 help: ## Show the targets and the settings
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "Settings: IMGSZ=$(IMGSZ) CONF=$(CONF) IOU=$(IOU) TOPK=$(TOPK) PRECISION=$(PRECISION) NMS=$(NMS) INPUT_DTYPE=$(INPUT_DTYPE) SIZES='$(SIZES)'"
+	@echo "Settings: IMGSZ=$(IMGSZ) CONF=$(CONF) IOU=$(IOU) TOPK=$(TOPK) PRECISION=$(PRECISION) NMS=$(NMS) INPUT_DTYPE=$(INPUT_DTYPE) OUTPUT_DTYPE=$(OUTPUT_DTYPE) SIZES='$(SIZES)'"
 	@echo "          MAX_BATCH_{nano,small,medium}=$(MAX_BATCH_nano),$(MAX_BATCH_small),$(MAX_BATCH_medium) MODELS_DIR=$(MODELS_DIR)"
 	@echo "Example:  make models/yolov11_small_trt_end2end/1/model.plan"
 
@@ -221,7 +225,8 @@ ort_batch_args = --ort-batching $(ORT_BATCHING) --ort-pad-batch $(ORT_PAD_BATCH)
   --max-batch $(call max_batch_for,$(1))
 $(MODELS_DIR)/%/1/model.onnx: $$(call weights_for,$$*) $(ONNX_STEP) $(STAMPS)/$$*.onnx
 	$(PYTHON) export/export_onnx.py --weights $< --out $@ --imgsz $(IMGSZ) --precision $(PRECISION) \
-	  --input-dtype $(INPUT_DTYPE) $(if $(CALIB_DIR),--calib-dir $(CALIB_DIR)) $(call ort_batch_args,$*)
+	  --input-dtype $(INPUT_DTYPE) --output-dtype $(OUTPUT_DTYPE) $(if $(CALIB_DIR),--calib-dir $(CALIB_DIR)) \
+	  $(call ort_batch_args,$*)
 
 # ---- end2end: ONNX + NMS ----------------------------------------------------------------------------
 # NMS=efficient|onnx|ultralytics: surgery on the Track A graph. NMS=free (YOLO26, YOLOv10): surgery on an export of

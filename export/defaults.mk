@@ -11,6 +11,11 @@ PRECISION ?= fp16
 # The image input of every model that takes the letterboxed tensor (Track A, end2end, plans, Track D's DALI
 # output): float32 (the client sends pixels / 255) or uint8 (the pixels; the graph casts and divides by 255).
 INPUT_DTYPE ?= float32
+# The raw-head outputs of Track A and of the Track B plan built from it (output0 [B, 4+nc+extra, anchors]; segment's
+# output1): float32, or float16 (half the bytes: 1.4 instead of 2.8 MB per 640 image of 80 classes). At PRECISION=fp16
+# boxes come through unchanged and scores are rounded by at most 0.00024; at fp32/int8 boxes round by up to
+# 0.25 px at 640 (yolo_triton/output_dtype.py). end2end outputs stay float32.
+OUTPUT_DTYPE ?= float32
 NMS ?= efficient
 SIZES ?= nano small medium
 MAX_BATCH_nano ?= 128

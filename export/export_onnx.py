@@ -3,7 +3,8 @@
 
 Ultralytics' own ONNX export with a dynamic batch and a fixed image size, simplified, at the
 requested precision (fp16 = ModelOpt AutoCast mixed precision with FP32 I/O; fp32; int8 = Q/DQ), with a
-float32 image input or (``--input-dtype uint8``) a UINT8 one that the graph casts and divides by 255;
+float32 image input or (``--input-dtype uint8``) a UINT8 one that the graph casts and divides by 255,
+float32 outputs or (``--output-dtype float16``) FP16 ones;
 with ORT_BATCHING=pad the graph pads every execution to one batch size (yolo_triton.batch_pad).
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from yolo_triton.cli import run_step
 from yolo_triton.errors import StepError
 from yolo_triton.input_uint8 import INPUT_DTYPES
 from yolo_triton.onnx_export import PRECISIONS, export_onnx
+from yolo_triton.output_dtype import OUTPUT_DTYPES
 from yolo_triton.settings import ORT_BATCHING_MODES, ort_pad_batch
 
 
@@ -28,6 +30,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--topk", type=int, help="max detections of the one-to-one head")
     parser.add_argument("--input-dtype", choices=INPUT_DTYPES, default="float32",
                         help="image input: float32 (client sends /255 values) or uint8 (the graph casts and divides)")
+    parser.add_argument("--output-dtype", choices=OUTPUT_DTYPES, default="float32",
+                        help="raw-head outputs: float32, or float16 (half the bytes; yolo_triton/output_dtype.py says what rounds)")
     parser.add_argument("--ort-batching", choices=ORT_BATCHING_MODES, default="dynamic",
                         help="ORT_BATCHING: pad wraps the graph to run every execution at one batch size")
     parser.add_argument("--ort-pad-batch", type=int, default=16, help="ORT_PAD_BATCH: the padded batch")
@@ -45,7 +49,8 @@ def main(argv=None) -> int:
         except ValueError as err:
             raise StepError(str(err)) from None
         return export_onnx(args.weights, args.out, args.imgsz, args.precision, args.calib_dir or None,
-                           args.one2one, args.topk, args.input_dtype, batch_pad=pad)
+                           args.one2one, args.topk, args.input_dtype, batch_pad=pad,
+                           output_dtype=args.output_dtype)
 
     return run_step("export_onnx", step, args.verbose)
 

@@ -158,7 +158,7 @@ def raw_tensors(url: str, detectors: list[str], preprocess: str | None, paths: l
             for k in range(len(paths)):
                 inp = grpcclient.InferInput(served.input_name, [1, *batch.shape[1:]], served.input_dtype)
                 inp.set_data_from_numpy(np.ascontiguousarray(batch[k:k + 1]))
-                outs.append(client.infer(name, [inp]).as_numpy("output0"))
+                outs.append(client.infer(name, [inp]).as_numpy("output0").astype(np.float32))  # FP16: OUTPUT_DTYPE
             arrays[f"output0__{name}"] = np.concatenate(outs)
         if preprocess:
             imgs, boxes = [], []
@@ -271,7 +271,7 @@ def _worker(url: str, model: str, kind: str, input_name: str, input_dtype: str, 
                 inp.set_data_from_numpy(data)
                 res = client.infer(model, [inp], outputs=requested)
                 if kind == "output0":  # Track A: the client's NMS is part of the request's cost
-                    pp.postprocess_track_a(res.as_numpy("output0"), infos, conf, iou, topk, NMS_MODE, False)
+                    pp.postprocess_track_a(res.as_numpy("output0").astype(np.float32), infos, conf, iou, topk, NMS_MODE, False)
                 else:
                     res.as_numpy(outputs[0])
                 t1 = time.perf_counter()

@@ -56,6 +56,36 @@ class Tree:
         return self.models / model_dir / "1" / filename
 
 
+# ---- Tracks B/C orchestration: plans through the Make rules, the fake trtexec (TEST DOUBLE) ------------------
+DOUBLES = Path(__file__).parent / "doubles"
+
+
+def double_on_path(path: Path, script: Path) -> None:
+    """An executable ``path`` that runs the TEST DOUBLE ``script`` (tests/doubles) with this Python."""
+    path.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n')
+    path.chmod(0o755)
+
+
+def make_plan_config(tree: Tree, model: str, tmp_path: Path, *settings: str) -> tuple[Path, list[list[str]]]:
+    """``make models/<model>_trt/config.pbtxt`` with the fake trtexec and nvidia-smi on PATH and no tensorrt
+    module (so the config step reads the plan's I/O from its sidecar); returns the plan and trtexec's argv."""
+    import json
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    double_on_path(bin_dir / "trtexec", DOUBLES / "fake_trtexec.py")
+    double_on_path(bin_dir / "nvidia-smi", DOUBLES / "fake_nvidia_smi.py")
+    argv_log = tmp_path / "argv.jsonl"
+    env = {**os.environ, "PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE_TRTEXEC_ARGV_LOG": str(argv_log),
+           "FAKE_GPU_NAME": "NVIDIA H100 80GB HBM3", "FAKE_GPU_CC": "9.0", "PYTHONPATH": str(REPO / "export")}
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    config = tree.models / f"{model}_trt" / "config.pbtxt"
+    cmd = ["make", "--no-print-directory", "-C", str(REPO), *tree.make_vars(), *settings, "TRTEXEC=", str(config)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, f"{' '.join(cmd)}\n{done.stdout}\n{done.stderr}"
+    return config.parent / "1" / "model.plan", [json.loads(line) for line in argv_log.read_text().splitlines()]
+
+
 # Every task through make (tests/test_tasks_served.py, test_tasks_validate.py): scratch architecture ->
 # (task, NMS of its end2end model, or None where the task has none)
 TASK_IMGSZ = 320

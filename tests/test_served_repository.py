@@ -47,6 +47,7 @@ FREE = "yolo26n_untrained"
 FP16 = "yolo11n_fp16"          # the default precision (AutoCast FP16 inside, FP32 I/O)
 INT8 = "yolo11n_int8"          # ModelOpt Q/DQ INT8
 UINT8 = "yolo11n_uint8"        # INPUT_DTYPE=uint8: UINT8 images, the graph casts and divides by 255
+HALF = "yolo11n_half_out"      # OUTPUT_DTYPE=float16 (an FP32 network): output0 FP16, the float32 values rounded
 BROKEN = "garbage"             # a checkpoint that is not one: its export fails
 PREPROCESS = ens.preprocess_model_name(IMGSZ)
 CONTROL = f"{PREPROCESS}_no_ragged_control"   # the same stand-in without allow_ragged_batch
@@ -81,7 +82,7 @@ def built(tmp_path_factory, scratch_weights, scratch_checkpoint):
 
     tree = Tree(tmp_path_factory.mktemp("served"))
     tree.weights.mkdir()
-    for stem in (SCRATCH_NAME, FP16, INT8, UINT8):
+    for stem in (SCRATCH_NAME, FP16, INT8, UINT8, HALF):
         (tree.weights / f"{stem}.pt").symlink_to(scratch_weights)
     (tree.weights / f"{BROKEN}.pt").write_bytes(os.urandom(4096))
     (tree.weights / "yolo26n_untrained.pt").symlink_to(scratch_checkpoint("yolo26n"))
@@ -91,6 +92,7 @@ def built(tmp_path_factory, scratch_weights, scratch_checkpoint):
               "PRECISION=fp32", *common)
     tree.make(f"{m}/{UINT8}/config.pbtxt", f"{m}/{UINT8}_end2end/config.pbtxt", "NMS=onnx", "PRECISION=fp32",
               "INPUT_DTYPE=uint8", *common)
+    tree.make(f"{m}/{HALF}/config.pbtxt", "PRECISION=fp32", "OUTPUT_DTYPE=float16", *common)
     tree.make(f"{m}/{FREE}/config.pbtxt", f"{m}/{FREE}_end2end/config.pbtxt", "NMS=free", "PRECISION=fp32", *common)
     tree.make(f"{m}/{FP16}/config.pbtxt", *common)
     tree.make(f"{m}/{INT8}/config.pbtxt", "PRECISION=int8", f"CALIB_DIR={ASSETS}", *common)
@@ -190,7 +192,7 @@ def test_server_started_with_the_compose_flags(server):
 
 def test_server_is_ready_and_every_model_is_ready(server, built):
     states = server.model_states()
-    expected = {SCRATCH_NAME, f"{SCRATCH_NAME}_end2end", FREE, f"{FREE}_end2end", FP16, INT8, UINT8, f"{UINT8}_end2end",
+    expected = {SCRATCH_NAME, f"{SCRATCH_NAME}_end2end", FREE, f"{FREE}_end2end", FP16, INT8, UINT8, f"{UINT8}_end2end", HALF,
                 f"{SCRATCH_NAME}_trt_end2end", PREPROCESS, CONTROL, PROBE, ens.ensemble_name(SCRATCH_NAME)}
     assert set(states) == expected, set(states) ^ expected
     not_ready = {name: s.get("reason") for name, s in states.items() if s.get("state") != "READY"}
@@ -320,6 +322,44 @@ def test_uint8_input_models_answer_exactly_as_the_float32_ones(clients, samples,
             assert int(got["num_dets"].sum()) > 10
         for a, b in zip(client_cli.infer(client, ours, images), client_cli.infer(client, theirs, images)):
             assert all(np.array_equal(x, y) for x, y in zip(as_tuple(a), as_tuple(b)))
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_fp16_output_model_answers_the_float32_values_rounded(server, built, clients, samples, protocol):
+    """OUTPUT_DTYPE=float16 Track A (an FP32 network), served for real: its config says FP16 and FP16 comes
+    over the wire (half the bytes); the client turns it into float32: exactly the float32 model's output0
+    rounded to FP16, through the response and through system shared memory (a region half the size);
+    detections agree within the rounding; ultralytics' own client reads it too."""
+    paths, images = samples
+    client = clients[protocol]
+    ours, theirs = (client_cli.describe_model(client, name) for name in (HALF, SCRATCH_NAME))
+    assert [(n, w) for n, w, _ in ours.output_specs] == [("output0", "FP16")] and ours.kind == theirs.kind
+    batch, _ = pp.letterbox_batch(images, IMGSZ)
+    got = client_cli._request(client, ours, batch, ["output0"])["output0"]
+    want = client_cli._request(client, theirs, batch, ["output0"])["output0"]
+    assert got.dtype == want.dtype == np.float32 and np.unique(want[:, 4:]).size > 1000
+    assert np.array_equal(got, want.astype(np.float16).astype(np.float32)) and not np.array_equal(got, want)
+    module = client_cli._protocol_module(client)
+    request = module.InferInput("images", list(batch.shape), "FP32")
+    request.set_data_from_numpy(batch)
+    wire = client.infer(HALF, [request]).as_numpy("output0")
+    assert wire.dtype == np.float16 and wire.nbytes * 2 == want.nbytes
+    with client_cli.SharedMemory(client, ours, "system") as regions, \
+            client_cli.SharedMemory(client, theirs, "system") as full:
+        (half_region,), (full_region,) = regions._outputs.values(), full._outputs.values()
+        assert half_region.size * 2 == full_region.size
+        assert np.array_equal(client_cli._request(client, ours, batch, ["output0"], regions)["output0"], got)
+    detections = client_cli.infer(client, ours, images)
+    assert sum(len(d) for d in detections) > 10
+    for a, b in zip(detections, client_cli.infer(client, theirs, images), strict=True):
+        assert_same(a, as_tuple(b), box_tol=0.5, score_tol=2.0 ** -12)  # 0.125 px at 320 = 0.42 px in bus.jpg
+    results = remote_yolo(server, protocol, HALF).predict([str(p) for p in paths], conf=CONF, iou=IOU, max_det=TOPK,
+                                                          verbose=False)
+    weights = built["tree"].weights / f"{HALF}.pt"
+    for result, reference in zip(results, predicted(weights, paths, nms=True), strict=True):
+        assert_same(pp.Detections(result.boxes.xyxy.numpy(), result.boxes.conf.numpy(),
+                                  result.boxes.cls.numpy().astype(int)), reference, box_tol=1.0, score_tol=1e-3)
+        # (the FP32 models' 0.5 px against predict, plus the rounding: up to 0.42 px in original pixels)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import os
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,7 +19,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from conftest import REPO, TASK_IMGSZ, Tree
+from conftest import REPO, TASK_IMGSZ, Tree, make_plan_config
 from yolo_triton import checkpoint as ckpt
 from yolo_triton import triton_config as tc
 from yolo_triton.engine import read_sidecar, tensor_specs
@@ -34,7 +31,6 @@ pytestmark = pytest.mark.slow
 IMGSZ = 320
 ANCHORS = sum((IMGSZ // s) ** 2 for s in (8, 16, 32))  # 2100
 TOPK = 50
-DOUBLES = Path(__file__).parent / "doubles"
 # arch -> (task, head class, classes, kpt_shape, one-to-one head); classes and kpt_shape are the defaults of
 # the dataset ultralytics trains the task on (COCO, COCO-pose, DOTAv1, ImageNet)
 ARCHS = {
@@ -499,30 +495,6 @@ def test_uint8_padded_segment_model_slices_every_output(tasks, padded_segment, i
 
 
 # ---- Tracks B/C orchestration: plans through the Make rules, the fake trtexec (TEST DOUBLE) ------------------
-def _wrapper(path: Path, script: Path) -> None:
-    path.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n')
-    path.chmod(0o755)
-
-
-def make_plan_config(tree: Tree, arch: str, tmp_path: Path, *settings: str) -> tuple[Path, list[list[str]]]:
-    """``make models/<name>_trt/config.pbtxt`` with the fake trtexec and nvidia-smi on PATH and no tensorrt
-    module (so the config step reads the plan's I/O from its sidecar); returns the plan and trtexec's argv."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    _wrapper(bin_dir / "trtexec", DOUBLES / "fake_trtexec.py")
-    _wrapper(bin_dir / "nvidia-smi", DOUBLES / "fake_nvidia_smi.py")
-    argv_log = tmp_path / "argv.jsonl"
-    env = {**os.environ, "PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE_TRTEXEC_ARGV_LOG": str(argv_log),
-           "FAKE_GPU_NAME": "NVIDIA H100 80GB HBM3", "FAKE_GPU_CC": "9.0", "PYTHONPATH": str(REPO / "export")}
-    env.pop("CUDA_VISIBLE_DEVICES", None)
-    config = tree.models / f"{name(arch)}_trt" / "config.pbtxt"
-    cmd = ["make", "--no-print-directory", "-C", str(REPO), *tree.make_vars(), *settings, "MAX_BATCH=4",
-           "TRTEXEC=", str(config)]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    assert done.returncode == 0, f"{' '.join(cmd)}\n{done.stdout}\n{done.stderr}"
-    return config.parent / "1" / "model.plan", [json.loads(line) for line in argv_log.read_text().splitlines()]
-
-
 @pytest.mark.parametrize("arch", ["yolo11n-seg", "yolo26n-pose"])
 def test_plan_of_a_task_model_built_through_make_and_its_config_from_the_sidecar(tasks, padded_segment, tmp_path,
                                                                                arch):
@@ -534,7 +506,7 @@ def test_plan_of_a_task_model_built_through_make_and_its_config_from_the_sidecar
     settings = [*tasks.settings, *(("INPUT_DTYPE=uint8", "ORT_BATCHING=pad", "ORT_PAD_BATCH=3", "INSTANCE_KIND=gpu")
                                    if segment else ())]
     source = tree.artefact(name(arch)) if segment else tasks.track_a(arch)
-    plan, argv = make_plan_config(tree, arch, tmp_path, *settings)
+    plan, argv = make_plan_config(tree, name(arch), tmp_path, *settings, "MAX_BATCH=4")
     assert argv[0] == ["--help"]
     build = argv[1]
     onnx_arg = next(a.split("=", 1)[1] for a in build if a.startswith("--onnx="))

@@ -574,9 +574,15 @@ def _request(client, served: ServedModel, batch: np.ndarray, output_names: Seque
         arrays = {name: result.as_numpy(name) for name in output_names}
     else:
         arrays = shared_memory.collect(result, output_names)
+    arrays = {name: as_float32(value) for name, value in arrays.items()}
     if served.max_batch <= 0:
         arrays = {name: value[None] for name, value in arrays.items()}
     return arrays
+
+
+def as_float32(value: np.ndarray) -> np.ndarray:
+    """An FP16 output (OUTPUT_DTYPE=float16) as float32, for post-processing; any other output as it is."""
+    return value.astype(np.float32) if value.dtype == np.float16 else value
 
 
 def _chunks(count: int, max_batch: int) -> list[slice]:

@@ -10,7 +10,9 @@ TensorRT gets one clean profile axis). Precision:
 
 ``input_dtype="uint8"`` (INPUT_DTYPE) then makes the image input UINT8, cast and divided by 255 inside
 the graph (``yolo_triton.input_uint8``), after the precision step; the end2end graphs made from this
-file inherit it.
+file inherit it. ``output_dtype="float16"`` (OUTPUT_DTYPE) casts the float32 outputs to FP16 as the graph's
+last nodes (``yolo_triton.output_dtype``: halves ``output0``'s bytes; what it rounds depends on the precision);
+the end2end surgery removes those casts again.
 
 Every task (``checkpoint.inspect``) exports the outputs ultralytics exports for it: ``output0``
 ``[B, 4+nc+extra, anchors]`` for detect, segment (extra: 32 mask coefficients; plus the prototypes
@@ -18,7 +20,7 @@ Every task (``checkpoint.inspect``) exports the outputs ultralytics exports for 
 ``output0`` ``[B, nc]`` softmax probabilities for classify. ``one2one`` (NMS=free, a YOLO26/v10 head of
 any task) exports the NMS-free head instead: ``output0`` ``[B, topk, 6+extra]`` (segment: + ``output1``).
 The ONNX metadata keeps ultralytics' own (task, names, stride, kpt_shape, kpt_names, ...) and adds the
-pipeline's (precision, head, input_dtype, one2one, and ``batch_pad`` when padded).
+pipeline's (precision, head, input_dtype, output_dtype, one2one, and ``batch_pad`` when padded).
 
 Image size: IMGSZ applies to every task, classify included (one setting for the graph, the plans'
 profiles and the DALI preprocessing). A classifier is usually trained at 224 px; exporting it at
@@ -39,6 +41,7 @@ from yolo_triton.files import atomic_path
 from yolo_triton.input_uint8 import check_input_dtype, uint8_input
 from yolo_triton.onnx_io import metadata, model_io, set_metadata
 from yolo_triton.options import check_options
+from yolo_triton.output_dtype import check_output_dtype, float16_outputs
 
 LOG = logging.getLogger(__name__)
 
@@ -110,12 +113,17 @@ def export_onnx(
     topk: int | None = None,
     input_dtype: str = "float32",
     batch_pad: int | None = None,
+    output_dtype: str = "float32",
 ) -> dict[str, str]:
     """Export ``pt_path`` to ``out_path`` atomically; returns the ONNX metadata written. ``batch_pad``: the
     graph runs every execution at that batch (:func:`yolo_triton.batch_pad.pad_batch`), the last step."""
     if precision not in PRECISIONS:
         raise StepError(f"PRECISION={precision} is not one of {', '.join(PRECISIONS)}")
     check_input_dtype(input_dtype)
+    check_output_dtype(output_dtype)
+    if output_dtype != "float32" and one2one:
+        raise StepError("OUTPUT_DTYPE=float16 is for Track A's raw head; the one-to-one export feeds the "
+                        "end2end surgery and stays float32")
     nms = "free" if one2one else None  # Make asks for the one-to-one head only for NMS=free
     check_options(precision=precision, calib_dir=calib_dir or "", nms=nms)
     pt_path, out_path = Path(pt_path), Path(out_path)
@@ -151,9 +159,11 @@ def export_onnx(
             model = int8.quantize_onnx(fp32_path, calib_dir, imgsz)
         if input_dtype == "uint8":  # after the precision step: the Cast and the / 255 stay float32
             model = uint8_input(model)
+        if output_dtype == "float16":  # the last nodes: whatever the precision step kept float32 is rounded
+            model = float16_outputs(model)
         meta.update(
             imgsz=str([imgsz, imgsz]), precision=precision, head=info.head, source=pt_path.name,
-            one2one=str(one2one), input_dtype=input_dtype,
+            one2one=str(one2one), input_dtype=input_dtype, output_dtype=output_dtype,
         )
         set_metadata(model, meta)
         if batch_pad:

@@ -62,7 +62,15 @@ def set_metadata(model: onnx.ModelProto, values: dict[str, str]) -> None:
 
 
 def onnx_precision(model: onnx.ModelProto) -> str:
-    """What the graph itself asks for: int8 (Q/DQ), fp16 (float16 tensors or Casts), else fp32."""
+    """What the graph itself asks for: int8 (Q/DQ), fp16 (float16 tensors or Casts), else fp32. The FP16
+    output Casts of OUTPUT_DTYPE=float16 (yolo_triton.output_dtype) do not count: they round the answer,
+    the network runs at the precision before them."""
+    from yolo_triton.output_dtype import float32_outputs, output_dtype_of
+
+    if output_dtype_of(model) == "float16":
+        plain = onnx.ModelProto()
+        plain.CopyFrom(model)
+        model = float32_outputs(plain)
     graph = model.graph
     ops = {node.op_type for node in graph.node}
     if "QuantizeLinear" in ops or "DequantizeLinear" in ops:

@@ -75,7 +75,7 @@ def run_graph(path: Path, task, images, imgsz: int, chunk: int) -> tuple[dict[st
         batch, part = task.preprocess(images[start:start + chunk], imgsz, wire)
         infos += part
         for name, value in zip(names, session.run(None, {image_input.name: batch})):
-            outputs[name].append(value)
+            outputs[name].append(value.astype(np.float32) if value.dtype == np.float16 else value)  # OUTPUT_DTYPE
     return {name: np.concatenate(values) for name, values in outputs.items()}, infos, metadata(model)
 
 
@@ -100,7 +100,7 @@ def validate_task(name: str, task_name: str, paths: dict[str, Path], weights: Pa
                   imgsz: int, num_classes: int, params: NmsParams, precision_of, trt_reason: str | None,
                   chunk: int) -> list[TaskResult]:
     """Every format of ``paths`` that exists, checked as the module docstring says. ``precision_of``: the
-    precision of a graph's metadata; ``trt_reason``: why plans cannot run here (None: they can)."""
+    precision whose tolerances apply, from a graph's metadata (fp16 for FP16 outputs: OUTPUT_DTYPE); ``trt_reason``: why plans cannot run here (None: they can)."""
     from yolo_triton.checkpoint import load_yolo
 
     task = for_task(task_name)

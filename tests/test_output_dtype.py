@@ -1,0 +1,204 @@
+"""OUTPUT_DTYPE=float16: Track A's raw-head outputs (and the Track B plan's) become FP16; nothing else changes.
+
+The promise is exact: the FP16 ``output0`` is the float32 graph's ``output0`` rounded to FP16
+(``np.array_equal(out16, out32.astype(np.float16))``), because the casts are the graph's last nodes; the
+end2end graphs made from such a Track A file are the same graphs as from the float32 one (the surgery
+removes the casts); the network's precision is judged without them. Artefacts come from ``make`` on the
+UNTRAINED scratch checkpoint with varied outputs (make scratch); ONNX Runtime runs them on the CPU. The
+served path (the real tritonserver) is in tests/test_served_repository.py.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from conftest import SCRATCH_NAME, TEST_IMGSZ, Tree, _session_onnx_tree, make_plan_config
+from yolo_triton import postprocess as pp
+from yolo_triton import triton_config as tc
+from yolo_triton import validate as val
+from yolo_triton.batch_pad import padded_size, unpad_batch
+from yolo_triton.engine import read_sidecar, tensor_specs
+from yolo_triton.errors import StepError
+from yolo_triton.onnx_io import metadata, onnx_io, onnx_precision
+from yolo_triton.output_dtype import float16_outputs, float32_outputs, output_dtype_of
+
+IMGSZ = TEST_IMGSZ
+
+
+def run(model: onnx.ModelProto, batch: np.ndarray) -> list[np.ndarray]:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: batch})
+
+
+def copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    twin = onnx.ModelProto()
+    twin.CopyFrom(model)
+    return twin
+
+
+def same_graph(a: onnx.ModelProto, b: onnx.ModelProto) -> bool:
+    """Equal graphs; value_info compared as a set (two AutoCast exports of one checkpoint list it in
+    different orders)."""
+    def canonical(model: onnx.ModelProto) -> bytes:
+        graph = onnx.GraphProto()
+        graph.CopyFrom(model.graph)
+        infos = sorted(graph.value_info, key=lambda v: v.name)
+        del graph.value_info[:]
+        graph.value_info.extend(infos)
+        return graph.SerializeToString()
+
+    return canonical(a) == canonical(b)
+
+
+# ---- the graph functions on a tiny graph (fast) ---------------------------------------------------
+def tiny_graph() -> onnx.ModelProto:
+    """images -> Conv -> ``conv`` (an output that Relu also reads) -> ``relu``; plus an int64 ``shape``."""
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32) * 100, "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["images", "w"], ["conv"], pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["conv"], ["relu"]),
+         helper.make_node("Shape", ["images"], ["shape"])],
+        "tiny", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        [helper.make_tensor_value_info("conv", TensorProto.FLOAT, ["batch", 4, 8, 8]),
+         helper.make_tensor_value_info("relu", TensorProto.FLOAT, ["batch", 4, 8, 8]),
+         helper.make_tensor_value_info("shape", TensorProto.INT64, [4])], [weight])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def test_float_outputs_are_the_float32_values_rounded_and_the_casts_come_off_exactly():
+    plain = tiny_graph()
+    half = float16_outputs(copy(plain))
+    onnx.checker.check_model(half, full_check=True)
+    assert [o.type.tensor_type.elem_type for o in half.graph.output] == [TensorProto.FLOAT16, TensorProto.FLOAT16,
+                                                                        TensorProto.INT64]
+    assert [n.op_type for n in half.graph.node][-2:] == ["Cast", "Cast"] and output_dtype_of(half) == "float16"
+    batch = np.random.default_rng(1).random((2, 3, 8, 8), dtype=np.float32)
+    want, got = run(plain, batch), run(half, batch)
+    assert np.unique(want[0]).size > 100 and np.abs(want[0]).max() > 256  # values FP16 must round
+    for a, b in zip(got[:2], want[:2]):
+        assert a.dtype == np.float16 and np.array_equal(a, b.astype(np.float16))
+        assert not np.array_equal(a.astype(np.float32), b)
+    assert np.array_equal(got[2], want[2])
+    back = float32_outputs(half)
+    assert back.graph.SerializeToString() == plain.graph.SerializeToString() and output_dtype_of(back) == "float32"
+    assert float32_outputs(plain) is plain and plain.graph.SerializeToString() == tiny_graph().graph.SerializeToString()
+
+
+def test_refusals_are_one_line():
+    with pytest.raises(StepError, match="cast twice"):
+        float16_outputs(float16_outputs(tiny_graph()))
+    ints = tiny_graph()
+    del ints.graph.output[:2]
+    with pytest.raises(StepError, match="no float32 output"):
+        float16_outputs(ints)
+
+
+def test_precision_is_the_network_s_not_the_output_casts():
+    assert onnx_precision(tiny_graph()) == "fp32"
+    half = float16_outputs(tiny_graph())
+    assert onnx_precision(half) == "fp32" and output_dtype_of(half) == "float16"  # unchanged by the check
+    assert val.tolerance_precision({"precision": "fp32", "output_dtype": "float16"}) == "fp16"
+    assert val.tolerance_precision({"precision": "fp32"}) == "fp32"
+    assert val.tolerance_precision({"precision": "int8", "output_dtype": "float16"}) == "int8"
+
+
+# ---- the artefacts make writes (exports from the scratch checkpoint) ----------------------------------
+@pytest.fixture(scope="module")
+def half_tree(session_dir, scratch_weights) -> Tree:
+    """``make onnx OUTPUT_DTYPE=float16`` at the default precision (FP16 AutoCast) and NMS (efficient)."""
+    return _session_onnx_tree(session_dir, scratch_weights, "half_out", f"IMGSZ={IMGSZ}", "OUTPUT_DTYPE=float16")
+
+
+@pytest.fixture(scope="module")
+def letterboxed(sample_images):
+    batch, _ = pp.letterbox_batch([cv2.imread(str(p)) for p in sample_images[:2]], IMGSZ)
+    return batch
+
+
+def test_track_a_output0_is_the_float32_models_rounded_and_end2end_is_unchanged(half_tree, fp16_tree, letterboxed):
+    half = onnx.load(str(half_tree.artefact(SCRATCH_NAME)))
+    full = onnx.load(str(fp16_tree.artefact(SCRATCH_NAME)))
+    meta = metadata(half)
+    assert (meta["output_dtype"], meta["precision"], onnx_precision(half)) == ("float16", "fp16", "fp16")
+    (out16,), (out32,) = run(half, letterboxed), run(full, letterboxed)
+    assert np.unique(out32[:, 4:]).size > 1000  # varied outputs, so sameness means something
+    assert out16.dtype == np.float16 and np.array_equal(out16, out32.astype(np.float16))
+    # AutoCast decodes boxes in FP16 (the stride multiplication is exact): coordinates come through unchanged;
+    # the float32 sigmoid's scores are rounded, by 2^-12 at most
+    assert np.array_equal(out16[:, :4].astype(np.float32), out32[:, :4])
+    assert 0 < np.abs(out16[:, 4:].astype(np.float32) - out32[:, 4:]).max() <= 2.0 ** -12
+    config = tc.parse_config(half_tree.models / SCRATCH_NAME / "config.pbtxt")
+    assert [(o.name, o.data_type) for o in config.output] == [("output0", tc.mc.TYPE_FP16)]
+    # end2end (NMS=efficient, from this Track A file): the same graph as from the float32 one
+    e2e = [onnx.load(str(t.artefact(f"{SCRATCH_NAME}_end2end"))) for t in (half_tree, fp16_tree)]
+    assert same_graph(e2e[0], e2e[1])
+    assert metadata(e2e[0])["output_dtype"] == "float32"
+    assert [o.type.tensor_type.elem_type for o in e2e[0].graph.output][1:3] == [TensorProto.FLOAT] * 2
+    assert same_graph(float32_outputs(half), full)
+
+
+def test_padded_track_a_and_its_end2end(half_tree, fp16_tree, letterboxed):
+    """ORT_BATCHING=pad (the GPU default): the casts sit inside the padding wrapper; the padded end2end
+    (NMS=onnx) is the padded end2end of the float32 file."""
+    settings = ("ORT_BATCHING=pad", "ORT_PAD_BATCH=4", "INSTANCE_KIND=gpu", f"IMGSZ={IMGSZ}", "NMS=onnx", "MAX_BATCH=8")
+    goals = [str(half_tree.artefact(SCRATCH_NAME + s)) for s in ("", "_end2end")]
+    padded = Tree(half_tree.root.parent / f"{half_tree.root.name}_padded_{id(settings)}")
+    padded.root.mkdir()
+    padded.weights.symlink_to(half_tree.weights)
+    padded.make(*[g.replace(str(half_tree.models), str(padded.models)) for g in goals], *settings,
+                "OUTPUT_DTYPE=float16")
+    track_a = onnx.load(str(padded.artefact(SCRATCH_NAME)))
+    assert padded_size(track_a) == 4 and onnx_io(padded.artefact(SCRATCH_NAME))[1][0].dtype == "float16"
+    (out16,) = run(track_a, letterboxed)
+    (out32,) = run(onnx.load(str(fp16_tree.artefact(SCRATCH_NAME))), letterboxed)
+    assert out16.shape == out32.shape and np.array_equal(out16, out32.astype(np.float16))
+    e2e = onnx.load(str(padded.artefact(f"{SCRATCH_NAME}_end2end")))
+    assert padded_size(e2e) == 4
+    plain_e2e = run(unpad_batch(e2e), letterboxed)
+    padded_e2e = run(e2e, letterboxed)
+    assert all(np.array_equal(a, b) for a, b in zip(plain_e2e, padded_e2e)) and int(plain_e2e[0].sum()) > 5
+    assert [a.dtype for a in padded_e2e] == [np.int32, np.float32, np.float32, np.int32]
+
+
+def test_track_b_plan_is_built_from_the_fp16_output_graph(half_tree, tmp_path):
+    """The plan (fake trtexec, TEST DOUBLE) is built from Track A's file as it is: strongly typed, the Cast is
+    honoured, so its output0 is FP16 and so is its config's."""
+    plan, argv = make_plan_config(half_tree, SCRATCH_NAME, tmp_path, f"IMGSZ={IMGSZ}", "OUTPUT_DTYPE=float16",
+                                  "MAX_BATCH=4")
+    record = read_sidecar(plan)
+    assert [(o.name, o.dtype) for o in tensor_specs(record["outputs"])] == [("output0", "float16")]
+    assert record["precision"] == "fp16"
+    assert any(a.startswith("--onnx=") and a.endswith(f"{SCRATCH_NAME}/1/model.onnx") for a in argv[-1])
+    config = tc.parse_config(plan.parent.parent / "config.pbtxt")
+    assert [(o.name, o.data_type) for o in config.output] == [("output0", tc.mc.TYPE_FP16)]
+
+
+def test_validate_passes_an_fp32_network_with_fp16_outputs(session_dir, scratch_weights, tmp_path, capsys):
+    """scripts/validate.py against PyTorch: an FP32 network's FP16 outputs are off by the rounding (up to 0.125 px
+    at 320, beyond fp32's 0.05 px tolerance), so the fp16 tolerances apply and it passes."""
+    import json
+
+    import validate as validate_cli  # scripts/validate.py, the command line
+
+    tree = _session_onnx_tree(session_dir, scratch_weights, "half_out_fp32", f"IMGSZ={IMGSZ}", "PRECISION=fp32",
+                              "OUTPUT_DTYPE=float16")
+    out = tmp_path / "report.json"
+    code = validate_cli.main(["--model", SCRATCH_NAME, "--models-dir", str(tree.models), "--weights-dir",
+                              str(tree.weights), "--json", str(out)])
+    table = capsys.readouterr().out
+    onnx_fmt = next(f for f in json.loads(out.read_text())["formats"] if f["name"] == "onnx")
+    assert code == 0 and onnx_fmt["status"] == "passed", table
+    assert onnx_fmt["precision"] == "fp32" and 0 < onnx_fmt["raw"]["max_box_diff_px"] <= 0.2
+    assert onnx_fmt["detections"]["matched"] == onnx_fmt["detections"]["reference"] > 10
+
+
+def test_bad_output_dtype_is_refused_before_anything_is_built(tmp_path):
+    tree = Tree(tmp_path)
+    done = tree.make("onnx", "OUTPUT_DTYPE=bfloat16", check=False)
+    assert done.returncode != 0 and "OUTPUT_DTYPE=bfloat16 is not float32 or float16" in done.stderr
+    assert not tree.models.exists()
