@@ -107,6 +107,31 @@ def test_precision_is_the_network_s_not_the_output_casts():
     assert val.tolerance_precision({"precision": "int8", "output_dtype": "float16"}) == "int8"
 
 
+@pytest.mark.parametrize("conf", [0.25, 0.3, 0.0, 1e-8, 0.9995, 2.0])
+def test_track_a_nms_on_fp16_equals_the_nms_on_its_float32_values(conf):
+    """postprocess reads FP16 output0 itself (converting only anchors whose best score can reach CONF): the
+    same detections and anchors, in every mode, as on the whole array converted; CONF values FP16 cannot
+    hold (0.3), zero, tiny, near 1 and above every score; exact ties, negative and NaN scores included."""
+    rng = np.random.default_rng(3)
+    boxes = np.concatenate([rng.uniform(0, 320, (2, 2, 2100)), rng.uniform(4, 120, (2, 2, 2100))], axis=1)
+    scores = rng.beta(0.3, 3.0, (2, 80, 2100))
+    scores[:, :, :40] = 0.3  # ties, right at a CONF that FP16 rounds
+    scores[0, 5, 50:60] = -0.25
+    scores[1, 7, 70] = np.nan
+    out16 = np.concatenate([boxes, scores], axis=1).astype(np.float16)
+    infos = [pp.LetterboxInfo(1.0, 0, 0, 320, 320)] * 2
+    for mode in pp.MODES:
+        for agnostic in (False, True):
+            got = pp.track_a_kept(out16, infos, conf, 0.45, 100, mode, agnostic)
+            want = pp.track_a_kept(out16.astype(np.float32), infos, conf, 0.45, 100, mode, agnostic)
+            for (a, anchors_a), (b, anchors_b) in zip(got, want, strict=True):
+                assert np.array_equal(anchors_a, anchors_b), (mode, agnostic)
+                for x, y in zip((a.boxes, a.scores, a.classes), (b.boxes, b.scores, b.classes)):
+                    assert x.dtype == y.dtype and np.array_equal(x, y), (mode, agnostic)
+    if conf == 0.25:
+        assert sum(len(d) for d, _ in want) > 50
+
+
 # ---- the artefacts make writes (exports from the scratch checkpoint) ----------------------------------
 @pytest.fixture(scope="module")
 def half_tree(session_dir, scratch_weights) -> Tree:
@@ -179,8 +204,8 @@ def test_track_b_plan_is_built_from_the_fp16_output_graph(half_tree, tmp_path):
 
 
 def test_validate_passes_an_fp32_network_with_fp16_outputs(session_dir, scratch_weights, tmp_path, capsys):
-    """scripts/validate.py against PyTorch: an FP32 network's FP16 outputs are off by the rounding (up to 0.125 px
-    at 320, beyond fp32's 0.05 px tolerance), so the fp16 tolerances apply and it passes."""
+    """scripts/validate.py against PyTorch: an FP32 network's FP16 outputs are off by the rounding (0.125-0.25
+    px, beyond fp32's 0.05 px tolerance), so the fp16 tolerances apply and it passes."""
     import json
 
     import validate as validate_cli  # scripts/validate.py, the command line
@@ -193,7 +218,9 @@ def test_validate_passes_an_fp32_network_with_fp16_outputs(session_dir, scratch_
     table = capsys.readouterr().out
     onnx_fmt = next(f for f in json.loads(out.read_text())["formats"] if f["name"] == "onnx")
     assert code == 0 and onnx_fmt["status"] == "passed", table
-    assert onnx_fmt["precision"] == "fp32" and 0 < onnx_fmt["raw"]["max_box_diff_px"] <= 0.2
+    # the rounding (0.25 px at most for coordinates in 512..1024: an untrained box can reach past the image)
+    # plus fp32's own 0.05 px
+    assert onnx_fmt["precision"] == "fp32" and 0 < onnx_fmt["raw"]["max_box_diff_px"] <= 0.3
     assert onnx_fmt["detections"]["matched"] == onnx_fmt["detections"]["reference"] > 10
 
 

@@ -556,7 +556,9 @@ def round_trips():
 
 
 def _request(client, served: ServedModel, batch: np.ndarray, output_names: Sequence[str],
-             shared_memory: "SharedMemory | None" = None) -> dict[str, np.ndarray]:
+             shared_memory: "SharedMemory | None" = None, float32: bool = True) -> dict[str, np.ndarray]:
+    """The named outputs of one request. FP16 outputs (OUTPUT_DTYPE=float16) come back as float32, or as
+    they are with ``float32=False`` (detect's NMS converts only the candidates it needs)."""
     module = _protocol_module(client)
     data = np.ascontiguousarray(batch if served.max_batch > 0 else batch[0])
     infer_input = module.InferInput(served.input_name, list(data.shape), served.input_dtype)
@@ -574,7 +576,8 @@ def _request(client, served: ServedModel, batch: np.ndarray, output_names: Seque
         arrays = {name: result.as_numpy(name) for name in output_names}
     else:
         arrays = shared_memory.collect(result, output_names)
-    arrays = {name: as_float32(value) for name, value in arrays.items()}
+    if float32:
+        arrays = {name: as_float32(value) for name, value in arrays.items()}
     if served.max_batch <= 0:
         arrays = {name: value[None] for name, value in arrays.items()}
     return arrays
@@ -642,8 +645,10 @@ def infer(
         batch, infos = task.preprocess(list(images[part]), served.imgsz, served.input_dtype)
         if served.kind == KIND_OUTPUT0:
             names = task.output_names("track_a", served.shape)
-            out = _request(client, served, batch, names, shared_memory)
+            out = _request(client, served, batch, names, shared_memory, float32=served.task != "detect")
             layout = "one2one" if _one2one(served, out[TRACK_A_OUTPUT]) else "track_a"
+            if layout != "track_a":  # only the Track A NMS reads FP16 itself (postprocess.fp16_candidates)
+                out = {name: as_float32(value) for name, value in out.items()}
         else:
             layout = "end2end"
             out = _request(client, served, batch, task.output_names(layout, served.shape), shared_memory)
