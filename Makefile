@@ -86,8 +86,8 @@ endif
 ifeq ($(filter float32 uint8,$(INPUT_DTYPE)),)
 $(error INPUT_DTYPE=$(INPUT_DTYPE) is not float32 or uint8)
 endif
-ifeq ($(filter float32 float16,$(OUTPUT_DTYPE)),)
-$(error OUTPUT_DTYPE=$(OUTPUT_DTYPE) is not float32 or float16)
+ifeq ($(filter auto float32 float16,$(OUTPUT_DTYPE)),)
+$(error OUTPUT_DTYPE=$(OUTPUT_DTYPE) is not auto, float32 or float16)
 endif
 ifeq ($(filter trt_end2end end2end,$(ENSEMBLE_DETECTOR)),)
 $(error ENSEMBLE_DETECTOR=$(ENSEMBLE_DETECTOR) is not trt_end2end (the TensorRT plan) or end2end (the ONNX, ONNX Runtime))

@@ -15,7 +15,7 @@ from yolo_triton.cli import run_step
 from yolo_triton.errors import StepError
 from yolo_triton.input_uint8 import INPUT_DTYPES
 from yolo_triton.onnx_export import PRECISIONS, export_onnx
-from yolo_triton.output_dtype import OUTPUT_DTYPES
+from yolo_triton.output_dtype import OUTPUT_DTYPE_SETTINGS, resolve_output_dtype
 from yolo_triton.settings import ORT_BATCHING_MODES, ort_pad_batch
 
 
@@ -30,8 +30,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--topk", type=int, help="max detections of the one-to-one head")
     parser.add_argument("--input-dtype", choices=INPUT_DTYPES, default="float32",
                         help="image input: float32 (client sends /255 values) or uint8 (the graph casts and divides)")
-    parser.add_argument("--output-dtype", choices=OUTPUT_DTYPES, default="float32",
-                        help="raw-head outputs: float32, or float16 (half the bytes; yolo_triton/output_dtype.py says what rounds)")
+    parser.add_argument("--output-dtype", choices=OUTPUT_DTYPE_SETTINGS, default="float32",
+                        help="raw-head outputs: float32, float16 (half the bytes; yolo_triton/output_dtype.py says what "
+                             "rounds), auto (float16 at --precision fp16)")
     parser.add_argument("--ort-batching", choices=ORT_BATCHING_MODES, default="dynamic",
                         help="ORT_BATCHING: pad wraps the graph to run every execution at one batch size")
     parser.add_argument("--ort-pad-batch", type=int, default=16, help="ORT_PAD_BATCH: the padded batch")
@@ -50,7 +51,7 @@ def main(argv=None) -> int:
             raise StepError(str(err)) from None
         return export_onnx(args.weights, args.out, args.imgsz, args.precision, args.calib_dir or None,
                            args.one2one, args.topk, args.input_dtype, batch_pad=pad,
-                           output_dtype=args.output_dtype)
+                           output_dtype=resolve_output_dtype(args.output_dtype, args.precision))
 
     return run_step("export_onnx", step, args.verbose)
 

@@ -1,4 +1,5 @@
-"""OUTPUT_DTYPE=float16: Track A's raw-head outputs (and the Track B plan's) become FP16; nothing else changes.
+"""OUTPUT_DTYPE=float16 (auto's choice at PRECISION=fp16, the default): Track A's raw-head outputs (and the
+Track B plan's) become FP16; nothing else changes.
 
 The promise is exact: the FP16 ``output0`` is the float32 graph's ``output0`` rounded to FP16
 (``np.array_equal(out16, out32.astype(np.float16))``), because the casts are the graph's last nodes; the
@@ -134,9 +135,15 @@ def test_track_a_nms_on_fp16_equals_the_nms_on_its_float32_values(conf):
 
 # ---- the artefacts make writes (exports from the scratch checkpoint) ----------------------------------
 @pytest.fixture(scope="module")
-def half_tree(session_dir, scratch_weights) -> Tree:
-    """``make onnx OUTPUT_DTYPE=float16`` at the default precision (FP16 AutoCast) and NMS (efficient)."""
-    return _session_onnx_tree(session_dir, scratch_weights, "half_out", f"IMGSZ={IMGSZ}", "OUTPUT_DTYPE=float16")
+def half_tree(fp16_tree) -> Tree:
+    """The defaults (PRECISION=fp16, OUTPUT_DTYPE=auto = float16, NMS=efficient): ``make onnx``."""
+    return fp16_tree
+
+
+@pytest.fixture(scope="module")
+def full_tree(session_dir, scratch_weights) -> Tree:
+    """The same with ``OUTPUT_DTYPE=float32``: the float32 outputs the FP16 ones are rounded from."""
+    return _session_onnx_tree(session_dir, scratch_weights, "fp16_float32_out", f"IMGSZ={IMGSZ}", "OUTPUT_DTYPE=float32")
 
 
 @pytest.fixture(scope="module")
@@ -145,9 +152,10 @@ def letterboxed(sample_images):
     return batch
 
 
-def test_track_a_output0_is_the_float32_models_rounded_and_end2end_is_unchanged(half_tree, fp16_tree, letterboxed):
+def test_track_a_output0_is_the_float32_models_rounded_and_end2end_is_unchanged(half_tree, full_tree, letterboxed):
     half = onnx.load(str(half_tree.artefact(SCRATCH_NAME)))
-    full = onnx.load(str(fp16_tree.artefact(SCRATCH_NAME)))
+    full = onnx.load(str(full_tree.artefact(SCRATCH_NAME)))
+    assert metadata(full)["output_dtype"] == "float32" and onnx_io(full_tree.artefact(SCRATCH_NAME))[1][0].dtype == "float32"
     meta = metadata(half)
     assert (meta["output_dtype"], meta["precision"], onnx_precision(half)) == ("float16", "fp16", "fp16")
     (out16,), (out32,) = run(half, letterboxed), run(full, letterboxed)
@@ -160,27 +168,26 @@ def test_track_a_output0_is_the_float32_models_rounded_and_end2end_is_unchanged(
     config = tc.parse_config(half_tree.models / SCRATCH_NAME / "config.pbtxt")
     assert [(o.name, o.data_type) for o in config.output] == [("output0", tc.mc.TYPE_FP16)]
     # end2end (NMS=efficient, from this Track A file): the same graph as from the float32 one
-    e2e = [onnx.load(str(t.artefact(f"{SCRATCH_NAME}_end2end"))) for t in (half_tree, fp16_tree)]
+    e2e = [onnx.load(str(t.artefact(f"{SCRATCH_NAME}_end2end"))) for t in (half_tree, full_tree)]
     assert same_graph(e2e[0], e2e[1])
     assert metadata(e2e[0])["output_dtype"] == "float32"
     assert [o.type.tensor_type.elem_type for o in e2e[0].graph.output][1:3] == [TensorProto.FLOAT] * 2
     assert same_graph(float32_outputs(half), full)
 
 
-def test_padded_track_a_and_its_end2end(half_tree, fp16_tree, letterboxed):
+def test_padded_track_a_and_its_end2end(half_tree, full_tree, letterboxed, tmp_path):
     """ORT_BATCHING=pad (the GPU default): the casts sit inside the padding wrapper; the padded end2end
     (NMS=onnx) is the padded end2end of the float32 file."""
     settings = ("ORT_BATCHING=pad", "ORT_PAD_BATCH=4", "INSTANCE_KIND=gpu", f"IMGSZ={IMGSZ}", "NMS=onnx", "MAX_BATCH=8")
     goals = [str(half_tree.artefact(SCRATCH_NAME + s)) for s in ("", "_end2end")]
-    padded = Tree(half_tree.root.parent / f"{half_tree.root.name}_padded_{id(settings)}")
+    padded = Tree(tmp_path / "padded")
     padded.root.mkdir()
     padded.weights.symlink_to(half_tree.weights)
-    padded.make(*[g.replace(str(half_tree.models), str(padded.models)) for g in goals], *settings,
-                "OUTPUT_DTYPE=float16")
+    padded.make(*[g.replace(str(half_tree.models), str(padded.models)) for g in goals], *settings)
     track_a = onnx.load(str(padded.artefact(SCRATCH_NAME)))
     assert padded_size(track_a) == 4 and onnx_io(padded.artefact(SCRATCH_NAME))[1][0].dtype == "float16"
     (out16,) = run(track_a, letterboxed)
-    (out32,) = run(onnx.load(str(fp16_tree.artefact(SCRATCH_NAME))), letterboxed)
+    (out32,) = run(onnx.load(str(full_tree.artefact(SCRATCH_NAME))), letterboxed)
     assert out16.shape == out32.shape and np.array_equal(out16, out32.astype(np.float16))
     e2e = onnx.load(str(padded.artefact(f"{SCRATCH_NAME}_end2end")))
     assert padded_size(e2e) == 4
@@ -192,9 +199,12 @@ def test_padded_track_a_and_its_end2end(half_tree, fp16_tree, letterboxed):
 
 def test_track_b_plan_is_built_from_the_fp16_output_graph(half_tree, tmp_path):
     """The plan (fake trtexec, TEST DOUBLE) is built from Track A's file as it is: strongly typed, the Cast is
-    honoured, so its output0 is FP16 and so is its config's."""
-    plan, argv = make_plan_config(half_tree, SCRATCH_NAME, tmp_path, f"IMGSZ={IMGSZ}", "OUTPUT_DTYPE=float16",
-                                  "MAX_BATCH=4")
+    honoured, so its output0 is FP16 and so is its config's. (In a copy of the session's tree.)"""
+    import shutil
+
+    tree = Tree(tmp_path / "tree")
+    shutil.copytree(half_tree.root, tree.root, symlinks=True)
+    plan, argv = make_plan_config(tree, SCRATCH_NAME, tmp_path, f"IMGSZ={IMGSZ}", "MAX_BATCH=4")
     record = read_sidecar(plan)
     assert [(o.name, o.dtype) for o in tensor_specs(record["outputs"])] == [("output0", "float16")]
     assert record["precision"] == "fp16"
@@ -227,5 +237,5 @@ def test_validate_passes_an_fp32_network_with_fp16_outputs(session_dir, scratch_
 def test_bad_output_dtype_is_refused_before_anything_is_built(tmp_path):
     tree = Tree(tmp_path)
     done = tree.make("onnx", "OUTPUT_DTYPE=bfloat16", check=False)
-    assert done.returncode != 0 and "OUTPUT_DTYPE=bfloat16 is not float32 or float16" in done.stderr
+    assert done.returncode != 0 and "OUTPUT_DTYPE=bfloat16 is not auto, float32 or float16" in done.stderr
     assert not tree.models.exists()

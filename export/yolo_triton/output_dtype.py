@@ -29,7 +29,8 @@ from yolo_triton.errors import StepError
 
 LOG = logging.getLogger(__name__)
 
-OUTPUT_DTYPES = ("float32", "float16")  # OUTPUT_DTYPE: what the raw-head outputs of Track A (and B) are
+OUTPUT_DTYPES = ("float32", "float16")  # what the raw-head outputs of Track A (and B) are
+OUTPUT_DTYPE_SETTINGS = ("auto", *OUTPUT_DTYPES)  # OUTPUT_DTYPE; auto = float16 at PRECISION=fp16, else float32
 META_KEY = "output_dtype"  # ONNX metadata: "float16" when float16_outputs made the outputs FP16
 CAST_SUFFIX = "_to_float16"  # the Cast node's name: <output><CAST_SUFFIX>
 FLOAT32_SUFFIX = "_float32"  # the tensor the Cast reads: <output><FLOAT32_SUFFIX>
@@ -39,6 +40,15 @@ def check_output_dtype(output_dtype: str) -> str:
     if output_dtype not in OUTPUT_DTYPES:
         raise StepError(f"OUTPUT_DTYPE={output_dtype} is not one of {', '.join(OUTPUT_DTYPES)}")
     return output_dtype
+
+
+def resolve_output_dtype(setting: str, precision: str) -> str:
+    """OUTPUT_DTYPE as exported: ``auto`` is float16 for an FP16 network (PRECISION=fp16: its boxes are FP16
+    values already and its scores move by 2^-12 at most, while the answer is half the bytes), float32 for
+    fp32 and int8 (whoever asks for FP32 gets FP32 answers)."""
+    if setting == "auto":
+        return "float16" if precision == "fp16" else "float32"
+    return check_output_dtype(setting)
 
 
 def _names(graph: onnx.GraphProto) -> set[str]:
