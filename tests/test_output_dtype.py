@@ -239,3 +239,20 @@ def test_bad_output_dtype_is_refused_before_anything_is_built(tmp_path):
     done = tree.make("onnx", "OUTPUT_DTYPE=bfloat16", check=False)
     assert done.returncode != 0 and "OUTPUT_DTYPE=bfloat16 is not auto, float32 or float16" in done.stderr
     assert not tree.models.exists()
+
+
+def test_h200_summary_is_computed_from_the_kept_runs():
+    """benchmarks/h200_2026-12-03_output_dtype/summary.json is what scripts/summarise_output_dtype.py makes
+    of the kept bench-serving JSON (README's table cites run 3)."""
+    import json
+    from pathlib import Path
+
+    import summarise_output_dtype as summary  # scripts/summarise_output_dtype.py
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks" / "h200_2026-12-03_output_dtype"
+    rows = [row for run in ("run1", "run2", "run3") for row in summary.summarise(folder / run)]
+    assert rows == json.loads((folder / "summary.json").read_text())["rows"]
+    run3 = {(r["input_dtype"], r["shared_memory"], r["concurrency"]): r for r in rows if r["run"] == "run3"}
+    assert len(run3) == 16 and run3[("float32", "none", 64)]["ratio"] == 1.47
+    assert all(json.loads((folder / run / "agreement.json").read_text())["yolo11s_f16o"]["equal"]
+               for run in ("run1", "run2", "run3"))

@@ -3,21 +3,41 @@
 # make's own Track A configs of one untrained yolo11s (FP16, IMGSZ 640, INSTANCE_KIND=gpu, ORT_BATCHING=auto
 # = pad 16), served by the real tritonserver 2.51 + ONNX Runtime 1.31.1 CUDA EP (the payload of
 # make_h200_ort131_payload.sh), measured with `make bench-serving`, gRPC, 8 client processes:
-#   yolo11s_untrained   defaults: INPUT_DTYPE=float32 OUTPUT_DTYPE=float32
+#   yolo11s_untrained   INPUT_DTYPE=float32 (the default) OUTPUT_DTYPE=float32 (the default before auto)
 #   yolo11s_f16o        OUTPUT_DTYPE=float16
 #   yolo11s_u8          INPUT_DTYPE=uint8
 #   yolo11s_u8f16o      INPUT_DTYPE=uint8 OUTPUT_DTYPE=float16
 # each without and with system shared memory (BENCH_SHARED_MEMORY=system), then the raw output0 of every
 # model for the same images (the FP16 ones must be the float32 ones rounded) into agreement.json.
-# The repository is built on the CPU machine (the recipe: .h200/od/build.sh in the closing note, i.e. the four
-# `make ... config.pbtxt` lines above with WEIGHTS_DIR holding yolo11s_untrained.pt under each name) and
-# carried as models.tar.xz.part* (tar of repo/ and bundle/images/) in STASH next to the payload parts.
-# Usage: h200_output_dtype_run.sh unpack|bench   (OUT: results folder)
+# `build` (on the CPU machine, from this checkout's .venv): `make scratch MODEL=yolo11s` once, the four models above
+# (the float32 one with OUTPUT_DTYPE=float32: the default is auto = float16 at PRECISION=fp16), then repo/ and
+# bundle/images/ (ultralytics' sample JPEGs) as WORK/models.tar.xz.part* (58 MiB each) for the carry.
+# The device calls then carry ../sparts/payload.tar.xz.part00..03 and models.tar.xz.part* one per call into
+# STASH (/root/stash), run `unpack` with the last one, then `bench` (about 4 min; 10 min a call at most).
+# Usage: h200_output_dtype_run.sh build|unpack|bench   (build: WORK, default .h200/od; the others: OUT)
 set -uo pipefail
-PHASE=${1:?usage: h200_output_dtype_run.sh unpack|bench}
-OUT=${OUT:?}
+PHASE=${1:?usage: h200_output_dtype_run.sh build|unpack|bench}
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
+if [ "$PHASE" = build ]; then
+  set -e
+  WORK=$(mkdir -p "${WORK:-$repo/.h200/od}" && cd "${WORK:-$repo/.h200/od}" && pwd)
+  W=$WORK/w R=$WORK/repo
+  mkdir -p "$W" "$R" "$WORK/bundle/images"
+  S=(-C "$repo" PYTHON="$repo/.venv/bin/python" WEIGHTS_DIR="$W" MODELS_DIR="$R" BUILD_DIR="$WORK/build"
+     INSTANCE_KIND=gpu PRECISION=fp16 IMGSZ=640)
+  [ -f "$W/yolo11s_untrained.pt" ] || make "${S[@]}" scratch MODEL=yolo11s
+  for n in yolo11s_f16o yolo11s_u8 yolo11s_u8f16o; do ln -sf yolo11s_untrained.pt "$W/$n.pt"; done
+  make "${S[@]}" OUTPUT_DTYPE=float32 "$R/yolo11s_untrained/config.pbtxt"
+  make "${S[@]}" OUTPUT_DTYPE=float16 "$R/yolo11s_f16o/config.pbtxt"
+  make "${S[@]}" INPUT_DTYPE=uint8 OUTPUT_DTYPE=float32 "$R/yolo11s_u8/config.pbtxt"
+  make "${S[@]}" INPUT_DTYPE=uint8 OUTPUT_DTYPE=float16 "$R/yolo11s_u8f16o/config.pbtxt"
+  cp "$("$repo/.venv/bin/python" -c 'from ultralytics.utils import ASSETS; print(ASSETS)')"/*.jpg "$WORK/bundle/images/"
+  cd "$WORK" && rm -f models.tar.xz* && tar -cf - repo bundle | xz -T2 -3 > models.tar.xz
+  split -b 58m -d models.tar.xz models.tar.xz.part && rm models.tar.xz && ls -la "$WORK"/models.tar.xz.part*
+  exit 0
+fi
+OUT=${OUT:?}
 STASH=${STASH:-/root/stash}
 DATA=${DATA:-/root/od}
 export P=${P:-/root/p}

@@ -1,5 +1,8 @@
 """OUTPUT_DTYPE=float16: the raw-head outputs of Track A (and the Track B plan built from it) become FP16.
 
+OUTPUT_DTYPE=auto (the default) chooses float16 at PRECISION=fp16 and float32 at fp32/int8
+(:func:`resolve_output_dtype`; README "Raw-head outputs" has the H200 measurement behind it).
+
 ``output0`` of a detector is ``[B, 4+nc, anchors]`` float32: 2.8 MB per 640x640 image of an 80-class
 model, more than twice the 1.2 MB of an INPUT_DTYPE=uint8 input. A ``Cast(to=FLOAT16)`` after each
 float32 graph output halves it. What that rounds depends on the precision before it:
@@ -16,7 +19,8 @@ The graphs made FROM the Track A file never keep the casts: ``float32_outputs`` 
 TensorRT builds of end2end graphs see float32 again). The Track B plan is built from Track A's graph as it
 is, so its ``output0`` is FP16 too (every build is strongly typed: the Cast is honoured).
 
-The client reads each output's type from the served config and turns FP16 into float32 on receipt.
+The client reads each output's type from the served config; detect's NMS reads FP16 itself
+(``postprocess.fp16_candidates``), other tasks turn it into float32 on receipt.
 """
 from __future__ import annotations
 
