@@ -516,8 +516,8 @@ ifneq ($(VERSION_N),1)
 $(VERSION_SIDECAR): | $(VERSION_CHECKPOINT)
 	rm -f $(VERSION_STAGED)
 	$(PYTHON) export/export_onnx.py --weights $(VERSION_CHECKPOINT) --out $(VERSION_STAGED) --imgsz $(IMGSZ) \
-	  --precision $(PRECISION) --input-dtype $(INPUT_DTYPE) $(if $(CALIB_DIR),--calib-dir $(CALIB_DIR)) \
-	  $(call ort_batch_args,$(MODEL))
+	  --precision $(PRECISION) --input-dtype $(INPUT_DTYPE) --output-dtype $(OUTPUT_DTYPE) \
+	  $(if $(CALIB_DIR),--calib-dir $(CALIB_DIR)) $(call ort_batch_args,$(MODEL))
 	$(VERSION_ADD)
 	rm -f $(VERSION_STAGED)
 else

@@ -14,7 +14,7 @@ PACKAGE = REPO / "export" / "yolo_triton"
 LAYERS = {
     # 0: settings and layout, and the plain helpers every step shares
     "__init__": 0, "settings": 0, "errors": 0, "files": 0, "cli": 0, "onnx_io": 0, "postprocess": 0,
-    "options": 0, "task_base": 0, "tasks": 0, "task_detect": 0, "task_segment": 0, "task_pose": 0, "task_obb": 0,
+    "options": 0, "output_dtype": 0, "task_base": 0, "tasks": 0, "task_detect": 0, "task_segment": 0, "task_pose": 0, "task_obb": 0,
     "task_classify": 0,
     # 1: artefact steps (checkpoint -> ONNX -> NMS surgery -> engine -> configs -> DALI and ensembles)
     "checkpoint": 1, "onnx_export": 1, "int8": 1, "scratch": 1, "nms_graph": 1, "nms_onnx": 1, "batch_pad": 1,

@@ -55,9 +55,11 @@ def test_track_a_onnx_contract(fp32_tree, fp16_tree, scratch_weights):
         inputs, outputs = onnx_io(path)
         assert [(i.name, i.dtype, i.shape) for i in inputs] == [("images", "float32", (-1, 3, TEST_IMGSZ, TEST_IMGSZ))]
         anchors = sum((TEST_IMGSZ // s) ** 2 for s in (8, 16, 32))
-        assert [(o.name, o.dtype, o.shape) for o in outputs] == [("output0", "float32", (-1, 84, anchors))]
+        out_dtype = {"fp32": "float32", "fp16": "float16"}[precision]  # OUTPUT_DTYPE=auto
+        assert [(o.name, o.dtype, o.shape) for o in outputs] == [("output0", out_dtype, (-1, 84, anchors))]
         meta = onnx_metadata(path)
         assert meta["precision"] == precision and meta["task"] == "detect" and meta["stride"] == "32"
+        assert meta["output_dtype"] == out_dtype
         model = onnx.load(str(path))
         fp16_tensors = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16]
         assert bool(fp16_tensors) == (precision == "fp16")
