@@ -69,6 +69,16 @@ def _set_meta(model: onnx.ModelProto, value: str | None) -> None:
         model.metadata_props.add(key=META_KEY, value=value)
 
 
+def _rename_tensor(graph: onnx.GraphProto, old: str, new: str) -> None:
+    """Every node input/output and value_info named ``old`` named ``new`` (graph outputs are left alone)."""
+    for node in graph.node:
+        node.output[:] = [new if v == old else v for v in node.output]
+        node.input[:] = [new if v == old else v for v in node.input]
+    for info in graph.value_info:
+        if info.name == old:
+            info.name = new
+
+
 def output_dtype_of(model: onnx.ModelProto) -> str:
     """``float16`` for a graph made by :func:`float16_outputs`, else ``float32``."""
     return next((p.value for p in model.metadata_props if p.key == META_KEY), "float32")
@@ -99,12 +109,7 @@ def float16_outputs(model: onnx.ModelProto) -> onnx.ModelProto:
         if renamed in taken or node_name in taken:
             raise StepError(f"output '{name}': the graph already has a '{renamed}' or '{node_name}' "
                             "(cast twice? OUTPUT_DTYPE=float16 is applied to a float32 export once)")
-        for node in graph.node:
-            node.output[:] = [renamed if v == name else v for v in node.output]
-            node.input[:] = [renamed if v == name else v for v in node.input]
-        for info in graph.value_info:
-            if info.name == name:
-                info.name = renamed
+        _rename_tensor(graph, name, renamed)
         graph.node.append(helper.make_node("Cast", [renamed], [name], name=node_name, to=TensorProto.FLOAT16))
         tensor_type.elem_type = TensorProto.FLOAT16
         cast += 1
@@ -129,12 +134,7 @@ def float32_outputs(model: onnx.ModelProto) -> onnx.ModelProto:
             continue
         name, renamed = output.name, node.input[0]
         graph.node.remove(node)
-        for other in graph.node:
-            other.output[:] = [name if v == renamed else v for v in other.output]
-            other.input[:] = [name if v == renamed else v for v in other.input]
-        for info in graph.value_info:
-            if info.name == renamed:
-                info.name = name
+        _rename_tensor(graph, renamed, name)
         output.type.tensor_type.elem_type = TensorProto.FLOAT
     _set_meta(model, "float32")
     return model
