@@ -577,15 +577,10 @@ def _request(client, served: ServedModel, batch: np.ndarray, output_names: Seque
     else:
         arrays = shared_memory.collect(result, output_names)
     if float32:
-        arrays = {name: as_float32(value) for name, value in arrays.items()}
+        arrays = {name: pp.as_float32(value) for name, value in arrays.items()}
     if served.max_batch <= 0:
         arrays = {name: value[None] for name, value in arrays.items()}
     return arrays
-
-
-def as_float32(value: np.ndarray) -> np.ndarray:
-    """An FP16 output (OUTPUT_DTYPE=float16) as float32, for post-processing; any other output as it is."""
-    return value.astype(np.float32) if value.dtype == np.float16 else value
 
 
 def _chunks(count: int, max_batch: int) -> list[slice]:
@@ -648,7 +643,7 @@ def infer(
             out = _request(client, served, batch, names, shared_memory, float32=served.task != "detect")
             layout = "one2one" if _one2one(served, out[TRACK_A_OUTPUT]) else "track_a"
             if layout != "track_a":  # only the Track A NMS reads FP16 itself (postprocess.fp16_candidates)
-                out = {name: as_float32(value) for name, value in out.items()}
+                out = {name: pp.as_float32(value) for name, value in out.items()}
         else:
             layout = "end2end"
             out = _request(client, served, batch, task.output_names(layout, served.shape), shared_memory)

@@ -680,6 +680,11 @@ def track_a_kept(
     return results
 
 
+def as_float32(value: np.ndarray) -> np.ndarray:
+    """An FP16 model output (OUTPUT_DTYPE=float16) as float32; any other array as it is."""
+    return value.astype(np.float32) if value.dtype == np.float16 else value
+
+
 def fp16_floor_bits(conf: float) -> int | None:
     """The bit pattern of the largest FP16 value <= ``conf`` (None when ``conf`` <= 0: every anchor counts)."""
     if not conf > 0:

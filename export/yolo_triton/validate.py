@@ -185,12 +185,7 @@ def run_ort(session, batch: np.ndarray) -> list[np.ndarray]:
     dtype = ORT_INPUT_TYPES.get(image.type, image.type)
     chunks = [session.run(None, {image.name: pp.to_model_input(batch[s:s + CHUNK], dtype)})
               for s in range(0, len(batch), CHUNK)]
-    return [as_float32(np.concatenate([c[i] for c in chunks])) for i in range(len(chunks[0]))]
-
-
-def as_float32(value: np.ndarray) -> np.ndarray:
-    """An FP16 output (OUTPUT_DTYPE=float16) as float32; any other as it is."""
-    return value.astype(np.float32) if value.dtype == np.float16 else value
+    return [pp.as_float32(np.concatenate([c[i] for c in chunks])) for i in range(len(chunks[0]))]
 
 
 def plugin_node(model):
@@ -454,7 +449,7 @@ def check_output0(result: FormatResult, output0: np.ndarray, raw_ref, torch_dets
                   box_tol: float, score_tol: float) -> FormatResult:
     """A Track A/B ``output0``: raw values against PyTorch, client NMS (ultralytics mode) against ultralytics."""
     check_output0_shape(output0.shape, raw_ref.shape[1] - 4, result.artefact)  # raw_ref is [B, 4+nc, A]
-    output0 = as_float32(output0)
+    output0 = pp.as_float32(output0)
     result.raw = compare_raw(raw_ref, output0[:, :4].transpose(0, 2, 1), output0[:, 4:].transpose(0, 2, 1),
                              box_tol, score_tol, settings.conf)
     dets = pp.postprocess_track_a(output0, infos, settings.conf, settings.iou, settings.topk, "ultralytics",

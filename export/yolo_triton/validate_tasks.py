@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from yolo_triton import postprocess as pp
 from yolo_triton.task_base import NmsParams, TaskShape, Tolerance
 from yolo_triton.tasks import for_task
 
@@ -75,7 +76,7 @@ def run_graph(path: Path, task, images, imgsz: int, chunk: int) -> tuple[dict[st
         batch, part = task.preprocess(images[start:start + chunk], imgsz, wire)
         infos += part
         for name, value in zip(names, session.run(None, {image_input.name: batch})):
-            outputs[name].append(value.astype(np.float32) if value.dtype == np.float16 else value)  # OUTPUT_DTYPE
+            outputs[name].append(pp.as_float32(value))  # OUTPUT_DTYPE=float16
     return {name: np.concatenate(values) for name, values in outputs.items()}, infos, metadata(model)
 
 
