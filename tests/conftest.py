@@ -304,7 +304,7 @@ def leaked_shm_files(since: float) -> list[str]:
 HEAVY_MODULES_FIRST = (
     "test_tasks_served.py", "test_served_repository.py", "test_nms_free.py", "test_versions.py",
     "test_tasks_export.py", "test_bench_serving.py", "test_soak.py", "test_multi_gpu_build.py",
-    "test_batch_pad.py", "test_input_uint8.py", "test_tasks_validate.py", "test_nms_tasks.py",
+    "test_batch_pad.py", "test_input_uint8.py", "test_output_dtype.py", "test_tasks_validate.py", "test_nms_tasks.py",
     "test_download.py", "test_demo.py", "test_bad_input.py", "test_task_segment.py", "test_pipeline.py",
 )
 

@@ -17,7 +17,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import SCRATCH_NAME, TEST_IMGSZ, Tree, _session_onnx_tree, make_plan_config
+from conftest import SCRATCH_NAME, TEST_IMGSZ, Tree, _session_onnx_tree, _tree_with_weights, make_plan_config
 from yolo_triton import postprocess as pp
 from yolo_triton import triton_config as tc
 from yolo_triton import validate as val
@@ -213,15 +213,15 @@ def test_track_b_plan_is_built_from_the_fp16_output_graph(half_tree, tmp_path):
     assert [(o.name, o.data_type) for o in config.output] == [("output0", tc.mc.TYPE_FP16)]
 
 
-def test_validate_passes_an_fp32_network_with_fp16_outputs(session_dir, scratch_weights, tmp_path, capsys):
+def test_validate_passes_an_fp32_network_with_fp16_outputs(tmp_path_factory, scratch_weights, tmp_path, capsys):
     """scripts/validate.py against PyTorch: an FP32 network's FP16 outputs are off by the rounding (0.125-0.25
     px, beyond fp32's 0.05 px tolerance), so the fp16 tolerances apply and it passes."""
     import json
 
     import validate as validate_cli  # scripts/validate.py, the command line
 
-    tree = _session_onnx_tree(session_dir, scratch_weights, "half_out_fp32", f"IMGSZ={IMGSZ}", "PRECISION=fp32",
-                              "OUTPUT_DTYPE=float16")
+    tree = _tree_with_weights(tmp_path_factory, scratch_weights, "half_out_fp32")  # Track A only
+    tree.make(str(tree.artefact(SCRATCH_NAME)), f"IMGSZ={IMGSZ}", "PRECISION=fp32", "OUTPUT_DTYPE=float16")
     out = tmp_path / "report.json"
     code = validate_cli.main(["--model", SCRATCH_NAME, "--models-dir", str(tree.models), "--weights-dir",
                               str(tree.weights), "--json", str(out)])
