@@ -24,7 +24,7 @@ from yolo_triton import validate as val
 from yolo_triton.batch_pad import padded_size, unpad_batch
 from yolo_triton.engine import read_sidecar, tensor_specs
 from yolo_triton.errors import StepError
-from yolo_triton.onnx_io import metadata, onnx_io, onnx_precision
+from yolo_triton.onnx_io import class_names, metadata, onnx_io, onnx_precision
 from yolo_triton.output_dtype import float16_outputs, float32_outputs, output_dtype_of
 
 IMGSZ = TEST_IMGSZ
@@ -256,3 +256,38 @@ def test_h200_summary_is_computed_from_the_kept_runs():
     assert len(run3) == 16 and run3[("float32", "none", 64)]["ratio"] == 1.47
     assert all(json.loads((folder / run / "agreement.json").read_text())["yolo11s_f16o"]["equal"]
                for run in ("run1", "run2", "run3"))
+
+
+@pytest.mark.parametrize("arch", ["yolo11n-seg", "yolo11n-pose"])
+def test_other_tasks_decode_their_fp16_outputs(task_tree, sample_images, tmp_path, arch):
+    """Segment (output0 and the prototypes output1 both FP16) and pose: make's FP32 Track A graph of the task tree
+    with the FP16 casts added; its outputs, read the way validation and the client read them (as float32), are
+    the float32 graph's rounded to FP16, and the task decodes them into exactly the rounded outputs' results."""
+    import cv2
+
+    from conftest import TASK_ARCHS, TASK_IMGSZ, task_model_name
+    from yolo_triton.task_base import NmsParams
+    from yolo_triton.tasks import for_task
+    from yolo_triton.validate_tasks import run_graph, shape_of
+
+    source = task_tree.artefact(task_model_name(arch))
+    half_path = tmp_path / "model.onnx"
+    onnx.save(float16_outputs(onnx.load(str(source))), str(half_path))
+    task = for_task(TASK_ARCHS[arch][0])
+    images = [cv2.imread(str(p)) for p in sample_images[:2]]
+    full, infos, meta = run_graph(source, task, images, TASK_IMGSZ, 2)
+    half, _, _ = run_graph(half_path, task, images, TASK_IMGSZ, 2)
+    assert sorted(half) == sorted(full) and (len(full) == 2) == (arch == "yolo11n-seg")
+    for name in full:
+        assert half[name].dtype == np.float32
+        assert np.array_equal(half[name], full[name].astype(np.float16).astype(np.float32)), name
+        assert not np.array_equal(half[name], full[name]), name
+    shape = shape_of(meta, task.name, len(class_names(meta)))
+    params = NmsParams(0.25, 0.45, 100, "ultralytics", False)
+    rounded = {name: value.astype(np.float16).astype(np.float32) for name, value in full.items()}
+    ours, want = (task.decode(o, infos, shape, params, "track_a") for o in (half, rounded))
+    assert sum(len(r.boxes) for r in want) > 5
+    for a, b in zip(ours, want, strict=True):
+        for field in ("boxes", "scores", "classes", "masks", "keypoints"):
+            x, y = getattr(a, field), getattr(b, field)
+            assert (x is None and y is None) or np.array_equal(x, y), field
