@@ -21,9 +21,10 @@ from conftest import SCRATCH_NAME, TEST_IMGSZ, Tree, _session_onnx_tree, _tree_w
 from yolo_triton import postprocess as pp
 from yolo_triton import triton_config as tc
 from yolo_triton import validate as val
-from yolo_triton.batch_pad import padded_size, unpad_batch
+from yolo_triton.batch_pad import pad_batch, padded_size, unpad_batch
 from yolo_triton.engine import read_sidecar, tensor_specs
 from yolo_triton.errors import StepError
+from yolo_triton.nms_graph import add_nms
 from yolo_triton.onnx_io import class_names, metadata, onnx_io, onnx_precision
 from yolo_triton.output_dtype import float16_outputs, float32_outputs, output_dtype_of
 
@@ -175,22 +176,16 @@ def test_track_a_output0_is_the_float32_models_rounded_and_end2end_is_unchanged(
     assert same_graph(float32_outputs(half), full)
 
 
-def test_padded_track_a_and_its_end2end(half_tree, full_tree, letterboxed, tmp_path):
-    """ORT_BATCHING=pad (the GPU default): the casts sit inside the padding wrapper; the padded end2end
-    (NMS=onnx) is the padded end2end of the float32 file."""
-    settings = ("ORT_BATCHING=pad", "ORT_PAD_BATCH=4", "INSTANCE_KIND=gpu", f"IMGSZ={IMGSZ}", "NMS=onnx", "MAX_BATCH=8")
-    goals = [str(half_tree.artefact(SCRATCH_NAME + s)) for s in ("", "_end2end")]
-    padded = Tree(tmp_path / "padded")
-    padded.root.mkdir()
-    padded.weights.symlink_to(half_tree.weights)
-    padded.make(*[g.replace(str(half_tree.models), str(padded.models)) for g in goals], *settings)
-    track_a = onnx.load(str(padded.artefact(SCRATCH_NAME)))
-    assert padded_size(track_a) == 4 and onnx_io(padded.artefact(SCRATCH_NAME))[1][0].dtype == "float16"
-    (out16,) = run(track_a, letterboxed)
-    (out32,) = run(onnx.load(str(full_tree.artefact(SCRATCH_NAME))), letterboxed)
+def test_padded_track_a_and_its_end2end(half_tree, full_tree, letterboxed):
+    """ORT_BATCHING=pad (the GPU default), as export_onnx.py and add_nms.py do it (pad_batch after the casts, the
+    surgery on the padded file): the casts sit inside the padding wrapper; the padded end2end (NMS=onnx) is the
+    one made from the padded float32 file, and runs as its plain graph."""
+    half, full = (pad_batch(onnx.load(str(t.artefact(SCRATCH_NAME))), 4) for t in (half_tree, full_tree))
+    assert padded_size(half) == 4 and [o.type.tensor_type.elem_type for o in half.graph.output] == [TensorProto.FLOAT16]
+    (out16,), (out32,) = run(half, letterboxed), run(full, letterboxed)
     assert out16.shape == out32.shape and np.array_equal(out16, out32.astype(np.float16))
-    e2e = onnx.load(str(padded.artefact(f"{SCRATCH_NAME}_end2end")))
-    assert padded_size(e2e) == 4
+    e2e, e2e_full = (add_nms(m, "onnx", 0.25, 0.45, 100, 0) for m in (half, full))
+    assert padded_size(e2e) == 4 and same_graph(e2e, e2e_full)
     plain_e2e = run(unpad_batch(e2e), letterboxed)
     padded_e2e = run(e2e, letterboxed)
     assert all(np.array_equal(a, b) for a, b in zip(plain_e2e, padded_e2e)) and int(plain_e2e[0].sum()) > 5
